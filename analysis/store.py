@@ -1,0 +1,211 @@
+"""The result store: a folder of append-only Parquet files, queried through DuckDB views.
+
+Layout (one subfolder per table, many immutable files each):
+
+    results/trials/<time>-<id>.parquet    one row per finished attempt
+    results/metrics/<time>-<id>.parquet   one row per evaluation (the curves)
+    results/sweeps/<time>-<id>.parquet    one row per submitted version of a sweep
+
+Files are written to a hidden temporary name, fsynced, then renamed, so a reader (DuckDB, pandas,
+polars, pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from paretolab.errors import StoreError
+
+TABLES = ("trials", "metrics", "sweeps")
+
+# Columns each view has even when its table has no file yet, so queries on an empty store work.
+EMPTY = {
+    "trials": "NULL::VARCHAR AS trial_id, NULL::BIGINT AS attempt, NULL::VARCHAR AS status, "
+              "NULL::BOOLEAN AS success, NULL::BIGINT AS steps, NULL::DOUBLE AS wall_s, "
+              "NULL::VARCHAR AS error, NULL::VARCHAR AS node, NULL::TIMESTAMPTZ AS finished_at",
+    "metrics": "NULL::VARCHAR AS trial_id, NULL::BIGINT AS attempt, NULL::BIGINT AS step, "
+               "NULL::BIGINT AS samples, NULL::DOUBLE AS wall_s",
+    "sweeps": "NULL::VARCHAR AS sweep, NULL::VARCHAR AS spec, NULL::VARCHAR AS path, "
+              "NULL::TIMESTAMPTZ AS submitted_at, NULL::VARCHAR[] AS trial_ids",
+}
+
+VIEWS = {
+    # The latest attempt of each trial: a trial re-run after its worker died has several rows.
+    "trials": "SELECT * EXCLUDE (_rank) FROM (SELECT *, row_number() OVER "
+              "(PARTITION BY trial_id ORDER BY attempt DESC) AS _rank FROM trials_all) WHERE _rank = 1",
+    # The curve of the attempt that counts: the finished one, or for a running trial its newest.
+    "metrics": "SELECT m.* FROM metrics_all m JOIN (SELECT m2.trial_id, coalesce(max(t.attempt), "
+               "max(m2.attempt)) AS attempt FROM metrics_all m2 LEFT JOIN trials t USING (trial_id) "
+               "GROUP BY m2.trial_id) a ON m.trial_id = a.trial_id AND m.attempt = a.attempt",
+    # A sweep is its newest submitted version; a trial may belong to several sweeps.
+    "sweeps": "SELECT * EXCLUDE (_rank) FROM (SELECT *, row_number() OVER "
+              "(PARTITION BY sweep ORDER BY submitted_at DESC) AS _rank FROM sweeps_all) WHERE _rank = 1",
+    "sweep_trials": "SELECT sweep, unnest(trial_ids) AS trial_id FROM sweeps",
+}
+
+
+class Store:
+    """A result store folder. Reading is safe from any number of processes while one run writes."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def files(self, table: str) -> list[Path]:
+        """The committed Parquet files of `table`, oldest first."""
+        folder = self.root / table
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def connect(self, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the views `trials`, `metrics`, `sweeps`, `sweep_trials`
+        (and the raw `trials_all`, `metrics_all`, `sweeps_all`). With `sweep`, `trials` and `metrics`
+        hold only that sweep's trials.
+
+        Raises:
+            StoreError: the store folder does not exist or `sweep` is not in it.
+        """
+        if not self.root.is_dir():
+            raise StoreError(f"no result store at {self.root} (run a sweep first, or pass --store PATH)")
+        con = duckdb.connect()
+        for table in TABLES:
+            if self.files(table):
+                glob = str(self.root / table / "*.parquet")
+                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM read_parquet('{_sql_str(glob)}', union_by_name = true)")
+            else:
+                con.execute(f"CREATE VIEW {table}_all AS SELECT {EMPTY[table]} WHERE false")
+        for name in ("sweeps", "sweep_trials", "trials", "metrics"):
+            con.execute(f"CREATE VIEW {name} AS {VIEWS[name]}")
+        if sweep is not None:
+            self._restrict(con, sweep)
+        return con
+
+    def _restrict(self, con: duckdb.DuckDBPyConnection, sweep: str) -> None:
+        names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY sweep").fetchall()]
+        if sweep not in names:
+            raise StoreError(f"unknown sweep {sweep!r}; in {self.root}: {', '.join(names) or 'none yet'}")
+        con.execute("CREATE TEMP TABLE _ids AS SELECT trial_id FROM sweep_trials WHERE sweep = ?", [sweep])
+        con.execute(f"CREATE OR REPLACE VIEW trials AS SELECT * FROM ({VIEWS['trials']}) WHERE trial_id IN (SELECT trial_id FROM _ids)")
+        con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT * FROM ({VIEWS['metrics']}) WHERE trial_id IN (SELECT trial_id FROM _ids)")
+
+    def query(self, sql: str, params: list | None = None, sweep: str | None = None) -> pa.Table:
+        """Run `sql` over the views and return the result as an Arrow table.
+
+        Raises:
+            StoreError: the SQL is invalid or fails; the message is DuckDB's.
+        """
+        con = self.connect(sweep)
+        try:
+            rel = con.sql(sql, params=params or None)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+        except duckdb.Error as e:
+            raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
+        finally:
+            con.close()
+
+    def ended(self, retry_failed: bool = False) -> set[str]:
+        """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`)."""
+        if not self.files("trials"):
+            return set()
+        ended = ["finished", "diverged"] + ([] if retry_failed else ["failed"])
+        rows = self.query("SELECT trial_id FROM trials WHERE list_contains(?, status)", [ended]).column(0)
+        return set(rows.to_pylist())
+
+    def last_attempts(self) -> dict[str, int]:
+        """The highest attempt number recorded for each trial, in `trials` or `metrics`."""
+        if not self.files("trials") and not self.files("metrics"):
+            return {}
+        t = self.query("SELECT trial_id, max(attempt) FROM (SELECT trial_id, attempt FROM trials_all "
+                       "UNION ALL SELECT trial_id, attempt FROM metrics_all) GROUP BY trial_id")
+        return dict(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's write lock: one run writes a store at a time.
+
+        The lock is an `flock` on `<store>/.lock`, released by the kernel when its holder exits,
+        so a crashed run never leaves a stale lock behind.
+
+        Raises:
+            StoreError: the store cannot be created, or another process holds the lock.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot write the result store at {self.root}: {e.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise StoreError(f"the store {self.root} is being written by another paretolab run "
+                                 f"(pid {holder}); wait for it or use another --store") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+
+class StoreWriter:
+    """Buffers rows per table and appends them as new Parquet files.
+
+    A file is written when a table holds `flush_rows` rows or `flush_every_s` seconds have passed
+    since the last write. Only the process holding `Store.lock()` should write.
+    """
+
+    def __init__(self, store: Store, flush_rows: int = 50_000, flush_every_s: float = 2.0):
+        self.store = store
+        self.flush_rows = flush_rows
+        self.flush_every_s = flush_every_s
+        self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+        self._last = time.monotonic()
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        self._rows[table].extend(rows)
+        if len(self._rows[table]) >= self.flush_rows:
+            self._write(table)
+
+    def maybe_flush(self) -> None:
+        """Write every buffered table if `flush_every_s` has passed since the last write."""
+        if time.monotonic() - self._last >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered row now."""
+        for table in TABLES:
+            self._write(table)
+        self._last = time.monotonic()
+
+    def _write(self, table: str) -> None:
+        rows = self._rows[table]
+        if not rows:
+            return
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        data = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
+        folder = self.store.root / table
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{name}.tmp"
+        try:
+            pq.write_table(data, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / name)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write to the result store at {folder}: {e.strerror}") from None
+        self._rows[table] = []
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")

@@ -1,0 +1,87 @@
+"""Grid expansion: a `Sweep` becomes the list of `TrialConfig`s it names, each with its id."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+
+from paretolab.errors import SpecError
+from paretolab.orchestrator.identity import trial_id
+from paretolab.orchestrator.sweep import Sweep, Value
+from paretolab.tasks.registry import tasks
+from paretolab.workers.models import models
+from paretolab.workers.trial import TrainArgs, TrialConfig
+
+
+def parameters(task: str, model: str) -> dict[str, str]:
+    """Every parameter a sweep of `task` and `model` can set, mapped to its owner: task, model or train."""
+    owners: dict[str, str] = {}
+    for owner, cls in (("task", tasks()[task].Args), ("model", models()[model].Args), ("train", TrainArgs)):
+        for f in dataclasses.fields(cls):
+            owners.setdefault(f.name, owner)
+    return owners
+
+
+def points(sweep: Sweep) -> Iterator[dict[str, Value]]:
+    """The parameter sets of the sweep, before seeds: fixed values overlaid with each grid/zip step."""
+    base = dict(sweep.fixed)
+    if sweep.points is not None:
+        for p in sweep.points:
+            yield {**base, **dict(p)}
+        return
+    names = [name for name, _ in sweep.grid]
+    zip_steps = [list(zip(*(values for _, values in group))) for group in sweep.zips]
+    for combo in itertools.product(*(values for _, values in sweep.grid), *zip_steps):
+        point = dict(base)
+        point.update(zip(names, combo[: len(names)]))
+        for group, step in zip(sweep.zips, combo[len(names):]):
+            point.update((name, v) for (name, _), v in zip(group, step))
+        yield point
+
+
+def count(sweep: Sweep) -> int:
+    """The number of trials without expanding them."""
+    if sweep.points is not None:
+        return sum(1 if any(k == "seed" for k, _ in p) else len(sweep.seeds) for p in sweep.points)
+    n = len(sweep.seeds)
+    for _, values in sweep.grid:
+        n *= len(values)
+    for group in sweep.zips:
+        n *= len(group[0][1])
+    return n
+
+
+def expand(sweep: Sweep) -> Iterator[TrialConfig]:
+    """Every trial of the sweep, in grid order, seeds innermost; duplicates are dropped.
+
+    Raises:
+        SpecError: a point whose parameters are invalid together (e.g. k > n), naming the point.
+    """
+    owners = parameters(sweep.task, sweep.model)
+    task_cls, model_cls = tasks()[sweep.task], models()[sweep.model]
+    seen: set[str] = set()
+    for point in points(sweep):
+        seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
+        parts: dict[str, dict[str, Value]] = {"task": {}, "model": {}, "train": {}}
+        for name, value in point.items():
+            parts[owners[name]][name] = value
+        try:
+            task_args = task_cls.Args(**parts["task"])
+            task_args.check()
+            model_args = model_cls.Args(**parts["model"])
+            model_args.check(task_cls.dims(task_args)[0])
+            train = TrainArgs(**parts["train"])
+            train.check()
+            if train.loss not in task_cls.losses:
+                raise ValueError(f"loss {train.loss!r} is not one of {', '.join(task_cls.losses)}")
+        except ValueError as e:
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(point.items()))
+            raise SpecError(f"{sweep.path}: point {{{shown}}}: {e}") from None
+        for seed in seeds:
+            tid = trial_id(sweep.task, task_args, sweep.model, model_args, train, seed,
+                           sweep.max_steps, sweep.eval, sweep.success)
+            if tid not in seen:
+                seen.add(tid)
+                yield TrialConfig(tid, sweep.task, task_args, sweep.model, model_args, train, seed,
+                                  sweep.max_steps, sweep.eval, sweep.success)

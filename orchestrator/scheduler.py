@@ -1,0 +1,222 @@
+"""The driver loop: a queue of assignments, long-lived worker actors, results into the store.
+
+The driver is the single writer of the store. It keeps every worker busy with up to two calls in
+flight, each a chunk of assignments sized so that one call lasts about `target_call_s` (tiny trials
+travel many per round trip; long ones one at a time). Workers stream `Report`s back; rows go to
+the `StoreWriter` as they arrive. A worker that dies has its unfinished assignments re-queued
+with attempt + 1 (up to `max_attempts`) and is replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import ray
+
+from paretolab.analysis.store import StoreWriter
+from paretolab.orchestrator.sweep import Resources
+from paretolab.workers.actor import Worker
+from paretolab.workers.train import failed
+from paretolab.workers.trial import Assignment, MetricRow, Report, TrialConfig, TrialResult
+
+CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
+MAX_CHUNK = 256
+
+
+@dataclass
+class Counts:
+    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included."""
+
+    total: int
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    diverged: int = 0
+    running: int = 0
+    retried: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Observer:
+    """Receives the scheduler's events, on the driver thread. The defaults do nothing."""
+
+    def on_report(self, report: Report) -> None:
+        """A worker's report arrived (before its rows are written)."""
+
+    def on_tick(self, counts: Counts) -> None:
+        """Called a few times a second with the current counts."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by Ctrl-C after flushing what had arrived."""
+
+
+@dataclass
+class _Slot:
+    actor: object
+    calls: list[_Call] = field(default_factory=list)
+    node: str = ""
+    dead: bool = False
+
+
+@dataclass
+class _Call:
+    slot: _Slot
+    chunk: list[Assignment]
+    gen: object = None
+    ended: set[str] = field(default_factory=set)
+
+
+class Scheduler:
+    """Runs assignments on `n_workers` actors of `resources` each and writes results through `writer`."""
+
+    def __init__(self, writer: StoreWriter, n_workers: int, resources: Resources, max_attempts: int = 3,
+                 observer: Observer | None = None, report_every_s: float = 1.0, target_call_s: float = 0.25):
+        self.writer = writer
+        self.n_workers = n_workers
+        self.resources = resources
+        self.max_attempts = max_attempts
+        self.observer = observer or Observer()
+        self.report_every_s = report_every_s
+        self.target_call_s = target_call_s
+        self._trial_s: float | None = None  # running estimate of one trial's duration
+
+    def run(self, trials: list[TrialConfig], attempts: dict[str, int]) -> Counts:
+        """Run every trial once to its end; `attempts[id]` is the last attempt already made (0 if none).
+
+        Raises:
+            Interrupted: on Ctrl-C, after writing every row that had arrived.
+        """
+        self.configs = {t.trial_id: t for t in trials}
+        self.queue = deque(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
+        self.counts = Counts(total=len(trials))
+        self.slots = [self._spawn() for _ in range(min(self.n_workers, len(trials)))]
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, lambda *_: _exit_now())
+            self._shutdown()
+            raise Interrupted() from None
+        self._shutdown()
+        return self.counts
+
+    def _loop(self) -> None:
+        last_tick = 0.0
+        while self.counts.done < self.counts.total:
+            self._dispatch()
+            calls = {c.gen: c for s in self.slots for c in s.calls}
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=0.2)
+            for gen in ready:
+                self._receive(calls[gen])
+            self.writer.maybe_flush()
+            if time.monotonic() - last_tick > 0.25:
+                self.counts.running = sum(len(c.chunk) - len(c.ended) for s in self.slots for c in s.calls)
+                self.observer.on_tick(self.counts)
+                last_tick = time.monotonic()
+        self.counts.running = 0
+        self.observer.on_tick(self.counts)
+
+    def _spawn(self) -> _Slot:
+        r = self.resources
+        actor = ray.remote(Worker).options(num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0)
+        device = "cuda" if r.gpu > 0 else "cpu"
+        return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device))
+
+    def _dispatch(self) -> None:
+        for slot in self.slots:
+            while self.queue and len(slot.calls) < CALLS_IN_FLIGHT:
+                chunk = [self.queue.popleft() for _ in range(min(self._chunk_size(), len(self.queue)))]
+                call = _Call(slot, chunk)
+                call.gen = slot.actor.run.remote(chunk)
+                slot.calls.append(call)
+
+    def _chunk_size(self) -> int:
+        if self._trial_s is None:
+            return 1
+        by_time = int(self.target_call_s / max(self._trial_s, 1e-6))
+        balanced = math.ceil(len(self.queue) / (CALLS_IN_FLIGHT * len(self.slots)))
+        return max(1, min(MAX_CHUNK, by_time, balanced))
+
+    def _receive(self, call: _Call) -> None:
+        if call.slot.dead:  # its unfinished trials are already re-queued
+            return
+        try:
+            report: Report = ray.get(next(call.gen))
+        except StopIteration:
+            call.slot.calls.remove(call)
+            self._requeue(call, "the worker ended a call without a result")
+            return
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+            self._worker_lost(call.slot, e)
+            return
+        call.slot.node = report.node
+        self.observer.on_report(report)
+        self.writer.append("metrics", [_metric_row(r) for r in report.rows])
+        for result in report.results:
+            call.ended.add(result.trial_id)
+            self._record(result, call.slot.node)
+
+    def _record(self, result: TrialResult, node: str) -> None:
+        self.writer.append("trials", [_trial_row(self.configs[result.trial_id], result, node)])
+        c = self.counts
+        c.done += 1
+        c.succeeded += result.success
+        c.failed += result.status == "failed"
+        c.diverged += result.status == "diverged"
+        if result.wall_s > 0:
+            self._trial_s = result.wall_s if self._trial_s is None else 0.8 * self._trial_s + 0.2 * result.wall_s
+
+    def _worker_lost(self, slot: _Slot, error: Exception) -> None:
+        if slot.dead:
+            return
+        slot.dead = True
+        reason = f"worker lost ({type(error).__name__}: {str(error).splitlines()[0]})"
+        for call in slot.calls:
+            self._requeue(call, reason)
+        ray.kill(slot.actor, no_restart=True)
+        self.slots[self.slots.index(slot)] = self._spawn()
+
+    def _requeue(self, call: _Call, reason: str) -> None:
+        for a in call.chunk:
+            if a.trial.trial_id in call.ended:
+                continue
+            if a.attempt >= self.max_attempts:
+                self._record(failed(a.trial, a.attempt, f"{reason}; gave up after {a.attempt} attempts"), call.slot.node)
+            else:
+                self.counts.retried += 1
+                self.queue.appendleft(Assignment(a.trial, a.attempt + 1))
+
+    def _shutdown(self) -> None:
+        for slot in self.slots:
+            ray.kill(slot.actor, no_restart=True)
+        self.writer.flush()
+
+
+def _exit_now() -> None:
+    import os
+
+    os._exit(130)
+
+
+def _metric_row(r: MetricRow) -> dict:
+    return {"trial_id": r.trial_id, "attempt": r.attempt, "step": r.step, "samples": r.samples,
+            "wall_s": r.wall_s, **r.values}
+
+
+def _trial_row(config: TrialConfig, result: TrialResult, node: str) -> dict:
+    row = dataclasses.asdict(result)
+    final = row.pop("final")
+    content = {k: v for k, v in dataclasses.asdict(config).items() if k != "trial_id"}
+    return {
+        "trial_id": result.trial_id, "attempt": result.attempt, "status": result.status,
+        **config.columns(), **{k: v for k, v in row.items() if k not in ("trial_id", "attempt", "status")},
+        **final, "node": node, "finished_at": datetime.now(timezone.utc),
+        "config": json.dumps(content, sort_keys=True),
+    }

@@ -1,0 +1,112 @@
+"""The public Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from paretolab.analysis.store import Store, StoreWriter
+from paretolab.errors import UsageError
+
+DEFAULT_STORE = "results"
+
+
+def store_path(store: str | Path | None = None) -> Path:
+    """The store folder: `store`, else `$PARETOLAB_STORE`, else `./results`."""
+    return Path(store or os.environ.get("PARETOLAB_STORE") or DEFAULT_STORE)
+
+
+def open_store(store: str | Path | None = None) -> Store:
+    """The result store at `store` (default: `$PARETOLAB_STORE` or `./results`)."""
+    return Store(store_path(store))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `run` did. `ran` counts trials run now; `already_done` those the store already had."""
+
+    sweep: str
+    store: Path
+    total: int
+    already_done: int
+    ran: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    diverged: int = 0
+    wall_s: float = 0.0
+    first_configs: list[dict] = field(default_factory=list)
+
+
+def run(spec, store: str | Path | None = None, address: str | None = None, workers: int | None = None,
+        dry_run: bool = False, retry_failed: bool = False, observer=None) -> RunSummary:
+    """Run every trial of a sweep that the store does not hold yet.
+
+    Args:
+        spec: path of a `.yaml`/`.py` spec, or a parsed `Sweep`.
+        store: result store folder (default `$PARETOLAB_STORE` or `./results`).
+        address: Ray address to join; None starts (or reuses) a local Ray.
+        workers: number of worker actors; None fills the cluster with `resources`-sized slots.
+        dry_run: count and show trials, touch neither Ray nor the store.
+        retry_failed: run again trials whose last attempt failed.
+        observer: an `orchestrator.scheduler.Observer` receiving progress events.
+    Returns:
+        A `RunSummary`.
+    Raises:
+        SpecError, StoreError, ClusterError, UsageError: bad spec, store, cluster or arguments.
+        orchestrator.scheduler.Interrupted: on Ctrl-C, after flushing what had arrived.
+    """
+    import time
+
+    from paretolab.orchestrator.grid import expand
+    from paretolab.spec import load_spec
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+    trials = list(expand(sweep))
+    st = open_store(store)
+    ended = st.ended(retry_failed) if st.root.is_dir() else set()
+    pending = [t for t in trials if t.trial_id not in ended]
+    summary = dict(sweep=sweep.name, store=st.root, total=len(trials), already_done=len(trials) - len(pending))
+    if dry_run:
+        return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]])
+    start = time.monotonic()
+    with st.lock():
+        writer = StoreWriter(st)
+        _record_sweep(st, writer, sweep, trials)
+        if not pending:
+            return RunSummary(**summary)
+        counts = _execute(sweep, pending, st, writer, address, workers, observer)
+    return RunSummary(**summary, ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
+                      diverged=counts.diverged, wall_s=time.monotonic() - start)
+
+
+def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer):
+    from paretolab.clusters.connect import connect, disconnect, slots
+    from paretolab.orchestrator.scheduler import Scheduler
+
+    attempts = st.last_attempts()
+    started = connect(address)
+    try:
+        n = workers or slots(sweep.resources.cpu, sweep.resources.gpu)
+        if n < 1:
+            raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
+        scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer)
+        return scheduler.run(pending, attempts)
+    finally:
+        writer.flush()
+        if started:
+            disconnect()
+
+
+def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
+    ids = [t.trial_id for t in trials]
+    if st.files("sweeps"):
+        latest = st.query("SELECT spec, trial_ids FROM sweeps WHERE sweep = ?", [sweep.name]).to_pylist()
+        if latest and latest[0]["spec"] == sweep.source and latest[0]["trial_ids"] == ids:
+            return
+    writer.append("sweeps", [{"sweep": sweep.name, "spec": sweep.source, "path": str(sweep.path),
+                              "submitted_at": datetime.now(timezone.utc), "trial_ids": ids}])
+    writer.flush()

@@ -1,0 +1,352 @@
+"""Sweep specs: a YAML file (or a Python file with `def trials()`) parsed into a validated `Sweep`.
+
+Every problem is a `SpecError` whose message names the file, the key, the bad value and what is
+allowed. Unknown keys are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import runpy
+import types
+import typing
+from pathlib import Path
+
+from paretolab.errors import SpecError
+from paretolab.orchestrator.grid import parameters
+from paretolab.orchestrator.sweep import Resources, Sweep, Value
+from paretolab.tasks.registry import tasks
+from paretolab.tasks.success import OPS, Success
+from paretolab.workers.models import models
+from paretolab.workers.trial import EvalArgs, TrainArgs
+
+TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "grid", "zip", "fixed", "seeds",
+            "max_steps", "eval", "success", "resources", "max_attempts")
+PY_KEYS = tuple(k for k in TOP_KEYS if k not in ("grid", "zip"))
+REQUIRED = ("sweep", "task", "model", "max_steps")
+
+
+def load_spec(path: str | Path) -> Sweep:
+    """Read and validate the sweep spec at `path` (`.yaml`, `.yml` or `.py`).
+
+    Raises:
+        SpecError: the file is missing, unreadable or invalid; the message says where and why.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); save the spec as UTF-8") from None
+    if path.suffix == ".py":
+        return _from_python(path, source)
+    if path.suffix not in (".yaml", ".yml"):
+        raise SpecError(f"{path}: unknown spec format {path.suffix!r}; use .yaml, .yml or .py")
+    return parse_yaml(source, str(path))
+
+
+def parse_yaml(text: str, path: str = "<spec>") -> Sweep:
+    """Validate the YAML text of a spec; `path` is used in error messages."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+    return _build(raw, path, text, TOP_KEYS)
+
+
+def _from_python(path: Path, source: str) -> Sweep:
+    try:
+        module = runpy.run_path(str(path), run_name="paretolab_spec")
+    except Exception as e:
+        raise SpecError(f"{path}: the spec raised {type(e).__name__}: {e}") from None
+    if not callable(module.get("trials")):
+        raise SpecError(f"{path}: a Python spec must define `def trials(): yield {{...}}`")
+    raw = dict(module.get("SPEC", {}))
+    raw.setdefault("sweep", path.stem)
+    sweep = _build(raw, str(path), source, PY_KEYS)
+    owners = parameters(sweep.task, sweep.model)
+    fixed = dict(sweep.fixed)
+    pts = []
+    try:
+        produced = list(module["trials"]())
+    except Exception as e:
+        raise SpecError(f"{path}: trials() raised {type(e).__name__}: {e}") from None
+    for i, p in enumerate(produced):
+        if not isinstance(p, dict):
+            raise SpecError(f"{path}: trials() item {i}: expected a dict of parameters, got {type(p).__name__}")
+        point = {}
+        for name, value in p.items():
+            key = f"trials()[{i}].{name}"
+            if name == "seed":
+                point[name] = _seed(value, path, key)
+                continue
+            _known(name, owners, path, key)
+            if name in fixed:
+                raise SpecError(f"{path}: {key}: {name!r} is also set in SPEC; set it in one place")
+            point[name] = _coerce(value, _field_type(sweep, name, owners), path, key)
+        pts.append(tuple(sorted(point.items())))
+    if not pts:
+        raise SpecError(f"{path}: trials() yielded no trials")
+    return dataclasses.replace(sweep, points=tuple(pts))
+
+
+def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Sweep:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a mapping of keys ({', '.join(allowed)}), got {type(raw).__name__}")
+    _no_unknown(raw, allowed, path, "")
+    for key in REQUIRED:
+        if raw.get(key) is None:
+            raise SpecError(f"{path}: {key}: required key is missing")
+    name = raw["sweep"]
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"{path}: sweep: expected a non-empty name, got {name!r}")
+    task = _choice(raw["task"], tasks(), path, "task")
+    model = _choice(raw["model"], models(), path, "model")
+    owners = parameters(task, model)
+    fixed: dict[str, Value] = {}
+    for section, owner in (("task_args", "task"), ("model_args", "model"), ("fixed", None)):
+        for pname, value in _mapping(raw.get(section, {}), path, section).items():
+            key = f"{section}.{pname}"
+            _known(pname, owners if owner is None else {k: o for k, o in owners.items() if o == owner}, path, key)
+            if pname in fixed:
+                raise SpecError(f"{path}: {key}: {pname!r} is set twice; set it in one place")
+            fixed[pname] = _coerce(value, _type_of(task, model, pname, owners), path, key)
+    grid = tuple(_axes(raw.get("grid", {}), "grid", task, model, owners, fixed, path))
+    zips = _zips(raw.get("zip"), task, model, owners, fixed, {n for n, _ in grid}, path)
+    return Sweep(
+        name=name.strip(), task=task, model=model, fixed=tuple(sorted(fixed.items())),
+        grid=grid, zips=zips, points=None, seeds=_seeds(raw.get("seeds", 1), path),
+        max_steps=_positive_int(raw["max_steps"], path, "max_steps"),
+        eval=_eval(raw.get("eval", {}), path), success=_success(raw.get("success", {}), task, path),
+        resources=_resources(raw.get("resources", {}), path),
+        max_attempts=_positive_int(raw.get("max_attempts", 3), path, "max_attempts"),
+        path=path, source=source,
+    )
+
+
+def _axes(raw, section, task, model, owners, taken, path):
+    for name, spec in _mapping(raw, path, section).items():
+        key = f"{section}.{name}"
+        if name == "seed":
+            raise SpecError(f"{path}: {key}: seeds are not a grid axis; use the top-level `seeds` key")
+        _known(name, owners, path, key)
+        if name in taken:
+            raise SpecError(f"{path}: {key}: {name!r} is also set elsewhere in the spec; set it in one place")
+        taken = {**taken, name: None}
+        ftype = _type_of(task, model, name, owners)
+        values = _axis_values(spec, ftype, path, key)
+        yield name, tuple(_coerce(v, ftype, path, key) for v in values)
+
+
+def _zips(raw, task, model, owners, fixed, grid_names, path):
+    if raw is None:
+        return ()
+    groups = raw if isinstance(raw, list) else [raw]
+    taken = {**fixed, **{n: None for n in grid_names}}
+    out = []
+    for i, group in enumerate(groups):
+        section = "zip" if not isinstance(raw, list) else f"zip[{i}]"
+        axes = tuple(_axes(group, section, task, model, owners, taken, path))
+        if not axes:
+            raise SpecError(f"{path}: {section}: a zip group needs at least one axis")
+        lengths = {name: len(values) for name, values in axes}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
+            raise SpecError(f"{path}: {section}: zipped axes must have equal lengths, got {shown}")
+        taken.update({n: None for n, _ in axes})
+        out.append(axes)
+    return tuple(out)
+
+
+def _axis_values(spec, ftype, path, key) -> list:
+    if isinstance(spec, list):
+        if not spec:
+            raise SpecError(f"{path}: {key}: an axis needs at least one value, got []")
+        return spec
+    if isinstance(spec, dict) and len(spec) == 1:
+        (kind, args), = spec.items()
+        if kind == "range":
+            nums = _numbers(args, (2, 3), path, f"{key}.range", "[start, stop] or [start, stop, step]")
+            if not all(float(x).is_integer() for x in nums) or (len(nums) == 3 and nums[2] == 0):
+                raise SpecError(f"{path}: {key}.range: expected integers with a non-zero step, got {args!r}")
+            values = list(range(*(int(x) for x in nums)))
+            if not values:
+                raise SpecError(f"{path}: {key}.range: {args!r} is empty (stop is exclusive, as in Python)")
+            return values
+        if kind in ("logspace", "linspace"):
+            lo, hi, num = _numbers(args, (3,), path, f"{key}.{kind}", "[lo, hi, num]")
+            if num < 1 or not float(num).is_integer() or lo > hi or (kind == "logspace" and lo <= 0):
+                need = "0 < lo <= hi" if kind == "logspace" else "lo <= hi"
+                raise SpecError(f"{path}: {key}.{kind}: need {need} and a whole num >= 1, got {args!r}")
+            values = _spaced(kind, lo, hi, int(num))
+            if _base(ftype) is int:
+                values = list(dict.fromkeys(int(round(v)) for v in values))
+            return values
+    raise SpecError(f"{path}: {key}: expected a list of values, {{range: [a, b]}}, "
+                    f"{{logspace: [lo, hi, num]}} or {{linspace: [lo, hi, num]}}, got {spec!r}")
+
+
+def _spaced(kind: str, lo: float, hi: float, num: int) -> list[float]:
+    if num == 1:
+        return [lo]
+    if kind == "linspace":
+        return [lo + (hi - lo) * i / (num - 1) for i in range(num)]
+    a, b = math.log10(lo), math.log10(hi)
+    return [10 ** (a + (b - a) * i / (num - 1)) for i in range(num)]
+
+
+def _numbers(args, counts, path, key, shape) -> list[float]:
+    if not isinstance(args, list) or len(args) not in counts:
+        raise SpecError(f"{path}: {key}: expected {shape}, got {args!r}")
+    out = []
+    for x in args:
+        try:
+            out.append(_to_float(x))
+        except ValueError:
+            raise SpecError(f"{path}: {key}: expected numbers {shape}, got {args!r}") from None
+    return out
+
+
+def _seeds(raw, path) -> tuple[int, ...]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise SpecError(f"{path}: seeds: a count must be >= 1, got {raw}")
+        return tuple(range(raw))
+    if isinstance(raw, list) and raw:
+        seeds = tuple(_seed(s, path, "seeds") for s in raw)
+        if len(set(seeds)) != len(seeds):
+            raise SpecError(f"{path}: seeds: the list repeats a seed: {list(raw)!r}")
+        return seeds
+    raise SpecError(f"{path}: seeds: expected a count (e.g. 5) or a non-empty list of integers, got {raw!r}")
+
+
+def _seed(value, path, key) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{path}: {key}: a seed is an integer >= 0, got {value!r}")
+    return value
+
+
+def _eval(raw, path) -> EvalArgs:
+    raw = _mapping(raw, path, "eval")
+    _no_unknown(raw, ("every", "test_size"), path, "eval.")
+    return EvalArgs(**{k: _positive_int(v, path, f"eval.{k}") for k, v in raw.items()})
+
+
+def _success(raw, task, path) -> Success:
+    raw = _mapping(raw, path, "success")
+    _no_unknown(raw, ("metric", "op", "value", "stop_on_success"), path, "success.")
+    s = Success(**{k: _coerce(v, _hints(Success)[k], path, f"success.{k}") for k, v in raw.items()})
+    known = ("train_loss", *tasks()[task].metrics)
+    if s.metric not in known:
+        raise SpecError(f"{path}: success.metric: unknown metric {s.metric!r} for task {task!r}; known: {', '.join(known)}")
+    if not math.isfinite(s.value):
+        raise SpecError(f"{path}: success.value: expected a finite number, got {raw.get('value')!r}")
+    return s
+
+
+def _resources(raw, path) -> Resources:
+    raw = _mapping(raw, path, "resources")
+    _no_unknown(raw, ("cpu", "gpu"), path, "resources.")
+    out = {k: _coerce(v, float, path, f"resources.{k}") for k, v in raw.items()}
+    if out.get("cpu", 1.0) <= 0 or out.get("gpu", 0.0) < 0:
+        raise SpecError(f"{path}: resources: cpu must be > 0 and gpu >= 0, got {raw!r}")
+    return Resources(**out)
+
+
+def _positive_int(value, path, key) -> int:
+    v = _coerce(value, int, path, key)
+    if v < 1:
+        raise SpecError(f"{path}: {key}: expected an integer >= 1, got {value!r}")
+    return v
+
+
+def _mapping(raw, path, key) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: {key}: expected a mapping of names to values, got {raw!r}")
+    for k in raw:
+        if not isinstance(k, str):
+            raise SpecError(f"{path}: {key}: keys must be names, got {k!r}")
+    return raw
+
+
+def _no_unknown(raw: dict, allowed, path, prefix) -> None:
+    for k in raw:
+        if k not in allowed:
+            raise SpecError(f"{path}: {prefix}{k}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def _choice(value, registry: dict, path, key) -> str:
+    if value not in registry:
+        raise SpecError(f"{path}: {key}: unknown {key} {value!r}; known: {', '.join(sorted(registry))}")
+    return value
+
+
+def _known(name, owners: dict, path, key) -> None:
+    if name not in owners:
+        raise SpecError(f"{path}: {key}: unknown parameter {name!r}; known: {', '.join(sorted(owners))}")
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _type_of(task, model, name, owners):
+    cls = {"task": tasks()[task].Args, "model": models()[model].Args, "train": TrainArgs}[owners[name]]
+    return _hints(cls)[name]
+
+
+def _field_type(sweep: Sweep, name, owners):
+    return _type_of(sweep.task, sweep.model, name, owners)
+
+
+def _base(ftype):
+    args = [a for a in typing.get_args(ftype) if a is not type(None)]
+    return args[0] if typing.get_origin(ftype) in (typing.Union, types.UnionType) and len(args) == 1 else ftype
+
+
+def _to_float(x) -> float:
+    if isinstance(x, bool):
+        raise ValueError
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, str):
+        return float(x)  # YAML 1.1 reads `1e-3` as a string
+    raise ValueError
+
+
+def _coerce(value, ftype, path, key) -> Value:
+    origin, args = typing.get_origin(ftype), typing.get_args(ftype)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, _base(ftype), path, key)
+    if origin is typing.Literal:
+        if value not in args:
+            raise SpecError(f"{path}: {key}: {value!r} is not allowed; allowed: {', '.join(map(str, args))}")
+        return value
+    try:
+        if ftype is bool and isinstance(value, bool):
+            return value
+        if ftype is int:
+            f = _to_float(value)
+            if f.is_integer():
+                return int(f)
+        elif ftype is float:
+            f = _to_float(value)
+            if math.isfinite(f):
+                return f
+        elif ftype is str and isinstance(value, str):
+            return value
+    except (ValueError, OverflowError):
+        pass
+    kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(ftype, str(ftype))
+    raise SpecError(f"{path}: {key}: expected {kind}, got {value!r}")

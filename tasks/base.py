@@ -1,0 +1,52 @@
+"""The contract every task implements.
+
+A task is what is learned: a data distribution with a hidden structure drawn from the trial's
+seed, a held-out test set, the losses it supports and the metrics it reports. A `Task` object is
+owned by one trial in one worker and is not shared between threads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Task(ABC):
+    """One trial's data source.
+
+    Contract:
+      - `__init__(args, seed, device)` draws every random structure (e.g. the parity support) and
+        the test set from `seed` alone, through its own `torch.Generator`s, so the same seed gives
+        the same task on every machine and in every process.
+      - `train_batch(batch_size)` returns the next `(x, y)` of the training stream; calls are
+        deterministic given the seed and the sequence of batch sizes.
+      - `evaluate(model)` returns the test metrics (names in `metrics`) as Python floats and never
+        changes the training stream.
+    Subclasses set `name`, `Args` (a frozen dataclass with defaults and a `check()` method raising
+    `ValueError` on bad combinations), `losses` (the `loss` values they accept) and `metrics`.
+    """
+
+    name: ClassVar[str]
+    Args: ClassVar[type]
+    losses: ClassVar[tuple[str, ...]]
+    metrics: ClassVar[tuple[str, ...]]
+
+    @staticmethod
+    @abstractmethod
+    def dims(args) -> tuple[int, int]:
+        """`(input_dim, output_dim)` of a model for this task with arguments `args`."""
+
+    @abstractmethod
+    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training minibatch `(x, y)`."""
+
+    @abstractmethod
+    def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        """Mean loss of outputs `out` against labels `y`; `kind` is one of `losses`."""
+
+    @abstractmethod
+    def evaluate(self, forward, kind: str) -> dict[str, float]:
+        """Test metrics of the model computed by `forward(x) -> out`, with loss `kind`."""

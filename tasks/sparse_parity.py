@@ -1,0 +1,96 @@
+"""(n, k)-sparse parity: inputs uniform on {-1, +1}^n, label = product of k hidden coordinates.
+
+The task of "Hidden Progress in Deep Learning" (Barak et al., 2022) and "Pareto Frontiers in
+Neural Feature Learning" (Edelman et al., 2023). `train_size=None` is the online setting (a fresh
+batch every step); an integer is the offline setting (one fixed training set, minibatches sampled
+from it with replacement).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from paretolab.tasks.base import Task
+from paretolab.tasks.seeding import generator
+
+
+@dataclass(frozen=True)
+class SparseParityArgs:
+    """Arguments of sparse parity.
+
+    n: input dimension; k: parity degree (1 <= k <= n); train_size: fixed training-set size, or
+    None for online; noise: probability that a training label is flipped (test labels are clean).
+    """
+
+    n: int = 50
+    k: int = 3
+    train_size: int | None = None
+    noise: float = 0.0
+
+    def check(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"k must be between 1 and n={self.n}, got {self.k}")
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"train_size must be >= 1 or null (online), got {self.train_size}")
+        if not 0.0 <= self.noise < 0.5:
+            raise ValueError(f"noise must be in [0, 0.5), got {self.noise}")
+
+
+class SparseParity(Task):
+    """Sparse parity with ±1 labels; the model outputs one score whose sign is the prediction."""
+
+    name: ClassVar[str] = "sparse_parity"
+    Args: ClassVar[type] = SparseParityArgs
+    losses: ClassVar[tuple[str, ...]] = ("hinge", "logistic", "square")
+    metrics: ClassVar[tuple[str, ...]] = ("test_loss", "test_error", "test_acc")
+
+    def __init__(self, args: SparseParityArgs, seed: int, test_size: int, device: str = "cpu"):
+        self.args = args
+        self.device = device
+        g = generator(seed, "support")
+        self.support = torch.randperm(args.n, generator=g)[: args.k].sort().values.to(device)
+        self._data = generator(seed, "data", device)
+        self._test_x, self._test_y = self._sample(test_size, generator(seed, "test", device), noise=0.0)
+        if args.train_size is not None:
+            self._train_x, self._train_y = self._sample(args.train_size, self._data, args.noise)
+
+    @staticmethod
+    def dims(args: SparseParityArgs) -> tuple[int, int]:
+        return args.n, 1
+
+    def _sample(self, m: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randint(0, 2, (m, self.args.n), generator=g, device=self.device).float() * 2 - 1
+        y = x[:, self.support].prod(dim=1)
+        if noise > 0:
+            flip = torch.rand(m, generator=g, device=self.device) < noise
+            y = torch.where(flip, -y, y)
+        return x, y
+
+    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.args.train_size is None:
+            return self._sample(batch_size, self._data, self.args.noise)
+        idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
+        return self._train_x[idx], self._train_y[idx]
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        margin = out.reshape(-1) * y
+        if kind == "hinge":
+            return torch.relu(1 - margin).mean()
+        if kind == "logistic":
+            return torch.nn.functional.softplus(-margin).mean()
+        return ((out.reshape(-1) - y) ** 2).mean()
+
+    @torch.no_grad()
+    def evaluate(self, forward, kind: str) -> dict[str, float]:
+        out = forward(self._test_x).reshape(-1)
+        error = float(((out * self._test_y) <= 0).float().mean())
+        return {
+            "test_loss": float(self.loss(out, self._test_y, kind)),
+            "test_error": error,
+            "test_acc": 1.0 - error,
+        }

@@ -1,0 +1,116 @@
+"""What crosses between the driver and a worker: a trial to run, metric rows and the trial's result."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from paretolab.tasks.success import Success
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    """Optimization hyperparameters of one trial."""
+
+    lr: float = 0.1
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    loss: str = "hinge"
+
+    def check(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+
+
+@dataclass(frozen=True)
+class EvalArgs:
+    """Evaluate every `every` steps (and at step 0 and the last step) on `test_size` held-out points."""
+
+    every: int = 100
+    test_size: int = 1000
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that determines one training run; `trial_id` is a hash of all the other fields."""
+
+    trial_id: str
+    task: str
+    task_args: object
+    model: str
+    model_args: object
+    train: TrainArgs
+    seed: int
+    max_steps: int
+    eval: EvalArgs
+    success: Success
+
+    def columns(self) -> dict[str, object]:
+        """The flat config columns of this trial in the `trials` table."""
+        cols: dict[str, object] = {"task": self.task, "model": self.model}
+        for part in (self.task_args, self.model_args, self.train):
+            cols.update(dataclasses.asdict(part))
+        cols["seed"] = self.seed
+        cols["max_steps"] = self.max_steps
+        return cols
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A trial handed to a worker, with the number of this attempt (1 for the first)."""
+
+    trial: TrialConfig
+    attempt: int
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One evaluation of one attempt: the step, samples seen, seconds since start, and the metrics."""
+
+    trial_id: str
+    attempt: int
+    step: int
+    samples: int
+    wall_s: float
+    values: dict[str, float | None]
+
+
+Status = Literal["finished", "diverged", "failed"]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """How an attempt ended. `*_to_success` are None when the success criterion never held."""
+
+    trial_id: str
+    attempt: int
+    status: Status
+    steps: int
+    samples: int
+    wall_s: float
+    success: bool
+    steps_to_success: int | None = None
+    samples_to_success: int | None = None
+    flops_to_success: float | None = None
+    n_params: int | None = None
+    final: dict[str, float | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a worker streams back: metric rows and finished results since its previous report."""
+
+    rows: list[MetricRow]
+    results: list[TrialResult]
+    pid: int
+    node: str
