@@ -1,0 +1,69 @@
+"""The live view of a run: a rich progress bar on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from paretolab.orchestrator.scheduler import Counts, Observer
+
+PLAIN_EVERY_S = 10.0  # how often a non-terminal run prints a line
+
+
+class ProgressView(Observer):
+    """Shows done/running/failed, trials per second and ETA while a sweep runs."""
+
+    def __init__(self, console: Console | None = None, sweep: str = ""):
+        self.console = console or Console(file=sys.stdout)
+        self.sweep = sweep
+        self.live = self.console.is_terminal
+        self._bar: Progress | None = None
+        self._task = None
+        self._last_line = 0.0
+
+    def on_tick(self, counts: Counts) -> None:
+        if self.live:
+            self._draw(counts)
+        elif time.monotonic() - self._last_line >= PLAIN_EVERY_S or counts.done == counts.total:
+            self.console.print(line(counts), highlight=False)
+            self._last_line = time.monotonic()
+
+    def _draw(self, counts: Counts) -> None:
+        if self._bar is None:
+            self._bar = Progress(TextColumn(f"[bold]{self.sweep}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.sweep, total=counts.total, detail="")
+        self._bar.update(self._task, completed=counts.done, detail=detail(counts))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def rate(counts: Counts) -> float:
+    elapsed = time.monotonic() - counts.started_at
+    return counts.done / elapsed if elapsed > 0 else 0.0
+
+
+def detail(counts: Counts) -> str:
+    parts = [f"running {counts.running}", f"ok {counts.succeeded}"]
+    if counts.failed:
+        parts.append(f"[red]failed {counts.failed}[/]")
+    if counts.diverged:
+        parts.append(f"diverged {counts.diverged}")
+    if counts.retried:
+        parts.append(f"retried {counts.retried}")
+    parts.append(f"{rate(counts):.1f} trials/s")
+    return " | ".join(parts)
+
+
+def line(counts: Counts) -> str:
+    r = rate(counts)
+    eta = (counts.total - counts.done) / r if r > 0 else float("nan")
+    return (f"done {counts.done}/{counts.total}, running {counts.running}, succeeded {counts.succeeded}, "
+            f"failed {counts.failed}, diverged {counts.diverged}, {r:.1f} trials/s, eta {eta:.0f} s")

@@ -1,0 +1,53 @@
+"""Shared fixtures: one real local Ray for the whole session, and small spec files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGINS = str(Path(__file__).parent / "plugins")
+# The test plugin registers a task through a real entry point; Ray workers inherit PYTHONPATH.
+sys.path.insert(0, PLUGINS)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, os.environ.get("PYTHONPATH")) if p)
+
+TINY = """\
+sweep: {name}
+task: {task}
+task_args: {{n: 10, k: 2}}
+model: mlp
+grid:
+  width: {widths}
+fixed: {{lr: 0.1, batch_size: 32}}
+seeds: {seeds}
+max_steps: {max_steps}
+eval: {{every: {every}, test_size: 256}}
+success: {{metric: test_error, op: "<=", value: {target}}}
+"""
+
+
+def _write_spec(folder: Path, name: str = "tiny", task: str = "sparse_parity", widths="[16, 32]", seeds=2,
+               max_steps=300, every=50, target=0.1, extra: str = "") -> Path:
+    """Write a small sparse-parity spec and return its path."""
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, task=task, widths=widths, seeds=seeds, max_steps=max_steps,
+                                every=every, target=target) + extra)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray with 2 CPUs, started once; `paretolab.run` reuses it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def write_spec():
+    """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""
+    return _write_spec
