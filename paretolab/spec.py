@@ -68,7 +68,10 @@ def _from_python(path: Path, source: str) -> Sweep:
         raise SpecError(f"{path}: the spec raised {type(e).__name__}: {e}") from None
     if not callable(module.get("trials")):
         raise SpecError(f"{path}: a Python spec must define `def trials(): yield {{...}}`")
-    raw = dict(module.get("SPEC", {}))
+    spec = module.get("SPEC", {})
+    if not isinstance(spec, dict):
+        raise SpecError(f"{path}: SPEC: expected a dict of spec keys ({', '.join(PY_KEYS)}), got {type(spec).__name__}")
+    raw = dict(spec)
     raw.setdefault("sweep", path.stem)
     sweep = _build(raw, str(path), source, PY_KEYS)
     owners = parameters(sweep.task, sweep.model)
@@ -211,6 +214,8 @@ def _numbers(args, counts, path, key, shape) -> list[float]:
             out.append(_to_float(x))
         except ValueError:
             raise SpecError(f"{path}: {key}: expected numbers {shape}, got {args!r}") from None
+        if not math.isfinite(out[-1]):
+            raise SpecError(f"{path}: {key}: expected finite numbers {shape}, got {args!r}")
     return out
 
 
@@ -285,7 +290,7 @@ def _no_unknown(raw: dict, allowed, path, prefix) -> None:
 
 
 def _choice(value, registry: dict, path, key) -> str:
-    if value not in registry:
+    if not isinstance(value, str) or value not in registry:
         raise SpecError(f"{path}: {key}: unknown {key} {value!r}; known: {', '.join(sorted(registry))}")
     return value
 

@@ -1,0 +1,105 @@
+"""The `paretolab` command end to end, as a user runs it: subprocesses with their own Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import paretolab
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PARETOLAB_STORE": ""}
+    return subprocess.run(["paretolab", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_run_status_query_sweeps(tmp_path, write_spec):
+    spec = write_spec(tmp_path, name="cli", widths="[16, 32]", seeds=2)
+    store = str(tmp_path / "r")
+    dry = cli("run", str(spec), "--store", store, "--dry-run")
+    assert dry.returncode == 0 and "cli: 4 trials, 0 already in" in dry.stdout and "width=16" in dry.stdout
+    assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+    run = cli("run", str(spec), "--store", store, "--workers", "2")
+    assert run.returncode == 0, run.stderr
+    assert "4 trials (4 run now, 0 already in the store)" in run.stdout
+    assert f"results: {tmp_path / 'r'}" in run.stdout and "paretolab status" in run.stdout
+
+    status = cli("status", "--store", store)
+    assert status.returncode == 0 and "cli" in status.stdout and "done" in status.stdout
+
+    rows = json.loads(cli("query", "SELECT width, count(*) AS n FROM trials GROUP BY 1 ORDER BY 1",
+                          "--store", store, "--format", "json").stdout)
+    assert rows == [{"width": 16, "n": 2}, {"width": 32, "n": 2}]
+    csv = cli("query", "SELECT count(*) AS n FROM metrics", "--store", store, "--sweep", "cli", "--format", "csv")
+    assert csv.stdout.splitlines()[0] == '"n"' and int(csv.stdout.splitlines()[1]) > 4
+    table = cli("query", "SELECT sweep FROM sweeps", "--store", store)
+    assert "cli" in table.stdout
+    assert "cli" in cli("sweeps", "--store", store).stdout
+
+    again = cli("run", str(spec), "--store", store)
+    assert again.returncode == 0 and "(0 run now, 4 already in the store)" in again.stdout
+    dry = cli("run", str(spec), "--store", store, "--dry-run")
+    assert "4 already in" in dry.stdout and "0 to run" in dry.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "missing.yaml"), "missing.yaml: no such spec file"),
+    (("run", "{spec}", "--workers", "0"), "--workers must be >= 1"),
+    (("run", "{spec}", "--workers", "two"), "invalid int value"),
+    (("status", "--store", "{tmp}/nowhere"), "no result store at"),
+    (("query", "SELEC 1", "--store", "{store}"), "query failed: Parser Error"),
+    (("query", "SELECT * FROM nothing", "--store", "{store}"), "Table with name nothing does not exist"),
+    (("query", "SELECT 1", "--store", "{store}", "--sweep", "nope"), "unknown sweep 'nope'"),
+    (("query", "SELECT 1", "--store", "{store}", "--format", "xml"), "invalid choice: 'xml'"),
+    (("frob",), "invalid choice: 'frob'"),
+    (("run", "{bad}"), "unknown parameter 'widht'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, write_spec, args, message):
+    spec = write_spec(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.read_text().replace("width:", "widht:"))
+    store = tmp_path / "store"
+    (store / "sweeps").mkdir(parents=True)
+    fill = {"spec": str(spec), "tmp": str(tmp_path), "store": str(store), "bad": str(bad)}
+    out = cli(*(a.format(**fill) for a in args))
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def wait_for(predicate, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
+    # trials that never reach the target run their full 20,000 steps (a few seconds each)
+    spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=20000, every=1000, target=-1)
+    store = tmp_path / "r"
+    proc = subprocess.Popen(["paretolab", "run", str(spec), "--store", str(store), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any((store / "trials").glob("*.parquet")) or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "rerun `paretolab run" in err and "to resume" in err
+    finished = paretolab.open_store(store).ended()
+    assert 1 <= len(finished) < 6
+
+    rerun = cli("run", str(spec), "--store", str(store))
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({6 - len(finished)} run now, {len(finished)} already in the store)" in rerun.stdout
+    st = paretolab.open_store(store)
+    assert st.query("SELECT count(*) FROM trials_all").column(0)[0].as_py() == 6  # none ran twice
+    per_trial = st.query("SELECT trial_id, count(*) AS n, count(DISTINCT step) AS d FROM metrics GROUP BY 1").to_pylist()
+    assert len(per_trial) == 6 and all(r["n"] == r["d"] == 21 for r in per_trial)

@@ -1,0 +1,59 @@
+"""Packaging: one installed package, subpackages mapped from the top-level folders, light imports."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ("orchestrator", "workers", "tasks", "analysis", "clusters")
+
+
+def modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True, cwd="/")
+    return set(out.stdout.split())
+
+
+def test_import_paretolab_is_light():
+    loaded = modules_after("import paretolab")
+    assert not {"torch", "ray", "matplotlib"} & loaded
+
+
+def test_help_is_light():
+    code = ("import sys; sys.argv = ['paretolab', '--help']\n"
+            "from paretolab.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass")
+    loaded = modules_after(code)
+    assert "paretolab.cli" in loaded
+    assert not {"torch", "ray", "matplotlib"} & loaded
+
+
+def test_analysis_needs_neither_torch_nor_ray():
+    loaded = modules_after("import paretolab.analysis.store, paretolab.analysis.status")
+    assert not {"torch", "ray", "matplotlib"} & loaded
+
+
+def test_folders_are_subpackages_of_paretolab():
+    for folder in FOLDERS:
+        spec = importlib.util.find_spec(f"paretolab.{folder}")
+        assert spec is not None and Path(spec.origin).parent == ROOT / folder
+    # outside the checkout (as an installed user sees it) no bare top-level package exists
+    code = f"import importlib.util; print([f for f in {FOLDERS!r} if importlib.util.find_spec(f)])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_bare_imports_of_top_level_folders():
+    bare = re.compile(rf"^\s*(from|import)\s+({'|'.join(FOLDERS)})\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+                 if ".venv" not in p.parts and bare.search(p.read_text())]
+    assert offenders == []
+
+
+def test_console_script_runs():
+    out = subprocess.run(["paretolab", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "run" in out.stdout and "query" in out.stdout
