@@ -14,12 +14,27 @@ from paretolab.workers.models import models
 from paretolab.workers.trial import TrainArgs, TrialConfig
 
 
+# Columns of the `trials` and `metrics` tables that no parameter may shadow once flattened.
+RESERVED = frozenset({
+    "trial_id", "attempt", "status", "task", "model", "seed", "max_steps", "steps", "samples", "wall_s",
+    "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "error", "node",
+    "finished_at", "config", "step", "train_loss",
+})
+
+
 def parameters(task: str, model: str) -> dict[str, str]:
-    """Every parameter a sweep of `task` and `model` can set, mapped to its owner: task, model or train."""
+    """Every parameter a sweep of `task` and `model` can set, mapped to its owner: task, model or train.
+
+    Raises:
+        SpecError: two owners declare the same name, or a name shadows a result column.
+    """
     owners: dict[str, str] = {}
     for owner, cls in (("task", tasks()[task].Args), ("model", models()[model].Args), ("train", TrainArgs)):
         for f in dataclasses.fields(cls):
-            owners.setdefault(f.name, owner)
+            if f.name in owners or f.name in RESERVED or f.name in tasks()[task].metrics:
+                raise SpecError(f"{owner} {task if owner == 'task' else model!r} declares the parameter "
+                                f"{f.name!r}, which is already a {owners.get(f.name, 'result')} column; rename it")
+            owners[f.name] = owner
     return owners
 
 

@@ -32,7 +32,8 @@ MAX_CHUNK = 256
 
 @dataclass
 class Counts:
-    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included."""
+    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included;
+    `running` counts busy workers (each trains one trial at a time)."""
 
     total: int
     done: int = 0
@@ -46,6 +47,9 @@ class Counts:
 
 class Observer:
     """Receives the scheduler's events, on the driver thread. The defaults do nothing."""
+
+    def on_start(self, sweep: str, counts: Counts) -> None:
+        """The run of `sweep` is about to dispatch its first trial."""
 
     def on_report(self, report: Report) -> None:
         """A worker's report arrived (before its rows are written)."""
@@ -78,7 +82,9 @@ class Scheduler:
     """Runs assignments on `n_workers` actors of `resources` each and writes results through `writer`."""
 
     def __init__(self, writer: StoreWriter, n_workers: int, resources: Resources, max_attempts: int = 3,
-                 observer: Observer | None = None, report_every_s: float = 1.0, target_call_s: float = 0.25):
+                 observer: Observer | None = None, report_every_s: float = 1.0, target_call_s: float = 0.25,
+                 name: str = ""):
+        self.name = name
         self.writer = writer
         self.n_workers = n_workers
         self.resources = resources
@@ -98,6 +104,7 @@ class Scheduler:
         self.queue = deque(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
         self.counts = Counts(total=len(trials))
         self.slots = [self._spawn() for _ in range(min(self.n_workers, len(trials)))]
+        self.observer.on_start(self.name, self.counts)
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -117,7 +124,7 @@ class Scheduler:
                 self._receive(calls[gen])
             self.writer.maybe_flush()
             if time.monotonic() - last_tick > 0.25:
-                self.counts.running = sum(len(c.chunk) - len(c.ended) for s in self.slots for c in s.calls)
+                self.counts.running = sum(1 for s in self.slots if s.calls)  # an actor trains one at a time
                 self.observer.on_tick(self.counts)
                 last_tick = time.monotonic()
         self.counts.running = 0

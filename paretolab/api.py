@@ -93,7 +93,7 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
         n = workers or slots(sweep.resources.cpu, sweep.resources.gpu)
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
-        scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer)
+        scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name)
         return scheduler.run(pending, attempts)
     finally:
         writer.flush()

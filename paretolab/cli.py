@@ -81,7 +81,7 @@ def _run(args) -> int:
         return _dry_run(out, api.run(args.spec, store=args.store, dry_run=True, retry_failed=args.retry_failed))
     from paretolab.progress import ProgressView
 
-    view = ProgressView(out, sweep=args.spec)
+    view = ProgressView(out)
     try:
         summary = api.run(args.spec, store=args.store, address=args.address, workers=args.workers,
                           retry_failed=args.retry_failed, observer=view)

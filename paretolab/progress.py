@@ -16,13 +16,16 @@ PLAIN_EVERY_S = 10.0  # how often a non-terminal run prints a line
 class ProgressView(Observer):
     """Shows done/running/failed, trials per second and ETA while a sweep runs."""
 
-    def __init__(self, console: Console | None = None, sweep: str = ""):
+    def __init__(self, console: Console | None = None, sweep: str = "sweep"):
         self.console = console or Console(file=sys.stdout)
         self.sweep = sweep
         self.live = self.console.is_terminal
         self._bar: Progress | None = None
         self._task = None
         self._last_line = 0.0
+
+    def on_start(self, sweep: str, counts: Counts) -> None:
+        self.sweep = sweep
 
     def on_tick(self, counts: Counts) -> None:
         if self.live:
@@ -64,6 +67,6 @@ def detail(counts: Counts) -> str:
 
 def line(counts: Counts) -> str:
     r = rate(counts)
-    eta = (counts.total - counts.done) / r if r > 0 else float("nan")
+    eta = f"{(counts.total - counts.done) / r:.0f} s" if r > 0 else "?"
     return (f"done {counts.done}/{counts.total}, running {counts.running}, succeeded {counts.succeeded}, "
-            f"failed {counts.failed}, diverged {counts.diverged}, {r:.1f} trials/s, eta {eta:.0f} s")
+            f"failed {counts.failed}, diverged {counts.diverged}, {r:.1f} trials/s, eta {eta}")

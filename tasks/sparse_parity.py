@@ -88,7 +88,8 @@ class SparseParity(Task):
     @torch.no_grad()
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         out = forward(self._test_x).reshape(-1)
-        error = float(((out * self._test_y) <= 0).float().mean())
+        # `not > 0` rather than `<= 0`: a NaN output is a wrong prediction, never a right one.
+        error = float((~(out * self._test_y > 0)).float().mean())
         return {
             "test_loss": float(self.loss(out, self._test_y, kind)),
             "test_error": error,

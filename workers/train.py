@@ -42,7 +42,8 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
             metrics = {"train_loss": train_loss, **task.evaluate(model.forward, loss_kind)}
             loss_sum, loss_count = torch.zeros((), device=device), 0
             yield MetricRow(trial.trial_id, attempt, step, step * B, time.perf_counter() - start, metrics)
-            if train_loss is not None and not math.isfinite(train_loss):
+            # Weights can turn NaN in the last step while its training loss was still finite.
+            if any(v is not None and not math.isfinite(v) for v in metrics.values()):
                 return _result(trial, attempt, "diverged", step, start, first_success, model.n_params, metrics)
             if first_success is None and success.holds(metrics):
                 first_success = step
