@@ -56,7 +56,8 @@ def points(sweep: Sweep) -> Iterator[dict[str, Value]]:
 
 
 def count(sweep: Sweep) -> int:
-    """The number of trials without expanding them."""
+    """The number of trials without expanding them (more than `expand` yields if zip groups or
+    Python points repeat a parameter set)."""
     if sweep.points is not None:
         return sum(1 if any(k == "seed" for k, _ in p) else len(sweep.seeds) for p in sweep.points)
     n = len(sweep.seeds)

@@ -145,7 +145,10 @@ def _axes(raw, section, task, model, owners, taken, path):
         taken = {**taken, name: None}
         ftype = _type_of(task, model, name, owners)
         values = _axis_values(spec, ftype, path, key)
-        yield name, tuple(_coerce(v, ftype, path, key) for v in values)
+        coerced = [_coerce(v, ftype, path, key) for v in values]
+        if section == "grid":  # a repeated value on a grid axis would only repeat trials
+            coerced = list(dict.fromkeys(coerced))
+        yield name, tuple(coerced)
 
 
 def _zips(raw, task, model, owners, fixed, grid_names, path):

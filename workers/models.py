@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 from typing import ClassVar, Literal
 
@@ -88,8 +89,9 @@ def _uniform(shape: tuple[int, ...], bound: float, g: torch.Generator, device: s
 BUILTIN: dict[str, type[Model]] = {MLP.name: MLP}
 
 
+@cache
 def models() -> dict[str, type[Model]]:
-    """Every known model by name: the built-ins, then those of the `paretolab.models` entry points."""
+    """Every known model by name: the built-ins, then those of the `paretolab.models` entry points (read once)."""
     found = dict(BUILTIN)
     for ep in entry_points(group="paretolab.models"):
         found.setdefault(ep.name, ep.load())
