@@ -36,7 +36,9 @@ EMPTY = {
     "metrics": "NULL::VARCHAR AS trial_id, NULL::BIGINT AS attempt, NULL::BIGINT AS step, "
                "NULL::BIGINT AS samples, NULL::DOUBLE AS wall_s",
     "sweeps": "NULL::VARCHAR AS sweep, NULL::VARCHAR AS spec, NULL::VARCHAR AS path, "
-              "NULL::TIMESTAMPTZ AS submitted_at, NULL::VARCHAR[] AS trial_ids",
+              "NULL::TIMESTAMPTZ AS submitted_at, NULL::VARCHAR[] AS trial_ids, NULL::VARCHAR[] AS axes, "
+              "NULL::VARCHAR[] AS parameters, NULL::VARCHAR AS success_metric, NULL::VARCHAR AS success_op, "
+              "NULL::DOUBLE AS success_value",
 }
 
 VIEWS = {

@@ -55,6 +55,18 @@ def points(sweep: Sweep) -> Iterator[dict[str, Value]]:
         yield point
 
 
+def axes(sweep: Sweep) -> list[str]:
+    """The parameters that vary across the sweep's points (the seed excluded): its grid and zip
+    axes, or for a Python spec the parameters whose value differs between points."""
+    if sweep.points is None:
+        return [name for name, _ in sweep.grid] + [name for group in sweep.zips for name, _ in group]
+    values: dict[str, set] = {}
+    for p in sweep.points:
+        for k, v in p:
+            values.setdefault(k, set()).add(v)
+    return sorted(k for k, vs in values.items() if k != "seed" and (len(vs) > 1 or any(k not in dict(p) for p in sweep.points)))
+
+
 def count(sweep: Sweep) -> int:
     """The number of trials without expanding them (more than `expand` yields if zip groups or
     Python points repeat a parameter set)."""

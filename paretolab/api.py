@@ -107,6 +107,13 @@ def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
         latest = st.query("SELECT spec, trial_ids FROM sweeps WHERE sweep = ?", [sweep.name]).to_pylist()
         if latest and latest[0]["spec"] == sweep.source and latest[0]["trial_ids"] == ids:
             return
-    writer.append("sweeps", [{"sweep": sweep.name, "spec": sweep.source, "path": str(sweep.path),
-                              "submitted_at": datetime.now(timezone.utc), "trial_ids": ids}])
+    from paretolab.orchestrator.grid import axes
+
+    s = sweep.success
+    writer.append("sweeps", [{
+        "sweep": sweep.name, "spec": sweep.source, "path": str(sweep.path),
+        "submitted_at": datetime.now(timezone.utc), "trial_ids": ids,
+        "axes": axes(sweep), "parameters": list(trials[0].columns()) if trials else [],
+        "success_metric": s.metric, "success_op": s.op, "success_value": s.value,
+    }])
     writer.flush()
