@@ -18,7 +18,7 @@ from paretolab.workers.trial import TrainArgs, TrialConfig
 RESERVED = frozenset({
     "trial_id", "attempt", "status", "task", "model", "seed", "max_steps", "steps", "samples", "wall_s",
     "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "error", "node",
-    "finished_at", "config", "step", "train_loss",
+    "finished_at", "config", "step", "train_loss", "train_error",
 })
 
 

@@ -251,7 +251,7 @@ def _success(raw, task, path) -> Success:
     raw = _mapping(raw, path, "success")
     _no_unknown(raw, ("metric", "op", "value", "stop_on_success"), path, "success.")
     s = Success(**{k: _coerce(v, _hints(Success)[k], path, f"success.{k}") for k, v in raw.items()})
-    known = ("train_loss", *tasks()[task].metrics)
+    known = ("train_loss", "train_error", *tasks()[task].metrics)
     if s.metric not in known:
         raise SpecError(f"{path}: success.metric: unknown metric {s.metric!r} for task {task!r}; known: {', '.join(known)}")
     if not math.isfinite(s.value):

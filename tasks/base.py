@@ -23,6 +23,7 @@ class Task(ABC):
         the same task on every machine and in every process.
       - `train_batch(batch_size)` returns the next `(x, y)` of the training stream; calls are
         deterministic given the seed and the sequence of batch sizes.
+      - `error(out, y)` is the batch error the training loop averages into `train_error`.
       - `evaluate(model)` returns the test metrics (names in `metrics`) as Python floats and never
         changes the training stream.
     Subclasses set `name`, `Args` (a frozen dataclass with defaults and a `check()` method raising
@@ -46,6 +47,10 @@ class Task(ABC):
     @abstractmethod
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         """Mean loss of outputs `out` against labels `y`; `kind` is one of `losses`."""
+
+    @abstractmethod
+    def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Fraction of wrong predictions in a batch, as a 0-d tensor (NaN outputs count as wrong)."""
 
     @abstractmethod
     def evaluate(self, forward, kind: str) -> dict[str, float]:

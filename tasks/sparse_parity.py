@@ -85,11 +85,14 @@ class SparseParity(Task):
             return torch.nn.functional.softplus(-margin).mean()
         return ((out.reshape(-1) - y) ** 2).mean()
 
+    def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # `not > 0` rather than `<= 0`: a NaN output is a wrong prediction, never a right one.
+        return (~(out.reshape(-1) * y > 0)).float().mean()
+
     @torch.no_grad()
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         out = forward(self._test_x).reshape(-1)
-        # `not > 0` rather than `<= 0`: a NaN output is a wrong prediction, never a right one.
-        error = float((~(out * self._test_y > 0)).float().mean())
+        error = float(self.error(out, self._test_y))
         return {
             "test_loss": float(self.loss(out, self._test_y, kind)),
             "test_error": error,

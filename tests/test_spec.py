@@ -381,7 +381,7 @@ BAD_YAML = [
     ("zip_empty_group", dump(zip={}), ["zip:", "at least one axis"]),
     ("zip_seed", dump(zip={"seed": [0, 1], "width": [8, 16]}), ["zip.seed", "not a grid axis"]),
     ("unknown_success_metric", dump(success={"metric": "accuracy"}),
-     ["success.metric", "unknown metric 'accuracy'", "train_loss, test_loss, test_error, test_acc"]),
+     ["success.metric", "unknown metric 'accuracy'", "train_loss, train_error, test_loss, test_error, test_acc"]),
     ("bad_success_op", dump(success={"op": "=="}), ["success.op", "'==' is not allowed", "<=, <, >=, >"]),
     ("success_value_nan", "sweep: t\ntask: sparse_parity\nmodel: mlp\nmax_steps: 5\nsuccess: {value: .nan}\n",
      ["success.value", "finite number", "nan"]),

@@ -104,7 +104,8 @@ def test_rows_carry_attempt_and_samples():
     assert {r.attempt for r in rows} == {3} and result.attempt == 3
     assert rows[0].values["train_loss"] is None  # nothing trained yet at step 0
     assert all(math.isfinite(r.values["train_loss"]) for r in rows[1:])
-    assert set(rows[0].values) == {"train_loss", "test_loss", "test_error", "test_acc"}
+    assert set(rows[0].values) == {"train_loss", "train_error", "test_loss", "test_error", "test_acc"}
+    assert rows[0].values["train_error"] is None and 0 <= rows[-1].values["train_error"] <= 1
     assert all(r.wall_s >= 0 for r in rows)
     assert [r.wall_s for r in rows] == sorted(r.wall_s for r in rows)
 

@@ -33,14 +33,19 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
     opt = _optimizer(model.params, trial.train)
     B, loss_kind, success = trial.train.batch_size, trial.train.loss, trial.success
 
-    step, loss_sum, loss_count = 0, torch.zeros((), device=device), 0
+    step, loss_count = 0, 0
+    loss_sum, error_sum = torch.zeros((), device=device), torch.zeros((), device=device)
     first_success: int | None = None
     metrics: dict[str, float | None] = {}
     while True:
         if step % trial.eval.every == 0 or step == trial.max_steps:
+            # train_loss / train_error: means over the minibatches since the previous evaluation
             train_loss = float(loss_sum) / loss_count if loss_count else None
-            metrics = {"train_loss": train_loss, **task.evaluate(model.forward, loss_kind)}
-            loss_sum, loss_count = torch.zeros((), device=device), 0
+            train_error = float(error_sum) / loss_count if loss_count else None
+            metrics = {"train_loss": train_loss, "train_error": train_error,
+                       **task.evaluate(model.forward, loss_kind)}
+            loss_count = 0
+            loss_sum, error_sum = torch.zeros((), device=device), torch.zeros((), device=device)
             yield MetricRow(trial.trial_id, attempt, step, step * B, time.perf_counter() - start, metrics)
             # Weights can turn NaN in the last step while its training loss was still finite.
             if any(v is not None and not math.isfinite(v) for v in metrics.values()):
@@ -50,11 +55,13 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
             if step == trial.max_steps or (first_success is not None and success.stop_on_success):
                 return _result(trial, attempt, "finished", step, start, first_success, model.n_params, metrics)
         x, y = task.train_batch(B)
-        loss = task.loss(model.forward(x), y, loss_kind)
+        out = model.forward(x)
+        loss = task.loss(out, y, loss_kind)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_sum += loss.detach()
+        error_sum += task.error(out.detach(), y)
         loss_count += 1
         step += 1
 
