@@ -51,3 +51,35 @@ def ray_cluster():
 def write_spec():
     """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""
     return _write_spec
+
+
+def _make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], metrics: list[dict] = (),
+                success: tuple[str, str, float] = ("test_error", "<=", 0.1)) -> Path:
+    """Write a store by hand, without Ray: `trials` rows (trial_id, config columns, and optionally
+    status/success/n_params/...; sensible defaults are filled in) and `metrics` rows (trial_id, step,
+    samples and metric columns; attempt defaults to 1). Returns the store folder."""
+    from datetime import datetime, timezone
+
+    from paretolab.analysis.store import Store, StoreWriter
+
+    defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "error": None, "node": "n0",
+                "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    rows = [{**defaults, **t} for t in trials]
+    writer = StoreWriter(Store(root))
+    writer.append("trials", rows)
+    writer.append("metrics", [{"attempt": 1, **m} for m in metrics])
+    metric, op, value = success
+    writer.append("sweeps", [{
+        "sweep": sweep, "spec": "", "path": "", "submitted_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "trial_ids": [r["trial_id"] for r in rows], "axes": list(axes),
+        "parameters": sorted({k for r in trials for k in r if k != "trial_id"}),
+        "success_metric": metric, "success_op": op, "success_value": value,
+    }])
+    writer.flush()
+    return root
+
+
+@pytest.fixture
+def make_store():
+    """`make_store(root, sweep, axes, trials, metrics, success)` writes a synthetic store (no Ray)."""
+    return _make_store

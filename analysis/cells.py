@@ -1,0 +1,164 @@
+"""Per-trial cost to success and per-cell success statistics, computed in DuckDB.
+
+A *cell* is one grid point without its seed: the trials that share every axis value of the sweep
+and differ only in seed. Costs are recomputed from the curves, so a stricter or looser success
+criterion than the one the sweep ran with can be asked for (trials that stopped early at the
+sweep's own criterion cannot show a later success: they count as not succeeding).
+
+Trials whose last attempt `failed` (raised) are left out: they are errors, not outcomes.
+`diverged` trials count as not succeeding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from paretolab.analysis.store import Store
+from paretolab.errors import StoreError, UsageError
+
+# Training FLOPs per example: forward + backward is about 6 x parameters (Kaplan et al. 2020,
+# "Scaling Laws for Neural Language Models", Sec. 2.1). The workers record the same quantity.
+FLOPS_PER_PARAM_PER_SAMPLE = 6
+WILSON_Z = 1.959963984540054  # 95% two-sided normal quantile
+OPS = ("<=", "<", ">=", ">")
+COST_COLUMNS = ("steps_to_success", "samples_to_success", "flops_to_success")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A success predicate `metric op value` on one metric column."""
+
+    metric: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Criterion:
+        """Parse `test_error<=0.05` (spaces allowed).
+
+        Raises:
+            UsageError: the text is not `metric op number`.
+        """
+        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", text)
+        try:
+            return cls(m.group(1), m.group(2), float(m.group(3)))
+        except (AttributeError, ValueError):
+            raise UsageError(f"bad success criterion {text!r}; expected METRIC OP VALUE, e.g. test_error<=0.1") from None
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What analysis needs to know of a sweep: its axes, its parameters and its success criterion."""
+
+    name: str
+    axes: tuple[str, ...]
+    parameters: tuple[str, ...]
+    success: Criterion
+
+
+def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
+    """The latest submission of `sweep` in the store behind `con`.
+
+    Raises:
+        StoreError: the sweep is unknown.
+    """
+    row = con.execute("SELECT axes, parameters, success_metric, success_op, success_value FROM sweeps "
+                      "WHERE sweep = ?", [sweep]).fetchone()
+    if row is None:
+        names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY 1").fetchall()]
+        raise StoreError(f"unknown sweep {sweep!r}; known: {', '.join(names) or 'none yet'}")
+    axes, params, metric, op, value = row
+    return SweepInfo(sweep, tuple(axes or ()), tuple(params or ()), Criterion(metric, op, value))
+
+
+def ident(name: str) -> str:
+    """`name` quoted as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+
+
+def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
+    """SQL selecting every non-failed trial with its cost to success under `criterion`.
+
+    Columns: every column of `trials` except the stored costs, then `steps_to_success`,
+    `samples_to_success`, `flops_to_success` (NULL when the criterion never held).
+
+    Raises:
+        UsageError: the criterion names a metric the store does not record, or a bad operator.
+    """
+    known = [c for c in columns(con, "metrics") if c not in ("trial_id", "attempt", "step", "samples", "wall_s")]
+    if criterion.metric not in known:
+        raise UsageError(f"unknown metric {criterion.metric!r}; recorded: {', '.join(known)}")
+    if criterion.op not in OPS:
+        raise UsageError(f"bad operator {criterion.op!r}; allowed: {', '.join(OPS)}")
+    keep = ", ".join(f"t.{ident(c)}" for c in columns(con, "trials") if c not in COST_COLUMNS)
+    return f"""
+        SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
+               {FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params * s.samples AS flops_to_success
+        FROM trials t LEFT JOIN (
+            SELECT trial_id, min(step) AS step, min(samples) AS samples FROM metrics
+            WHERE {ident(criterion.metric)} {criterion.op} {float(criterion.value)!r} GROUP BY trial_id
+        ) s USING (trial_id)
+        WHERE t.status <> 'failed'"""
+
+
+def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion) -> str:
+    """SQL of one row per cell: the axes, `n` seeds, `successes`, `p_success` with its 95% Wilson
+    interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded."""
+    have = set(columns(con, "trials"))
+    missing = [a for a in axes if a not in have]
+    if missing:
+        raise UsageError(f"unknown axis {missing[0]!r}; columns: {', '.join(sorted(have))}")
+    keys = ", ".join(ident(a) for a in axes)
+    z = WILSON_Z
+    medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
+    return f"""
+        WITH c AS ({costs_sql(con, criterion)}),
+        g AS (SELECT {keys + ',' if keys else ''} count(*) AS n, count(steps_to_success) AS successes, {medians}
+              FROM c {'GROUP BY ' + keys if keys else ''})
+        SELECT *, successes / n AS p_success,
+               (successes / n + {z * z} / (2 * n) - {z} * sqrt(successes / n * (1 - successes / n) / n + {z * z} / (4 * n * n)))
+                   / (1 + {z * z} / n) AS p_lo,
+               (successes / n + {z * z} / (2 * n) + {z} * sqrt(successes / n * (1 - successes / n) / n + {z * z} / (4 * n * n)))
+                   / (1 + {z * z} / n) AS p_hi
+        FROM g {'ORDER BY ' + keys if keys else ''}"""
+
+
+def trial_costs(store: Store, sweep: str, success: str | None = None) -> pa.Table:
+    """Every non-failed trial of `sweep` with its cost to success (default: the sweep's criterion).
+
+    Raises:
+        StoreError: unknown sweep. UsageError: bad `success` text or metric.
+    """
+    con = store.connect(sweep)
+    try:
+        info = sweep_info(con, sweep)
+        criterion = Criterion.parse(success) if success else info.success
+        return con.sql(costs_sql(con, criterion)).to_arrow_table()
+    finally:
+        con.close()
+
+
+def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str | None = None) -> pa.Table:
+    """Success statistics per cell of `sweep` (cells over `axes`, default the sweep's own axes).
+
+    Returns:
+        One row per cell: the axes, n, successes, p_success, p_lo, p_hi (95% Wilson interval),
+        and the medians of steps_, samples_ and flops_to_success over the seeds that succeeded.
+    Raises:
+        StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
+    """
+    con = store.connect(sweep)
+    try:
+        info = sweep_info(con, sweep)
+        criterion = Criterion.parse(success) if success else info.success
+        return con.sql(cells_sql(con, tuple(axes) if axes is not None else info.axes, criterion)).to_arrow_table()
+    finally:
+        con.close()
