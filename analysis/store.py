@@ -8,11 +8,19 @@ Layout (one subfolder per table, many immutable files each):
 
 Files are written to a hidden temporary name, fsynced, then renamed, so a reader (DuckDB, pandas,
 polars, pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed.
+
+Compaction merges many small files of a table into one without changing any answer of
+paretolab's views: before the merged file is renamed into place, `<table>/_compactions.json`
+records which files it replaces, and `Store.files` hides a replaced file as soon as its
+replacement exists. The rename is the single atomic step; the replaced files are deleted right
+after (a plain glob reader can see both for that instant; a paretolab query that loses a file
+mid-way is retried on a fresh snapshot).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 import uuid
@@ -27,6 +35,7 @@ import pyarrow.parquet as pq
 from paretolab.errors import StoreError
 
 TABLES = ("trials", "metrics", "sweeps")
+SNAPSHOT_RETRIES = 5
 
 # Columns each view has even when its table has no file yet, so queries on an empty store work.
 EMPTY = {
@@ -63,9 +72,43 @@ class Store:
         self.root = Path(root)
 
     def files(self, table: str) -> list[Path]:
-        """The committed Parquet files of `table`, oldest first."""
+        """The live Parquet files of `table`, oldest first: committed and not replaced by compaction."""
         folder = self.root / table
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        names = sorted(p.name for p in folder.glob("*.parquet"))
+        present = set(names)
+        hidden = {f for merged, replaced in _manifest(folder).items() if merged in present for f in replaced}
+        return [folder / n for n in names if n not in hidden]
+
+    def compact(self, table: str, min_files: int = 2) -> int:
+        """Merge the live files of `table` into one file; returns how many files were merged.
+
+        Only the holder of `lock()` may compact. Queries keep their answers throughout.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        files = self.files(table)
+        if len(files) < min_files:
+            return 0
+        folder = self.root / table
+        name = _new_name()
+        tmp = folder / f".{name}.tmp"
+        manifest = {m: r for m, r in _manifest(folder).items() if any((folder / f).exists() for f in r)}
+        manifest[name] = [f.name for f in files]
+        try:
+            with duckdb.connect() as con:
+                con.execute(f"COPY (SELECT * FROM {_scan(files)}) TO '{_sql_str(str(tmp))}' (FORMAT parquet)")
+            _fsync(tmp)
+            _write_atomic(folder / MANIFEST, json.dumps(manifest).encode())
+            os.replace(tmp, folder / name)  # the one atomic step: from here on the merged file is live
+        except (OSError, duckdb.Error) as e:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot compact {folder}: {e}") from None
+        for f in files:
+            f.unlink(missing_ok=True)
+        return len(files)
 
     def connect(self, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the views `trials`, `metrics`, `sweeps`, `sweep_trials`
@@ -77,18 +120,28 @@ class Store:
         """
         if not self.root.is_dir():
             raise StoreError(f"no result store at {self.root} (run a sweep first, or pass --store PATH)")
-        con = duckdb.connect()
+        for retry in range(SNAPSHOT_RETRIES):
+            con = duckdb.connect()
+            try:
+                self._views(con)
+                break
+            except duckdb.IOException:  # a file vanished under us: compaction replaced it
+                con.close()
+                if retry == SNAPSHOT_RETRIES - 1:
+                    raise
+        if sweep is not None:
+            self._restrict(con, sweep)
+        return con
+
+    def _views(self, con: duckdb.DuckDBPyConnection) -> None:
         for table in TABLES:
-            if self.files(table):
-                glob = str(self.root / table / "*.parquet")
-                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM read_parquet('{_sql_str(glob)}', union_by_name = true)")
+            files = self.files(table)
+            if files:  # a snapshot of the live files: connections are meant to be short-lived
+                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM {_scan(files)}")
             else:
                 con.execute(f"CREATE VIEW {table}_all AS SELECT {EMPTY[table]} WHERE false")
         for name in ("sweeps", "sweep_trials", "trials", "metrics"):
             con.execute(f"CREATE VIEW {name} AS {VIEWS[name]}")
-        if sweep is not None:
-            self._restrict(con, sweep)
-        return con
 
     def _restrict(self, con: duckdb.DuckDBPyConnection, sweep: str) -> None:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY sweep").fetchall()]
@@ -104,14 +157,18 @@ class Store:
         Raises:
             StoreError: the SQL is invalid or fails; the message is DuckDB's.
         """
-        con = self.connect(sweep)
-        try:
-            rel = con.sql(sql, params=params or None)
-            return rel.to_arrow_table() if rel is not None else pa.table({})
-        except duckdb.Error as e:
-            raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
-        finally:
-            con.close()
+        for retry in range(SNAPSHOT_RETRIES):
+            con = self.connect(sweep)
+            try:
+                rel = con.sql(sql, params=params or None)
+                return rel.to_arrow_table() if rel is not None else pa.table({})
+            except duckdb.IOException:
+                if retry == SNAPSHOT_RETRIES - 1:  # a file vanished under us: take a new snapshot
+                    raise
+            except duckdb.Error as e:
+                raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
+            finally:
+                con.close()
 
     def ended(self, retry_failed: bool = False) -> set[str]:
         """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`)."""
@@ -196,17 +253,48 @@ class StoreWriter:
         data = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
         folder = self.store.root / table
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        name = _new_name()
         tmp = folder / f".{name}.tmp"
         try:
             pq.write_table(data, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            _fsync(tmp)
             os.replace(tmp, folder / name)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write to the result store at {folder}: {e.strerror}") from None
         self._rows[table] = []
+
+
+MANIFEST = "_compactions.json"
+
+
+def _manifest(folder: Path) -> dict[str, list[str]]:
+    """{merged file: [files it replaces]} of a table folder."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _new_name() -> str:
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    _fsync(tmp)
+    os.replace(tmp, path)
+
+
+def _scan(files: list[Path]) -> str:
+    listed = ", ".join(f"'{_sql_str(str(f))}'" for f in files)
+    return f"read_parquet([{listed}], union_by_name = true)"
 
 
 def _sql_str(s: str) -> str:

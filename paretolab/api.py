@@ -11,6 +11,7 @@ from paretolab.analysis.store import Store, StoreWriter
 from paretolab.errors import UsageError
 
 DEFAULT_STORE = "results"
+COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
 
 
 def store_path(store: str | Path | None = None) -> Path:
@@ -79,6 +80,8 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         if not pending:
             return RunSummary(**summary)
         counts = _execute(sweep, pending, st, writer, address, workers, observer)
+        for table in ("trials", "metrics"):
+            st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     return RunSummary(**summary, ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
                       diverged=counts.diverged, wall_s=time.monotonic() - start)
 
@@ -117,3 +120,22 @@ def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
         "success_metric": s.metric, "success_op": s.op, "success_value": s.value,
     }])
     writer.flush()
+
+
+def compact(store: str | Path | None = None) -> dict[str, int]:
+    """Merge each table's files into one, under the store's write lock.
+
+    Returns:
+        The number of files merged per table.
+    Raises:
+        StoreError: no store there, or a run is writing it.
+    """
+    from paretolab.analysis.store import TABLES
+
+    st = open_store(store)
+    if not st.root.is_dir():
+        from paretolab.errors import StoreError
+
+        raise StoreError(f"no result store at {st.root}")
+    with st.lock():
+        return {table: st.compact(table) for table in TABLES}

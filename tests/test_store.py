@@ -1,0 +1,125 @@
+"""The result store on its own: atomic files, views on an empty store, schema evolution, compaction."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+
+from paretolab.analysis.store import Store, StoreWriter
+from paretolab.errors import StoreError
+
+
+def write_batches(store: Store, batches: int, rows: int = 10) -> None:
+    writer = StoreWriter(store)
+    for b in range(batches):
+        writer.append("trials", [{"trial_id": f"t{b}-{i}", "attempt": 1, "status": "finished", "x": b * rows + i}
+                                 for i in range(rows)])
+        writer.append("metrics", [{"trial_id": f"t{b}-{i}", "attempt": 1, "step": s, "loss": 1.0 / (s + 1)}
+                                  for i in range(rows) for s in range(3)])
+        writer.flush()
+
+
+def test_empty_store_has_queryable_views(tmp_path):
+    store = Store(tmp_path)
+    for view in ("trials", "metrics", "sweeps", "sweep_trials", "trials_all", "metrics_all"):
+        assert store.query(f"SELECT count(*) FROM {view}").column(0)[0].as_py() == 0
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no result store at"):
+        Store(tmp_path / "nowhere").query("SELECT 1")
+
+
+def test_writes_are_whole_files_with_no_temporaries_left(tmp_path):
+    store = Store(tmp_path)
+    write_batches(store, 3)
+    assert len(store.files("trials")) == 3
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert pq.read_table(tmp_path / "trials").num_rows == 30
+
+
+def test_columns_added_later_and_null_only_columns_union(tmp_path):
+    store = Store(tmp_path)
+    writer = StoreWriter(store)
+    writer.append("trials", [{"trial_id": "a", "attempt": 1, "train_size": None}])
+    writer.flush()
+    writer.append("trials", [{"trial_id": "b", "attempt": 1, "train_size": 100, "extra": "new"}])
+    writer.flush()
+    rows = store.query("SELECT trial_id, train_size, extra FROM trials ORDER BY 1").to_pylist()
+    assert rows == [{"trial_id": "a", "train_size": None, "extra": None},
+                    {"trial_id": "b", "train_size": 100, "extra": "new"}]
+
+
+def test_latest_attempt_wins_in_views(tmp_path):
+    store = Store(tmp_path)
+    writer = StoreWriter(store)
+    writer.append("trials", [{"trial_id": "a", "attempt": 1, "status": "failed"},
+                             {"trial_id": "a", "attempt": 2, "status": "finished"}])
+    writer.append("metrics", [{"trial_id": "a", "attempt": a, "step": s} for a in (1, 2) for s in range(2)]
+                  + [{"trial_id": "b", "attempt": 1, "step": 0}, {"trial_id": "b", "attempt": 2, "step": 0}])
+    writer.flush()
+    assert store.query("SELECT attempt, status FROM trials").to_pylist() == [{"attempt": 2, "status": "finished"}]
+    rows = store.query("SELECT trial_id, attempt FROM metrics ORDER BY ALL").to_pylist()
+    # a: the finished attempt's curve; b (no result yet, e.g. running): its newest attempt
+    assert rows == [{"trial_id": "a", "attempt": 2}] * 2 + [{"trial_id": "b", "attempt": 2}]
+
+
+def test_compaction_keeps_every_answer(tmp_path):
+    store = Store(tmp_path)
+    write_batches(store, 12)
+    queries = ["SELECT * FROM trials ORDER BY ALL", "SELECT * FROM metrics ORDER BY ALL"]
+    before = [store.query(q).to_pylist() for q in queries]
+    with store.lock():
+        assert store.compact("trials") == 12 and store.compact("metrics") == 12
+    assert len(store.files("trials")) == 1 and len(list((tmp_path / "trials").glob("*.parquet"))) == 1
+    assert [store.query(q).to_pylist() for q in queries] == before
+    assert pq.read_table(tmp_path / "trials").num_rows == 120  # plain readers see each row once
+
+
+def test_reader_during_appends_and_compactions_sees_whole_batches_once(tmp_path):
+    store = Store(tmp_path)
+    write_batches(store, 1)
+    query = "SELECT count(*) AS n, count(DISTINCT (trial_id, step)) AS distinct_rows FROM metrics"
+    seen, errors = [], []
+    done = threading.Event()
+    progress = threading.Condition()
+
+    def read():
+        try:
+            while not done.is_set():
+                row = store.query(query).to_pylist()[0]
+                with progress:
+                    seen.append(row)
+                    progress.notify()
+        except Exception as e:  # noqa: BLE001 - any failure of the reader is what this test looks for
+            errors.append(e)
+            with progress:
+                progress.notify()
+
+    def reader_caught_up(n_before: int) -> None:
+        # pace the writer by the reader (not by time): each step overlaps at least one whole query
+        with progress:
+            progress.wait_for(lambda: len(seen) > n_before or errors)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writer = StoreWriter(Store(tmp_path))
+    with store.lock():
+        for b in range(1, 40):
+            reader_caught_up(len(seen))
+            writer.append("metrics", [{"trial_id": f"t{b}-{i}", "attempt": 1, "step": s, "loss": 0.5}
+                                      for i in range(10) for s in range(3)])
+            writer.flush()
+            if b % 4 == 0:
+                store.compact("metrics")
+    done.set()
+    reader.join()
+    assert not errors
+    assert len(seen) > 10
+    counts = [r["n"] for r in seen]
+    assert all(r["n"] == r["distinct_rows"] for r in seen)  # never a duplicated row
+    assert all(n % 30 == 0 for n in counts)                 # never a partial batch
+    assert counts == sorted(counts)                         # never a row lost once seen
+    assert store.query(query).to_pylist()[0]["n"] == 40 * 30
