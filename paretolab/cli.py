@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweeps", help="list the sweeps in the store")
     w.add_argument("--store", help=store_help)
+
+    c = sub.add_parser("compact", help="merge each table's files into one (queries keep their answers)")
+    c.add_argument("--store", help=store_help)
+
+    e = sub.add_parser("export", help="write a compacted, self-describing Parquet copy of one sweep")
+    e.add_argument("--sweep", required=True)
+    e.add_argument("-o", "--out", required=True, help="output folder (trials/metrics/sweep.parquet)")
+    e.add_argument("--store", help=store_help)
     return p
 
 
@@ -148,16 +156,20 @@ def _duration(seconds: float | None) -> str:
 def _query(args) -> int:
     from paretolab.api import open_store
 
-    result = open_store(args.store).query(args.sql, sweep=args.sweep)
-    if args.format == "csv":
+    _emit(open_store(args.store).query(args.sql, sweep=args.sweep), args.format)
+    return 0
+
+
+def _emit(result, fmt: str) -> None:
+    """Print an Arrow table as a rich table, CSV or JSON records."""
+    if fmt == "csv":
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(result, sys.stdout.buffer)
-    elif args.format == "json":
+    elif fmt == "json":
         print(json.dumps(result.to_pylist(), default=str))
     else:
         _print_table(result)
-    return 0
 
 
 def _print_table(result) -> None:
@@ -177,7 +189,26 @@ def _sweeps(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "status": _status, "query": _query, "sweeps": _sweeps}
+def _compact(args) -> int:
+    from paretolab.api import compact
+
+    merged = compact(args.store)
+    _console().print(", ".join(f"{t}: {n} files merged" for t, n in merged.items()))
+    return 0
+
+
+def _export(args) -> int:
+    from paretolab.analysis.export import export
+    from paretolab.api import open_store
+
+    counts = export(open_store(args.store), args.sweep, args.out)
+    for name, rows in counts.items():
+        _console().print(f"{args.out}/{name}: {rows} rows", markup=False)
+    return 0
+
+
+COMMANDS = {"run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
+            "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -123,3 +123,25 @@ def test_reader_during_appends_and_compactions_sees_whole_batches_once(tmp_path)
     assert all(n % 30 == 0 for n in counts)                 # never a partial batch
     assert counts == sorted(counts)                         # never a row lost once seen
     assert store.query(query).to_pylist()[0]["n"] == 40 * 30
+
+
+def test_export_is_a_self_describing_copy_of_one_sweep(tmp_path, make_store):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    from paretolab.analysis.export import export
+
+    trials = [{"trial_id": f"a{i}", "width": 8 * (i % 2 + 1), "seed": i} for i in range(4)]
+    metrics = [{"trial_id": t["trial_id"], "step": s, "samples": s * 2, "test_error": 0.5 - 0.1 * s}
+               for t in trials for s in range(3)]
+    root = make_store(tmp_path / "r", "a", ["width"], trials, metrics)
+    make_store(root, "other", ["width"], [{"trial_id": "b0", "width": 99}], [])  # must not leak into the export
+    counts = export(Store(root), "a", tmp_path / "out")
+    assert counts == {"trials.parquet": 4, "metrics.parquet": 12, "sweep.parquet": 1}
+    assert sorted(pd.read_parquet(tmp_path / "out" / "trials.parquet")["trial_id"]) == ["a0", "a1", "a2", "a3"]
+    assert pl.read_parquet(tmp_path / "out" / "metrics.parquet").height == 12
+    assert duckdb.sql(f"SELECT axes FROM '{tmp_path / 'out' / 'sweep.parquet'}'").fetchall() == [(["width"],)]
+    meta = pq.read_schema(tmp_path / "out" / "trials.parquet").metadata
+    assert meta[b"paretolab.sweep"] == b"a" and meta[b"paretolab.success"] == b"test_error <= 0.1"
+    assert b"learning curves" in pq.read_schema(tmp_path / "out" / "metrics.parquet").metadata[b"paretolab.description"]
