@@ -66,12 +66,12 @@ def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
     Raises:
         StoreError: the sweep is unknown.
     """
-    row = con.execute("SELECT axes, parameters, success_metric, success_op, success_value FROM sweeps "
-                      "WHERE sweep = ?", [sweep]).fetchone()
-    if row is None:
+    rows = con.execute("SELECT axes, parameters, success_metric, success_op, success_value FROM sweeps "
+                       "WHERE sweep = ?", [sweep]).fetchall()
+    if not rows:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY 1").fetchall()]
         raise StoreError(f"unknown sweep {sweep!r}; known: {', '.join(names) or 'none yet'}")
-    axes, params, metric, op, value = row
+    axes, params, metric, op, value = rows[0]
     return SweepInfo(sweep, tuple(axes or ()), tuple(params or ()), Criterion(metric, op, value))
 
 
@@ -103,15 +103,17 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
         SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
                {FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params * s.samples AS flops_to_success
         FROM trials t LEFT JOIN (
-            SELECT trial_id, min(step) AS step, min(samples) AS samples FROM metrics
-            WHERE {ident(criterion.metric)} {criterion.op} {float(criterion.value)!r} GROUP BY trial_id
+            SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM metrics
+            WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)} GROUP BY trial_id
         ) s USING (trial_id)
         WHERE t.status <> 'failed'"""
 
 
 def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion) -> str:
-    """SQL of one row per cell: the axes, `n` seeds, `successes`, `p_success` with its 95% Wilson
-    interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded."""
+    """SQL of one row per cell: the axes, `n_seeds`, `successes`, `p_success` with its 95% Wilson
+    interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded.
+
+    (`n_seeds`, not `n`: sparse parity has an axis named `n`.)"""
     have = set(columns(con, "trials"))
     missing = [a for a in axes if a not in have]
     if missing:
@@ -121,14 +123,21 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
     medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
     return f"""
         WITH c AS ({costs_sql(con, criterion)}),
-        g AS (SELECT {keys + ',' if keys else ''} count(*) AS n, count(steps_to_success) AS successes, {medians}
-              FROM c {'GROUP BY ' + keys if keys else ''})
-        SELECT *, successes / n AS p_success,
-               (successes / n + {z * z} / (2 * n) - {z} * sqrt(successes / n * (1 - successes / n) / n + {z * z} / (4 * n * n)))
-                   / (1 + {z * z} / n) AS p_lo,
-               (successes / n + {z * z} / (2 * n) + {z} * sqrt(successes / n * (1 - successes / n) / n + {z * z} / (4 * n * n)))
-                   / (1 + {z * z} / n) AS p_hi
-        FROM g {'ORDER BY ' + keys if keys else ''}"""
+        g AS (SELECT {keys + ',' if keys else ''} count(*) AS n_seeds, count(steps_to_success) AS successes, {medians}
+              FROM c {'GROUP BY ' + keys if keys else ''}),
+        w AS (SELECT *, successes / n_seeds AS _p, n_seeds AS _n FROM g)
+        SELECT * EXCLUDE (_p, _n), _p AS p_success,
+               (_p + {z * z} / (2 * _n) - {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) AS p_lo,
+               (_p + {z * z} / (2 * _n) + {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) AS p_hi
+        FROM w {'ORDER BY ' + keys if keys else ''}"""
+
+
+def _number(x: float) -> str:
+    """A finite float as a SQL literal (the criterion's value; never user text)."""
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise UsageError(f"the success value must be a finite number, got {x}")
+    return repr(x)
 
 
 def trial_costs(store: Store, sweep: str, success: str | None = None) -> pa.Table:
@@ -150,7 +159,7 @@ def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str 
     """Success statistics per cell of `sweep` (cells over `axes`, default the sweep's own axes).
 
     Returns:
-        One row per cell: the axes, n, successes, p_success, p_lo, p_hi (95% Wilson interval),
+        One row per cell: the axes, n_seeds, successes, p_success, p_lo, p_hi (95% Wilson interval),
         and the medians of steps_, samples_ and flops_to_success over the seeds that succeeded.
     Raises:
         StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
