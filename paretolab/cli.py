@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweeps", help="list the sweeps in the store")
     w.add_argument("--store", help=store_help)
 
+    _analysis_parsers(sub, store_help)
+
     c = sub.add_parser("compact", help="merge each table's files into one (queries keep their answers)")
     c.add_argument("--store", help=store_help)
 
@@ -65,6 +67,69 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", required=True, help="output folder (trials/metrics/sweep.parquet)")
     e.add_argument("--store", help=store_help)
     return p
+
+
+def _analysis_parsers(sub, store_help: str) -> None:
+    def common(p, plot: bool = True, fmt: bool = True):
+        p.add_argument("--sweep", required=True)
+        p.add_argument("--store", help=store_help)
+        p.add_argument("--success", help="criterion recomputed from the curves, e.g. 'test_error<=0.05' "
+                                         "(default: the sweep's own)")
+        if plot:
+            p.add_argument("--plot", metavar="FILE", help="also write the plot (.png, .svg or .pdf)")
+        if fmt:
+            p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    f = sub.add_parser("frontier", help="the Pareto frontier of the cells over the chosen objectives")
+    common(f)
+    f.add_argument("--minimize", default="train_size,flops_to_success", help="comma-separated columns to minimize")
+    f.add_argument("--maximize", default="", help="comma-separated columns to maximize (e.g. p_success)")
+    f.add_argument("--by", help="comma-separated axes: one frontier per combination")
+    f.add_argument("--success-prob", type=float, default=0.5, help="cells below this success probability never qualify")
+    f.add_argument("--all", action="store_true", help="list every cell with its on_frontier flag")
+
+    c = sub.add_parser("cells", help="success probability (95%% Wilson interval) and median costs per cell")
+    common(c, plot=False)
+    c.add_argument("--axes", help="comma-separated axes to pool over (default: the sweep's axes)")
+
+    lk = sub.add_parser("luck", help="best-of-k: cost to the first success with k seeds, seeds needed")
+    common(lk)
+    lk.add_argument("--cost", default="steps_to_success", choices=("steps_to_success", "samples_to_success", "flops_to_success"))
+    lk.add_argument("--target", type=float, default=0.9, help="probability of at least one success to size seeds for")
+    lk.add_argument("--by", help="axes of the cells (default: the sweep's axes; the plot uses width)")
+
+    ph = sub.add_parser("phases", help="the phase boundary along an axis, or per-trial transitions")
+    common(ph, plot=False)
+    ph.add_argument("--axis", help="the axis along which success probability crosses --target")
+    ph.add_argument("--by", help="comma-separated axes (default: all other axes)")
+    ph.add_argument("--target", type=float, default=0.5)
+    ph.add_argument("--trials", action="store_true", help="per-trial plateau, onset, sharpness and grokking gap")
+
+    ft = sub.add_parser("fit", help="power-law fit of a cost against an axis, with a bootstrap interval")
+    common(ft)
+    ft.add_argument("--y", default="steps_to_success", choices=("steps_to_success", "samples_to_success", "flops_to_success"))
+    ft.add_argument("--x", required=True, help="the axis (e.g. n, width, train_size)")
+    ft.add_argument("--by", help="comma-separated axes fitted separately")
+    ft.add_argument("--n-boot", type=int, default=1000)
+
+    pl = sub.add_parser("plot", help="write one plot of a sweep")
+    pl.add_argument("kind", choices=("frontier", "phase", "curves", "luck", "fit"))
+    common(pl, plot=False, fmt=False)
+    pl.add_argument("-o", "--out", required=True, help="output file (.png, .svg or .pdf)")
+    pl.add_argument("--x", help="x axis (frontier: train_size; phase: train_size; fit: required)")
+    pl.add_argument("--y", help="y: the cost (frontier, fit) or the second axis (phase: width)")
+    pl.add_argument("--by", help="one line per value of this axis (frontier, luck: width; fit: none)")
+    pl.add_argument("--metric", default="test_error", help="curves: the metric to plot")
+    pl.add_argument("--trials", help="curves: comma-separated trial ids (default: one per cell)")
+
+    r = sub.add_parser("report", help="one self-contained HTML page: frontier, phases, luck, curves, failures")
+    r.add_argument("--sweep", required=True)
+    r.add_argument("--store", help=store_help)
+    r.add_argument("-o", "--out", required=True, help="output .html file")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +272,108 @@ def _export(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
+def _frontier(args) -> int:
+    from paretolab.analysis.frontier import frontier
+    from paretolab.api import open_store
+
+    objectives = [(c, "min") for c in _split(args.minimize) or []] + [(c, "max") for c in _split(args.maximize) or []]
+    if not objectives:
+        raise UsageError("frontier needs at least one objective: --minimize or --maximize")
+    store = open_store(args.store)
+    _emit(frontier(store, args.sweep, objectives, by=_split(args.by), min_success_prob=args.success_prob,
+                   success=args.success, all_cells=args.all), args.format)
+    if args.plot:
+        from paretolab.analysis import plots
+
+        by = (_split(args.by) or [None])[0]
+        plots.save(plots.plot_frontier(store, args.sweep, x=objectives[0][0], y=objectives[-1][0], by=by or "width",
+                                       min_success_prob=args.success_prob, success=args.success), args.plot)
+    return 0
+
+
+def _cells(args) -> int:
+    from paretolab.analysis.cells import cells
+    from paretolab.api import open_store
+
+    _emit(cells(open_store(args.store), args.sweep, axes=_split(args.axes), success=args.success), args.format)
+    return 0
+
+
+def _luck(args) -> int:
+    from paretolab.analysis.luck import luck
+    from paretolab.api import open_store
+
+    store = open_store(args.store)
+    _emit(luck(store, args.sweep, cost=args.cost, target=args.target, success=args.success, axes=_split(args.by)), args.format)
+    if args.plot:
+        from paretolab.analysis import plots
+
+        plots.save(plots.plot_luck(store, args.sweep, cost=args.cost, by=(_split(args.by) or ["width"])[0],
+                                   success=args.success), args.plot)
+    return 0
+
+
+def _phases(args) -> int:
+    from paretolab.analysis.phases import phase_boundary, transitions
+    from paretolab.api import open_store
+
+    store = open_store(args.store)
+    if args.trials:
+        _emit(transitions(store, args.sweep), args.format)
+    elif args.axis:
+        _emit(phase_boundary(store, args.sweep, args.axis, by=_split(args.by), target=args.target,
+                             success=args.success), args.format)
+    else:
+        raise UsageError("phases needs --axis AXIS (the phase boundary) or --trials (per-trial transitions)")
+    return 0
+
+
+def _fit(args) -> int:
+    from paretolab.analysis.fit import fit
+    from paretolab.api import open_store
+
+    store = open_store(args.store)
+    _emit(fit(store, args.sweep, y=args.y, x=args.x, by=_split(args.by), n_boot=args.n_boot, success=args.success), args.format)
+    if args.plot:
+        from paretolab.analysis import plots
+
+        plots.save(plots.plot_fit(store, args.sweep, y=args.y, x=args.x, by=(_split(args.by) or [None])[0],
+                                  success=args.success, n_boot=args.n_boot), args.plot)
+    return 0
+
+
+def _plot(args) -> int:
+    from paretolab.analysis import plots
+    from paretolab.api import open_store
+
+    store, s, ok = open_store(args.store), args.sweep, args.success
+    if args.kind == "frontier":
+        fig = plots.plot_frontier(store, s, x=args.x or "train_size", y=args.y or "flops_to_success",
+                                  by=args.by or "width", success=ok)
+    elif args.kind == "phase":
+        fig = plots.plot_phase(store, s, x=args.x or "train_size", y=args.y or "width", success=ok)
+    elif args.kind == "curves":
+        fig = plots.plot_curves(store, s, metric=args.metric, trial_ids=_split(args.trials))
+    elif args.kind == "luck":
+        fig = plots.plot_luck(store, s, by=args.by or "width", success=ok)
+    else:
+        if not args.x:
+            raise UsageError("plot fit needs --x AXIS (e.g. --x n)")
+        fig = plots.plot_fit(store, s, y=args.y or "steps_to_success", x=args.x, by=args.by, success=ok)
+    _console().print(f"wrote {plots.save(fig, args.out)}", markup=False)
+    return 0
+
+
+def _report(args) -> int:
+    from paretolab.analysis.report import report
+    from paretolab.api import open_store
+
+    _console().print(f"wrote {report(open_store(args.store), args.sweep, args.out)}", markup=False)
+    return 0
+
+
+COMMANDS = {"frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
+            "report": _report, "run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
             "export": _export}
 
 if __name__ == "__main__":
