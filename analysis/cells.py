@@ -127,8 +127,9 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
               FROM c {'GROUP BY ' + keys if keys else ''}),
         w AS (SELECT *, successes / n_seeds AS _p, n_seeds AS _n FROM g)
         SELECT * EXCLUDE (_p, _n), _p AS p_success,
-               (_p + {z * z} / (2 * _n) - {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) AS p_lo,
-               (_p + {z * z} / (2 * _n) + {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) AS p_hi
+               -- exact at p = 0 and p = 1, where the formula is off by rounding (1e-17)
+               CASE WHEN _p = 0 THEN 0.0 ELSE (_p + {z * z} / (2 * _n) - {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) END AS p_lo,
+               CASE WHEN _p = 1 THEN 1.0 ELSE (_p + {z * z} / (2 * _n) + {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) END AS p_hi
         FROM w {'ORDER BY ' + keys if keys else ''}"""
 
 

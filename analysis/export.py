@@ -51,7 +51,7 @@ def export(store: Store, sweep: str, out: str | Path) -> dict[str, int]:
             kv_sql = ", ".join(f"'{_sql_str(k)}': '{_sql_str(v)}'" for k, v in kv.items())
             tmp = out / f".{name}.tmp"
             counts[name] = con.execute(f"COPY ({sql}) TO '{_sql_str(str(tmp))}' "
-                                       f"(FORMAT parquet, KV_METADATA {{{kv_sql}}})").fetchone()[0]
+                                       f"(FORMAT parquet, KV_METADATA {{{kv_sql}}})").fetchall()[0][0]
             os.replace(tmp, out / name)
         return counts
     except OSError as e:

@@ -156,22 +156,33 @@ def transitions(store: Store, sweep: str, loss: str | None = "test_loss", accura
     """
     con = store.connect(sweep)
     try:
-        info = sweep_info(con, sweep)
-        chosen = {"loss": loss, "acc": accuracy, "train_error": train_error, "test_error": test_error}
-        recorded = [c for c in columns(con, "metrics") if c not in METRIC_KEYS]
-        for name in chosen.values():
-            if name is not None and name not in recorded:
-                raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(recorded) or 'none'}")
-        keys = _trial_columns(con, (*info.axes, "seed"))
-        sql = TRANSITIONS_SQL.format(
-            keys=", ".join(f"t.{ident(k)}" for k in keys),
-            **{k: ident(v) if v is not None else "NULL" for k, v in chosen.items()})
-        params = {"min_drop": MIN_RELATIVE_DROP, "plateau_exit": PLATEAU_EXIT, "min_rise": MIN_ACCURACY_RISE,
-                  "rise_start": RISE_START, "rise_end": RISE_END,
-                  "threshold": float(threshold) if threshold is not None else _default_threshold(info.success)}
+        sql, params = transitions_sql(con, sweep_info(con, sweep), loss, accuracy, train_error, test_error, threshold)
         return con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()
+
+
+def transitions_sql(con: duckdb.DuckDBPyConnection, info, loss: str | None = "test_loss",
+                    accuracy: str | None = "test_acc", train_error: str | None = "train_error",
+                    test_error: str | None = "test_error", threshold: float | None = None,
+                    strict: bool = True) -> tuple[str, dict]:
+    """The SQL and parameters of `transitions` on `con` (restricted to one sweep). With
+    `strict=False` metrics the store does not record are skipped instead of refused."""
+    chosen = {"loss": loss, "acc": accuracy, "train_error": train_error, "test_error": test_error}
+    recorded = [c for c in columns(con, "metrics") if c not in METRIC_KEYS]
+    for key, name in chosen.items():
+        if name is not None and name not in recorded:
+            if strict:
+                raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(recorded) or 'none'}")
+            chosen[key] = None
+    keys = _trial_columns(con, (*info.axes, "seed"))
+    sql = TRANSITIONS_SQL.format(
+        keys=", ".join(f"t.{ident(k)}" for k in keys),
+        **{k: ident(v) if v is not None else "NULL" for k, v in chosen.items()})
+    params = {"min_drop": MIN_RELATIVE_DROP, "plateau_exit": PLATEAU_EXIT, "min_rise": MIN_ACCURACY_RISE,
+              "rise_start": RISE_START, "rise_end": RISE_END,
+              "threshold": float(threshold) if threshold is not None else _default_threshold(info.success)}
+    return sql, params
 
 
 def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = None, target: float = 0.5,

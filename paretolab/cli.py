@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", help=store_help)
     s.add_argument("--sweep", help="only this sweep")
 
-    q = sub.add_parser("query", help="run SQL over the views trials, metrics, sweeps, sweep_trials")
+    q = sub.add_parser("query", help="run SQL over the views trials, metrics, sweeps, sweep_trials "
+                                     "(and with --sweep: cells, frontier, transitions)")
     q.add_argument("sql")
     q.add_argument("--store", help=store_help)
-    q.add_argument("--sweep", help="restrict the trials and metrics views to this sweep")
+    q.add_argument("--sweep", help="restrict trials and metrics to this sweep and add its cells, frontier, "
+                                   "transitions views")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     w = sub.add_parser("sweeps", help="list the sweeps in the store")
@@ -221,7 +223,9 @@ def _duration(seconds: float | None) -> str:
 def _query(args) -> int:
     from paretolab.api import open_store
 
-    _emit(open_store(args.store).query(args.sql, sweep=args.sweep), args.format)
+    from paretolab.analysis.views import query
+
+    _emit(query(open_store(args.store), args.sql, sweep=args.sweep), args.format)
     return 0
 
 

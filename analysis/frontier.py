@@ -1,0 +1,152 @@
+"""The Pareto frontier of a sweep: the cells that no other cell beats on every objective at once.
+
+Cells are those of `analysis.cells` (one per grid point, over the seeds): success probability
+with its 95% Wilson interval and the median costs to success. An objective is one of those cell
+columns with a direction, `min` or `max`. A *qualifying* cell (p_success >= `min_success_prob`)
+is *dominated* when another qualifying cell of its group is at least as good on every objective
+and strictly better on at least one; the frontier is every qualifying cell that is not dominated,
+so exact ties are all kept.
+
+A NULL objective value is the worst value for its direction, worse than any number: a NULL
+`train_size` is online training (unlimited data), a NULL median cost is a cell whose seeds never
+succeeded. Two NULLs tie.
+
+The check runs in DuckDB: each objective becomes its dense rank (1 = best, NULL ranked last), so
+dominance is exact integer comparison whatever the column type, and the NOT EXISTS anti-join is
+quadratic only within a group (about 1 s for 10^4 cells in one group).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from paretolab.analysis.cells import COST_COLUMNS, Criterion, cells_sql, columns, ident, sweep_info
+from paretolab.analysis.store import Store
+from paretolab.errors import UsageError
+
+DIRECTIONS = ("min", "max")
+PROBABILITIES = ("p_success", "p_lo", "p_hi")
+DEFAULT_OBJECTIVES = (("train_size", "min"), ("flops_to_success", "min"))
+# The statistics `cells_sql` names without a prefix: an axis of the same name (sparse parity's `n`)
+# is silently confused with them there, so such a sweep is refused until cells.py renames them.
+CELL_STATS = ("n", "successes") + PROBABILITIES
+NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\)|"NULL")')
+
+Objective = tuple[str, str]
+
+
+def parse_objectives(text: str) -> list[Objective]:
+    """Parse `train_size,flops_to_success` or `train_size:min,p_success:max` (direction default min).
+
+    Raises:
+        UsageError: an empty item, a bad name, or a direction other than min/max.
+    """
+    out = []
+    for item in text.split(","):
+        name, _, direction = (part.strip() for part in item.partition(":"))
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"bad objective {item.strip()!r} in {text!r}; expected NAME or NAME:min|max, "
+                             f"comma-separated, e.g. train_size,p_success:max")
+        out.append((name, direction.lower() or "min"))
+    return _checked(out)
+
+
+def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = DEFAULT_OBJECTIVES,
+             by: Sequence[str] | str | None = None, min_success_prob: float = 0.5, success: str | None = None,
+             all_cells: bool = False) -> pa.Table:
+    """The non-dominated cells of `sweep` over `objectives`, separately per `by` group.
+
+    Args:
+        objectives: (column, "min" | "max") pairs, or their text for `parse_objectives`. A column is
+            an axis of the sweep, a median cost (steps_, samples_, flops_to_success) or p_success,
+            p_lo, p_hi. NULL is the worst value (module docstring).
+        by: axes whose every combination gets its own frontier (a comma-separated string is split);
+            None: one frontier over all cells.
+        min_success_prob: only cells with p_success >= this take part (and can dominate).
+        success: a criterion like `test_error<=0.05` recomputed from the curves; default the sweep's.
+        all_cells: return every cell, not only the frontier (for plots).
+    Returns:
+        The cell columns of `analysis.cells` plus the boolean `on_frontier`, ordered by group (NULLs
+        last), then by the objectives best first (NULLs last), then by the other axes.
+    Raises:
+        StoreError: unknown sweep. UsageError: an unknown or non-numeric objective, a bad direction,
+        an unknown `by` axis, `min_success_prob` outside [0, 1], or a bad criterion.
+    """
+    objectives = parse_objectives(objectives) if isinstance(objectives, str) else _checked(objectives)
+    if not 0 <= min_success_prob <= 1:
+        raise UsageError(f"min_success_prob must be in [0, 1], got {min_success_prob}")
+    con = store.connect(sweep)
+    try:
+        info = sweep_info(con, sweep)
+        criterion = Criterion.parse(success) if success else info.success
+        clash = [a for a in info.axes if a in CELL_STATS]
+        if clash:
+            raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)}); "
+                             f"the frontier cannot tell them apart yet")
+        con.execute(f"CREATE TEMP TABLE _cells AS {cells_sql(con, info.axes, criterion)}")
+        groups = _by_axes(by, info.axes)
+        _check_columns(con, objectives, info.axes)
+        sql = frontier_sql(columns(con, "_cells"), info.axes, objectives, groups, all_cells)
+        return con.sql(sql, params=[min_success_prob]).to_arrow_table()
+    finally:
+        con.close()
+
+
+def frontier_sql(cell_columns: Sequence[str], axes: Sequence[str], objectives: Sequence[Objective],
+                 groups: Sequence[str], all_cells: bool) -> str:
+    """SQL over the table `_cells` (one parameter: min_success_prob) for `frontier`; names are checked."""
+    ranks = [f"dense_rank() OVER (ORDER BY {ident(c)} {'ASC' if d == 'min' else 'DESC'} NULLS LAST) AS _r{i}"
+             for i, (c, d) in enumerate(objectives)]
+    group = f"dense_rank() OVER (ORDER BY {', '.join(ident(g) + ' ASC NULLS LAST' for g in groups)})" if groups else "1"
+    # With every rank at least as good, a smaller rank sum means strictly better on one objective.
+    dominates = " AND ".join([f"b._r{i} <= a._r{i}" for i in range(len(objectives))]
+                             + [" + ".join(f"b._r{i}" for i in range(len(objectives))) + " < "
+                                + " + ".join(f"a._r{i}" for i in range(len(objectives)))])
+    rest = [ident(a) + " ASC NULLS LAST" for a in axes if a not in groups]
+    order = ", ".join(["_g"] + [f"_r{i}" for i in range(len(objectives))] + rest)
+    return f"""
+        WITH r AS (SELECT *, p_success >= ? AS _ok, {group} AS _g, {', '.join(ranks)} FROM _cells),
+        q AS (SELECT * FROM r WHERE _ok),
+        f AS (SELECT *, _ok AND NOT EXISTS (SELECT 1 FROM q b WHERE b._g = a._g AND {dominates}) AS on_frontier
+              FROM r a)
+        SELECT {', '.join(ident(c) for c in cell_columns)}, on_frontier FROM f
+        {'' if all_cells else 'WHERE on_frontier'} ORDER BY {order}"""
+
+
+def _checked(objectives: Sequence[Objective]) -> list[Objective]:
+    out = [tuple(o) for o in objectives]
+    if not out:
+        raise UsageError("no objectives; name at least one, e.g. train_size,flops_to_success")
+    for o in out:
+        if len(o) != 2 or o[1] not in DIRECTIONS:
+            raise UsageError(f"bad objective {o!r}; expected (name, direction) with direction one of "
+                             f"{', '.join(DIRECTIONS)}")
+    names = [name for name, _ in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"objective {twice[0]!r} is named more than once")
+    return out
+
+
+def _by_axes(by: Sequence[str] | str | None, axes: Sequence[str]) -> list[str]:
+    if by is None:
+        return []
+    names = [b.strip() for b in by.split(",")] if isinstance(by, str) else list(by)
+    for name in names:
+        if name not in axes:
+            raise UsageError(f"unknown --by axis {name!r}; axes of the sweep: {', '.join(axes) or 'none'}")
+    return list(dict.fromkeys(names))
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, objectives: Sequence[Objective], axes: Sequence[str]) -> None:
+    allowed = list(axes) + list(COST_COLUMNS) + list(PROBABILITIES)
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE _cells").fetchall()}
+    for name, _ in objectives:
+        if name not in allowed:
+            raise UsageError(f"unknown objective {name!r}; allowed: {', '.join(allowed)}")
+        if not NUMERIC.fullmatch(types[name]):
+            raise UsageError(f"objective {name!r} is not numeric ({types[name]}); it can be a --by axis instead")

@@ -1,0 +1,114 @@
+"""Luck: what running k seeds of a cell in parallel buys, the best-of-k axis of Edelman et al. 2023
+("Pareto Frontiers in Neural Feature Learning: Data, Compute, Width, and Luck").
+
+A cell is one grid point over its seeds (`analysis.cells`): n non-failed seeds of which s succeeded,
+a success being a trial whose curve met the criterion (diverged trials count as failures). For
+each k in 1, 2, 4, ... up to n, and n itself when it is not a power of two (so the last row of a
+cell always uses all its seeds), the statistics are exact over the C(n, k) ways to pick k of the
+cell's n observed seeds without replacement:
+
+- `p_any_success` = 1 - C(n-s, k) / C(n, k): at least one of the k seeds succeeds.
+- `expected_cost` = E[min cost over the k seeds | at least one succeeds]. With the successful costs
+  sorted c_1 <= ... <= c_s and the failures ranked after them, the k-subset's best is c_i when it
+  holds seed i and none of seeds 1..i-1: C(n-i, k-1) of the C(n, k) subsets. So
+  expected_cost = sum_i c_i C(n-i, k-1) / C(n, k) / p_any_success (ties in cost need no rule).
+  NULL when s = 0, or when a successful seed lacks the chosen cost (no n_params, so no FLOPs).
+- `expected_total_cost` = k * expected_cost: the compute of k seeds run in lockstep that all stop
+  when the first one succeeds, given one does. A round in which none of the k succeeds is not
+  included (its cost is the trials' budget, not a cost to success).
+
+`seeds_for_target` instead treats p_success = s/n as a Bernoulli estimate and fresh seeds as
+independent draws: the smallest k with 1 - (1 - p)^k >= target; NULL when p = 0, 1 when p = 1.
+It repeats on every row of its cell.
+
+Binomial ratios are computed as exp of lgamma differences in DuckDB (relative error about 1e-13
+for n in the thousands).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from paretolab.analysis.cells import COST_COLUMNS, Criterion, columns, costs_sql, ident, sweep_info
+from paretolab.analysis.store import Store
+from paretolab.errors import UsageError
+
+STATS = ("n_seeds", "successes", "p_success", "k_seeds", "p_any_success", "expected_cost",
+         "expected_total_cost", "seeds_for_target")
+
+
+def luck(store: Store, sweep: str, cost: str = "steps_to_success", target: float = 0.9,
+         success: str | None = None, axes: list[str] | None = None) -> pa.Table:
+    """Best-of-k statistics of every cell of `sweep` (definitions in the module docstring).
+
+    Args:
+        cost: steps_to_success, samples_to_success or flops_to_success.
+        target: the probability of at least one success that `seeds_for_target` aims at, in (0, 1).
+        success: a criterion like `test_error<=0.05` recomputed from the curves; default the sweep's.
+        axes: the cell axes; default the sweep's own.
+    Returns:
+        One row per cell and k: the axes, n_seeds, successes, p_success, k_seeds, p_any_success,
+        expected_cost, expected_total_cost, seeds_for_target; ordered by the axes (NULLs last), then k.
+        (`n_seeds`/`k_seeds`, not `n`/`k`: sparse parity has parameters named n and k.)
+    Raises:
+        StoreError: unknown sweep. UsageError: bad cost, target, axis, metric or criterion.
+    """
+    if cost not in COST_COLUMNS:
+        raise UsageError(f"unknown cost {cost!r}; allowed: {', '.join(COST_COLUMNS)}")
+    if not 0 < target < 1:
+        raise UsageError(f"target must be a probability in (0, 1), got {target}")
+    con = store.connect(sweep)
+    try:
+        info = sweep_info(con, sweep)
+        criterion = Criterion.parse(success) if success else info.success
+        axes = tuple(axes) if axes is not None else info.axes
+        have = set(columns(con, "trials"))
+        for a in axes:
+            if a not in have or a in COST_COLUMNS:
+                raise UsageError(f"unknown axis {a!r}; columns: {', '.join(sorted(have - set(COST_COLUMNS)))}")
+            if a in STATS:
+                raise UsageError(f"axis {a!r} has the name of a luck column ({', '.join(STATS)})")
+        return con.sql(luck_sql(con, axes, criterion, cost), params={"target": target}).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _lchoose(a: str, b: str) -> str:
+    """SQL of ln C(a, b) for 0 <= b <= a."""
+    return f"(lgamma(({a}) + 1) - lgamma(({b}) + 1) - lgamma(({a}) - ({b}) + 1))"
+
+
+def _ratio(a: str, b: str, n: str, k: str) -> str:
+    """SQL of C(a, b) / C(n, k), 0 when b > a."""
+    return f"CASE WHEN ({b}) <= ({a}) THEN exp({_lchoose(a, b)} - {_lchoose(n, k)}) ELSE 0 END"
+
+
+def luck_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion, cost: str) -> str:
+    """SQL (named parameter `$target`) of `luck`; `axes` and `cost` must be checked columns."""
+    keys = ", ".join(ident(a) for a in axes)
+    lead = keys + ", " if keys else ""
+    p_any = f"CASE WHEN s = 0 THEN 0 ELSE 1 - ({_ratio('n - s', 'k', 'n', 'k')}) END"
+    # ceil(log(1 - target) / log(1 - p)), then moved by one where rounding put it off the definition.
+    k0 = "greatest(1, ceil(ln(1 - $target) / ln(1 - s / n)))::BIGINT"
+    holds = "1 - pow(1 - s / n, {}) >= $target"
+    seeds = (f"CASE WHEN s = 0 THEN NULL WHEN s = n THEN 1 "
+             f"WHEN {k0} > 1 AND {holds.format(k0 + ' - 1')} THEN {k0} - 1 "
+             f"WHEN NOT ({holds.format(k0)}) THEN {k0} + 1 ELSE {k0} END")
+    return f"""
+        WITH c AS ({costs_sql(con, criterion)}),
+        t AS (SELECT {lead} steps_to_success IS NOT NULL AS ok, {ident(cost)}::DOUBLE AS cost FROM c),
+        r AS (SELECT *, count(*) OVER w AS n, count(*) FILTER (WHERE ok) OVER w AS s,
+                     row_number() OVER (PARTITION BY {lead} ok ORDER BY cost ASC NULLS LAST) AS i
+              FROM t WINDOW w AS ({'PARTITION BY ' + keys if keys else ''})),
+        rk AS (SELECT r.*, p.k FROM r JOIN (SELECT 1::BIGINT << j AS k FROM range(0, 62) t(j)) p ON p.k <= r.n
+               UNION ALL SELECT r.*, r.n AS k FROM r WHERE r.n & (r.n - 1) <> 0),
+        g AS (SELECT {lead} n, s, k,
+                     count(*) FILTER (WHERE ok AND cost IS NULL) AS unpriced,
+                     sum(cost * ({_ratio('n - i', 'k - 1', 'n', 'k')})) FILTER (WHERE ok) AS cost_sum
+              FROM rk GROUP BY ALL),
+        e AS (SELECT *, {p_any} AS p_any_success,
+                     CASE WHEN s > 0 AND unpriced = 0 THEN cost_sum / ({p_any}) END AS expected_cost FROM g)
+        SELECT {lead} n AS n_seeds, s AS successes, s / n AS p_success, k AS k_seeds, p_any_success,
+               expected_cost, k * expected_cost AS expected_total_cost, ({seeds})::BIGINT AS seeds_for_target
+        FROM e ORDER BY {', '.join(ident(a) + ' ASC NULLS LAST' for a in axes) + ', ' if keys else ''}k"""

@@ -1,0 +1,59 @@
+"""Ready-made views for `paretolab query --sweep S`: `cells`, `frontier` and `transitions`.
+
+They are computed for the sweep named, with its own axes and success criterion, and only when the
+SQL mentions them (each scans the curves). `frontier` is over (first axis, flops_to_success), both
+minimized, with train_size as the first axis when the sweep has it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pyarrow as pa
+
+from paretolab.analysis.cells import cells_sql, columns, sweep_info
+from paretolab.analysis.store import SNAPSHOT_RETRIES, Store
+from paretolab.errors import StoreError
+
+READY = ("cells", "frontier", "transitions")
+
+
+def query(store: Store, sql: str, sweep: str | None = None) -> pa.Table:
+    """Run `sql` over the store's views, plus `cells`, `frontier`, `transitions` when `sweep` is given.
+
+    Raises:
+        StoreError: bad SQL, unknown sweep, or no store.
+    """
+    wanted = [v for v in READY if sweep and re.search(rf"\b{v}\b", sql, re.I)]
+    if not wanted:
+        return store.query(sql, sweep=sweep)
+    for retry in range(SNAPSHOT_RETRIES):
+        con = store.connect(sweep)
+        try:
+            _add(con, sweep, wanted)
+            return con.sql(sql).to_arrow_table()
+        except duckdb.IOException:
+            if retry == SNAPSHOT_RETRIES - 1:
+                raise
+        except duckdb.Error as e:
+            raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
+        finally:
+            con.close()
+
+
+def _add(con: duckdb.DuckDBPyConnection, sweep: str, wanted: list[str]) -> None:
+    from paretolab.analysis.frontier import frontier_sql
+    from paretolab.analysis.phases import transitions_sql
+
+    info = sweep_info(con, sweep)
+    if "cells" in wanted or "frontier" in wanted:
+        con.execute(f"CREATE TEMP TABLE cells AS {cells_sql(con, info.axes, info.success)}")
+    if "frontier" in wanted:
+        first = "train_size" if "train_size" in info.axes else info.axes[0]
+        con.execute("CREATE TEMP VIEW _cells AS SELECT * FROM cells")
+        sql = frontier_sql(columns(con, "cells"), info.axes, [(first, "min"), ("flops_to_success", "min")], [], False)
+        con.execute(f"CREATE TEMP TABLE frontier AS {sql}", [0.5])
+    if "transitions" in wanted:
+        sql, params = transitions_sql(con, info, strict=False)
+        con.execute(f"CREATE TEMP TABLE transitions AS {sql}", params)
