@@ -6,7 +6,8 @@ criterion than the one the sweep ran with can be asked for (trials that stopped 
 sweep's own criterion cannot show a later success: they count as not succeeding).
 
 Trials whose last attempt `failed` (raised) are left out: they are errors, not outcomes.
-`diverged` trials count as not succeeding.
+A `diverged` trial succeeded if its curve met the criterion before the loss became NaN/inf (as the
+workers record it); NaN and infinite metric values never meet a criterion.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
                {FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params * s.samples AS flops_to_success
         FROM trials t LEFT JOIN (
             SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM metrics
-            WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)} GROUP BY trial_id
+            WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)}
+              AND isfinite({ident(criterion.metric)}) GROUP BY trial_id
         ) s USING (trial_id)
         WHERE t.status <> 'failed'"""
 

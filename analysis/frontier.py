@@ -31,9 +31,8 @@ from paretolab.errors import UsageError
 DIRECTIONS = ("min", "max")
 PROBABILITIES = ("p_success", "p_lo", "p_hi")
 DEFAULT_OBJECTIVES = (("train_size", "min"), ("flops_to_success", "min"))
-# The statistics `cells_sql` names without a prefix: an axis of the same name (sparse parity's `n`)
-# is silently confused with them there, so such a sweep is refused until cells.py renames them.
-CELL_STATS = ("n", "successes") + PROBABILITIES
+# The statistics `cells_sql` adds to the axes: an axis of the same name would be confused with one.
+CELL_STATS = ("n_seeds", "successes") + PROBABILITIES
 NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\)|"NULL")')
 
 Objective = tuple[str, str]
@@ -85,8 +84,7 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = D
         criterion = Criterion.parse(success) if success else info.success
         clash = [a for a in info.axes if a in CELL_STATS]
         if clash:
-            raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)}); "
-                             f"the frontier cannot tell them apart yet")
+            raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)})")
         con.execute(f"CREATE TEMP TABLE _cells AS {cells_sql(con, info.axes, criterion)}")
         groups = _by_axes(by, info.axes)
         _check_columns(con, objectives, info.axes)
