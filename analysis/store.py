@@ -152,9 +152,11 @@ class Store:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY sweep").fetchall()]
         if sweep not in names:
             raise StoreError(f"unknown sweep {sweep!r}; in {self.root}: {', '.join(names) or 'none yet'}")
-        con.execute("CREATE TEMP TABLE _ids AS SELECT trial_id FROM sweep_trials WHERE sweep = ?", [sweep])
         # Every trial in a store was submitted in some sweep row; if all of them are in this sweep,
         # restricting to it changes nothing and its semi-join over the curves can be skipped.
+        if con.execute("SELECT count(*) FROM sweeps_all").fetchall()[0][0] == 1:
+            return
+        con.execute("CREATE TEMP TABLE _ids AS SELECT trial_id FROM sweep_trials WHERE sweep = ?", [sweep])
         if con.execute("SELECT count(*) = 0 FROM (SELECT DISTINCT unnest(trial_ids) AS trial_id FROM sweeps_all) "
                        "WHERE trial_id NOT IN (SELECT trial_id FROM _ids)").fetchall()[0][0]:
             return
