@@ -81,32 +81,34 @@ class KillOnce(Observer):
         self.every_attempt = every_attempt
 
     def on_report(self, report):
+        ended = {r.trial_id for r in report.results}
         for row in report.rows:
             key = (row.trial_id, row.attempt)
-            if row.step > 0 and key not in self.killed and (self.every_attempt or not self.killed):
+            mid_trial = row.step > 0 and row.trial_id not in ended
+            if mid_trial and key not in self.killed and (self.every_attempt or not self.killed):
                 self.killed.append(key)
                 os.kill(report.pid, signal.SIGKILL)
                 return
 
 
 def test_worker_killed_mid_trial_is_rerun(ray_cluster, tmp_path, write_spec):
-    # target 0 is never reached before max_steps, so the trial runs for a few seconds and reports mid-way
-    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=2000, every=10, target=-1)
+    # target -1 is never reached, so the trial runs all its steps (seconds) and reports mid-way (every 1 s)
+    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=20000, every=100, target=-1)
     killer = KillOnce()
     summary = paretolab.run(spec, store=tmp_path / "r", workers=1, observer=killer)
     assert len(killer.killed) == 1 and summary.ran == 1 and summary.failed == 0
     store = paretolab.open_store(tmp_path / "r")
     row = store.query("SELECT status, attempt, steps FROM trials").to_pylist()[0]
-    assert row == {"status": "finished", "attempt": 2, "steps": 2000}
+    assert row == {"status": "finished", "attempt": 2, "steps": 20000}
     view = store.query("SELECT DISTINCT attempt FROM metrics").column(0).to_pylist()
     assert view == [2]  # the curve shown is the attempt that finished
     steps = store.query("SELECT step FROM metrics ORDER BY step").column(0).to_pylist()
-    assert steps == list(range(0, 2001, 10))  # no row lost or duplicated
+    assert steps == list(range(0, 20001, 100))  # no row lost or duplicated
     assert 1 in store.query("SELECT DISTINCT attempt FROM metrics_all").column(0).to_pylist()
 
 
 def test_worker_killed_every_attempt_gives_up(ray_cluster, tmp_path, write_spec):
-    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=2000, every=10, target=-1,
+    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=20000, every=100, target=-1,
                       extra="max_attempts: 2\n")
     summary = paretolab.run(spec, store=tmp_path / "r", workers=1, observer=KillOnce(every_attempt=True))
     assert summary.failed == 1
