@@ -101,7 +101,11 @@ def expand(sweep: Sweep) -> Iterator[TrialConfig]:
             task_args = task_cls.Args(**parts["task"])
             task_args.check()
             model_args = model_cls.Args(**parts["model"])
-            model_args.check(task_cls.dims(task_args)[0])
+            io = task_cls.io(task_args)
+            if io.kind not in model_cls.accepts:
+                raise ValueError(f"model {sweep.model!r} takes {' or '.join(model_cls.accepts)} inputs, "
+                                 f"task {sweep.task!r} gives {io.kind} inputs")
+            model_args.check(io)
             train = TrainArgs(**parts["train"])
             train.check()
             if train.loss not in task_cls.losses:

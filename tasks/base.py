@@ -8,10 +8,26 @@ owned by one trial in one worker and is not shared between threads.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     import torch
+
+
+@dataclass(frozen=True)
+class IO:
+    """The shape of a task's data, which decides the models that fit it.
+
+    `vector`: inputs are float vectors of width `input_dim`, outputs `output_dim` scores.
+    `sequence`: inputs are token ids below `input_dim` (the vocabulary) of length up to `length`;
+    outputs are `output_dim` class scores at every position.
+    """
+
+    kind: Literal["vector", "sequence"]
+    input_dim: int
+    output_dim: int
+    length: int | None = None
 
 
 class Task(ABC):
@@ -37,8 +53,8 @@ class Task(ABC):
 
     @staticmethod
     @abstractmethod
-    def dims(args) -> tuple[int, int]:
-        """`(input_dim, output_dim)` of a model for this task with arguments `args`."""
+    def io(args) -> IO:
+        """The data shape of this task with arguments `args` (no torch needed)."""
 
     @abstractmethod
     def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from paretolab.tasks.base import Task
+from paretolab.tasks.base import IO, Task
 from paretolab.tasks.seeding import generator
 
 
@@ -60,8 +60,8 @@ class SparseParity(Task):
             self._train_x, self._train_y = self._sample(args.train_size, self._data, args.noise)
 
     @staticmethod
-    def dims(args: SparseParityArgs) -> tuple[int, int]:
-        return args.n, 1
+    def io(args: SparseParityArgs) -> IO:
+        return IO("vector", args.n, 1)
 
     def _sample(self, m: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randint(0, 2, (m, self.args.n), generator=g, device=self.device).float() * 2 - 1

@@ -13,6 +13,7 @@ import torch
 
 from paretolab.orchestrator.grid import expand
 from paretolab.spec import parse_yaml
+from paretolab.tasks.base import IO
 from paretolab.tasks.seeding import generator
 from paretolab.tasks.sparse_parity import SparseParity, SparseParityArgs
 from paretolab.tasks.success import Success
@@ -222,7 +223,7 @@ def test_offline_noise_is_fixed_per_example():
 
 def test_sparse_init_gives_each_neuron_exactly_s_inputs():
     g = generator(0, "init")
-    model = MLP(MLPArgs(width=64, init="sparse", sparsity=2), input_dim=20, output_dim=1, g=g)
+    model = MLP(MLPArgs(width=64, init="sparse", sparsity=2), IO("vector", 20, 1), g=g)
     W1 = model.params[0].detach()
     assert W1.shape == (64, 20)
     assert ((W1 != 0).sum(dim=1) == 2).all()
@@ -231,7 +232,7 @@ def test_sparse_init_gives_each_neuron_exactly_s_inputs():
 
 
 def test_dense_init_uses_every_input():
-    model = MLP(MLPArgs(width=32), input_dim=20, output_dim=1, g=generator(0, "init"))
+    model = MLP(MLPArgs(width=32), IO("vector", 20, 1), g=generator(0, "init"))
     W1, b1, W2, b2 = (p.detach() for p in model.params)
     assert ((W1 != 0).sum(dim=1) == 20).all()
     assert (W1.abs() <= 1 / math.sqrt(20)).all() and (W2.abs() <= 1 / math.sqrt(32)).all()
@@ -242,8 +243,8 @@ def test_dense_init_uses_every_input():
 
 def test_sparse_init_stays_sparse_through_the_trial_seed():
     # the same init through the training loop's generator: a trial with sparse init starts sparse
-    a = MLP(MLPArgs(width=16, init="sparse", sparsity=3), 10, 1, generator(7, "init"))
-    b = MLP(MLPArgs(width=16, init="sparse", sparsity=3), 10, 1, generator(7, "init"))
+    a = MLP(MLPArgs(width=16, init="sparse", sparsity=3), IO("vector", 10, 1), generator(7, "init"))
+    b = MLP(MLPArgs(width=16, init="sparse", sparsity=3), IO("vector", 10, 1), generator(7, "init"))
     assert all(torch.equal(p, q) for p, q in zip(a.params, b.params))
     rows, result = run(config(seed=7, width=16, init="sparse", sparsity=3, max_steps=20, every=10, stop=False))
     assert result.status == "finished" and len(rows) == 3

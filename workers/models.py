@@ -15,18 +15,23 @@ from typing import ClassVar, Literal
 
 import torch
 
+from paretolab.tasks.base import IO
+
 
 class Model(ABC):
     """A trainable function of a task's inputs.
 
-    Contract: `__init__(args, input_dim, output_dim, g, device)` draws all weights from `g`;
-    `params` lists the tensors the optimizer updates (leaf tensors with `requires_grad`);
-    `forward(x)` maps a batch `(B, input_dim)` to `(B, output_dim)`. `Args` is a frozen dataclass
-    with defaults and a `check(input_dim)` method raising `ValueError` on bad values.
+    Contract: `__init__(args, io, g, device)` draws all weights from `g` (`io` is the task's
+    `tasks.base.IO`); `params` lists the tensors the optimizer updates (leaf tensors with
+    `requires_grad`); `forward(x)` maps a batch of inputs to outputs: `(B, input_dim)` to
+    `(B, output_dim)` for `vector` tasks, token ids `(B, T)` to logits `(B, T, output_dim)` for
+    `sequence` tasks. `accepts` lists the IO kinds the model takes. `Args` is a frozen dataclass
+    with defaults and a `check(io)` method raising `ValueError` on bad values.
     """
 
     name: ClassVar[str]
     Args: ClassVar[type]
+    accepts: ClassVar[tuple[str, ...]]
     params: list[torch.Tensor]
 
     @abstractmethod
@@ -46,13 +51,13 @@ class MLPArgs:
     init: Literal["dense", "sparse"] = "dense"
     sparsity: int | None = None
 
-    def check(self, input_dim: int) -> None:
+    def check(self, io: IO) -> None:
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
         if self.init == "sparse" and self.sparsity is None:
             raise ValueError("init 'sparse' needs sparsity: the number of non-zero inputs per neuron")
-        if self.sparsity is not None and not 1 <= self.sparsity <= input_dim:
-            raise ValueError(f"sparsity must be between 1 and the input dimension {input_dim}, got {self.sparsity}")
+        if self.sparsity is not None and not 1 <= self.sparsity <= io.input_dim:
+            raise ValueError(f"sparsity must be between 1 and the input dimension {io.input_dim}, got {self.sparsity}")
 
 
 class MLP(Model):
@@ -60,9 +65,10 @@ class MLP(Model):
 
     name: ClassVar[str] = "mlp"
     Args: ClassVar[type] = MLPArgs
+    accepts: ClassVar[tuple[str, ...]] = ("vector",)
 
-    def __init__(self, args: MLPArgs, input_dim: int, output_dim: int, g: torch.Generator, device: str = "cpu"):
-        w, n = args.width, input_dim
+    def __init__(self, args: MLPArgs, io: IO, g: torch.Generator, device: str = "cpu"):
+        w, n, output_dim = args.width, io.input_dim, io.output_dim
         # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
         # Sparse init keeps that law with fan_in = s on the s surviving inputs of each neuron
         # (Edelman et al. 2023, Sec. 4: "sparse initialization" of the first layer).

@@ -28,8 +28,7 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
     start = time.perf_counter()
     task_cls = tasks()[trial.task]
     task = task_cls(trial.task_args, trial.seed, trial.eval.test_size, device)
-    d_in, d_out = task_cls.dims(trial.task_args)
-    model = models()[trial.model](trial.model_args, d_in, d_out, generator(trial.seed, "init", device), device)
+    model = models()[trial.model](trial.model_args, task_cls.io(trial.task_args), generator(trial.seed, "init", device), device)
     opt = _optimizer(model.params, trial.train)
     B, loss_kind, success = trial.train.batch_size, trial.train.loss, trial.success
 
