@@ -97,6 +97,7 @@ def expand(sweep: Sweep) -> Iterator[TrialConfig]:
         parts: dict[str, dict[str, Value]] = {"task": {}, "model": {}, "train": {}}
         for name, value in point.items():
             parts[owners[name]][name] = value
+        parts["train"].setdefault("loss", task_cls.losses[0])  # each task's first loss is its default
         try:
             task_args = task_cls.Args(**parts["task"])
             task_args.check()

@@ -68,6 +68,8 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
 def _optimizer(params: list[torch.Tensor], args: TrainArgs) -> torch.optim.Optimizer:
     if args.optimizer == "adam":
         return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 

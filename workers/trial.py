@@ -17,8 +17,8 @@ class TrainArgs:
     batch_size: int = 32
     weight_decay: float = 0.0
     momentum: float = 0.0
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    loss: str = "hinge"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    loss: str = "hinge"  # the task's first loss when not given (see orchestrator.grid.expand)
 
     def check(self) -> None:
         if self.lr <= 0:
