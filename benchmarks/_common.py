@@ -7,6 +7,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -59,3 +60,24 @@ def clean_env(ray_tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PARETOLAB_STORE")}
     env["RAY_TMPDIR"] = str(ray_tmp)
     return env
+
+
+def busy_warning(sample_s: float = 1.0) -> str | None:
+    """A warning line when other processes keep the CPUs busy right now (sampled from /proc/stat over
+    `sample_s`; the load average would also count a benchmark that has just ended)."""
+    def read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = read()
+        time.sleep(sample_s)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = (1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1)
+    if busy > 0.3:
+        return (f"WARNING: {busy:.1f} of {os.cpu_count()} cores busy before the benchmark started: other processes "
+                f"compete for the cores and inflate the wall times below; rerun on a quiet machine")
+    return None

@@ -23,6 +23,7 @@ private RAY_TMPDIR that must still hold no `ray` folder afterwards). Targets: un
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import resource
 import shutil
@@ -33,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import clean_env, cli_command, machine_line, scratch
+from _common import busy_warning, clean_env, cli_command, machine_line, scratch
 
 TARGET_S = 10.0
 TARGET_RSS_MB = 2048.0
@@ -102,6 +103,32 @@ def write_full_store(spec: Path, store: Path) -> float:
     return time.perf_counter() - start
 
 
+PHASES = r"""
+import json, sys, time
+t = time.perf_counter(); out = {}
+from paretolab.orchestrator.grid import expand
+from paretolab.spec import load_spec
+from paretolab.api import open_store
+out["import spec + grid (torch comes with them)"] = time.perf_counter() - t; t = time.perf_counter()
+import paretolab.progress
+out["import progress view (scheduler: ray)"] = time.perf_counter() - t; t = time.perf_counter()
+sweep = load_spec(sys.argv[1])
+out["load_spec"] = time.perf_counter() - t; t = time.perf_counter()
+trials = list(expand(sweep))
+out[f"expand: {len(trials)} TrialConfigs + trial ids"] = time.perf_counter() - t; t = time.perf_counter()
+ended = open_store(sys.argv[2]).ended()
+out[f"store.ended(): {len(ended)} ids via DuckDB"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def breakdown(spec: Path, store: Path) -> dict[str, float]:
+    """The phases of a no-op resume, timed inside one fresh process (read-only on the store)."""
+    proc = subprocess.run([sys.executable, "-c", PHASES, str(spec), str(store)], capture_output=True, text=True,
+                          timeout=600, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
 def measure(label: str, cmd: list[str], tmp: Path, expect: str, repeat: int, before_each=None) -> dict:
     walls, rss = [], []
     for i in range(repeat):
@@ -130,6 +157,8 @@ def main() -> None:
     empty, full = tmp / "store_empty", tmp / "store_full"
     empty.mkdir()
     print(machine_line())
+    if (warning := busy_warning()) is not None:
+        print(warning)
     print(f"scratch: {tmp}; {'/usr/bin/time -v' if Path('/usr/bin/time').exists() else 'getrusage(RUSAGE_CHILDREN)'} "
           f"for peak RSS; {args.repeat} fresh subprocess(es) per row")
     synth_s = write_full_store(spec, full)
@@ -159,6 +188,7 @@ def main() -> None:
         measure("no-op resume, again (sweeps row present)", [*cli, "run", str(spec), "--store", str(full)], tmp,
                 resume_expect, args.repeat),
     ]
+    phases = breakdown(spec, full)
     sweeps_files = len(list((full / "sweeps").glob("*.parquet")))
     assert sweeps_files == 1, f"the repeated no-op resumes should write no further sweeps row; found {sweeps_files} files"
 
@@ -173,6 +203,10 @@ def main() -> None:
     print(f"{'for scale':<44} {'wall s':>13}")
     print(f"{'python -c pass':<44} {python_s:13.2f}")
     print(f"{'paretolab --help':<44} {help_s:13.2f}")
+    print()
+    print(f"{'where a resume spends it (one fresh process)':<44} {'s':>13}")
+    for name, secs in phases.items():
+        print(f"{name:<44} {secs:13.2f}")
     print()
     print(f"dry-run output: {rows[0]['first_line']}")
     print(f"resume output:  {rows[3]['first_line']}")
