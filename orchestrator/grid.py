@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterator
 
 from paretolab.errors import SpecError
-from paretolab.orchestrator.identity import trial_id
+from paretolab.orchestrator.identity import point_content, seeded_id
 from paretolab.orchestrator.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
@@ -114,9 +114,10 @@ def expand(sweep: Sweep) -> Iterator[TrialConfig]:
         except ValueError as e:
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(point.items()))
             raise SpecError(f"{sweep.path}: point {{{shown}}}: {e}") from None
+        content = point_content(sweep.task, task_args, sweep.model, model_args, train, sweep.max_steps,
+                                sweep.eval, sweep.success)
         for seed in seeds:
-            tid = trial_id(sweep.task, task_args, sweep.model, model_args, train, seed,
-                           sweep.max_steps, sweep.eval, sweep.success)
+            tid = seeded_id(content, seed)
             if tid not in seen:
                 seen.add(tid)
                 yield TrialConfig(tid, sweep.task, task_args, sweep.model, model_args, train, seed,

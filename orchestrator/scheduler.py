@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import ray
 
 from paretolab.analysis.store import StoreWriter
+from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.train import failed
@@ -28,38 +29,7 @@ from paretolab.workers.trial import Assignment, MetricRow, Report, TrialConfig, 
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
 MAX_CHUNK = 256
-
-
-@dataclass
-class Counts:
-    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included;
-    `running` counts busy workers (each trains one trial at a time)."""
-
-    total: int
-    done: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    diverged: int = 0
-    running: int = 0
-    retried: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-
-
-class Observer:
-    """Receives the scheduler's events, on the driver thread. The defaults do nothing."""
-
-    def on_start(self, sweep: str, counts: Counts) -> None:
-        """The run of `sweep` is about to dispatch its first trial."""
-
-    def on_report(self, report: Report) -> None:
-        """A worker's report arrived (before its rows are written)."""
-
-    def on_tick(self, counts: Counts) -> None:
-        """Called a few times a second with the current counts."""
-
-
-class Interrupted(Exception):
-    """The run was stopped by Ctrl-C after flushing what had arrived."""
+AUTO_CHUNK = 64  # trials per call when packs are sized automatically by the worker
 
 
 @dataclass
@@ -134,7 +104,7 @@ class Scheduler:
         r = self.resources
         actor = ray.remote(Worker).options(num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0)
         device = "cuda" if r.gpu > 0 else "cpu"
-        return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device))
+        return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size))
 
     def _dispatch(self) -> None:
         for slot in self.slots:
@@ -145,11 +115,12 @@ class Scheduler:
                 slot.calls.append(call)
 
     def _chunk_size(self) -> int:
-        if self._trial_s is None:
-            return 1
-        by_time = int(self.target_call_s / max(self._trial_s, 1e-6))
+        # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
+        # about `target_call_s` of work, and never more than a fair share of what is left.
+        pack = self.resources.pack_size or AUTO_CHUNK
+        by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
         balanced = math.ceil(len(self.queue) / (CALLS_IN_FLIGHT * len(self.slots)))
-        return max(1, min(MAX_CHUNK, by_time, balanced))
+        return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))
 
     def _receive(self, call: _Call) -> None:
         if call.slot.dead:  # its unfinished trials are already re-queued

@@ -12,10 +12,12 @@ Value = object  # a validated parameter value: int, float, str, bool or None
 
 @dataclass(frozen=True)
 class Resources:
-    """What one worker slot takes from Ray: CPU cores and a (fraction of a) GPU."""
+    """What one worker slot takes from Ray: CPU cores and a (fraction of a) GPU; and how many
+    trials of one shape a worker trains together (`pack_size`; None = auto, from the model size)."""
 
     cpu: float = 1.0
     gpu: float = 0.0
+    pack_size: int | None = None
 
 
 @dataclass(frozen=True)

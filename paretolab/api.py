@@ -51,12 +51,12 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         workers: number of worker actors; None fills the cluster with `resources`-sized slots.
         dry_run: count and show trials, touch neither Ray nor the store.
         retry_failed: run again trials whose last attempt failed.
-        observer: an `orchestrator.scheduler.Observer` receiving progress events.
+        observer: an `orchestrator.events.Observer` receiving progress events.
     Returns:
         A `RunSummary`.
     Raises:
         SpecError, StoreError, ClusterError, UsageError: bad spec, store, cluster or arguments.
-        orchestrator.scheduler.Interrupted: on Ctrl-C, after flushing what had arrived.
+        orchestrator.events.Interrupted: on Ctrl-C, after flushing what had arrived.
     """
     import time
 

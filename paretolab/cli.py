@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     from paretolab import api
-    from paretolab.orchestrator.scheduler import Interrupted
+    from paretolab.orchestrator.events import Interrupted
 
     out = _console()
     if args.dry_run:

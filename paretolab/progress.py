@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from paretolab.orchestrator.scheduler import Counts, Observer
+from paretolab.orchestrator.events import Counts, Observer
 
 PLAIN_EVERY_S = 10.0  # how often a non-terminal run prints a line
 

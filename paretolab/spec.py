@@ -260,12 +260,17 @@ def _success(raw, task, path) -> Success:
 
 
 def _resources(raw, path) -> Resources:
-    raw = _mapping(raw, path, "resources")
-    _no_unknown(raw, ("cpu", "gpu"), path, "resources.")
+    raw = dict(_mapping(raw, path, "resources"))
+    _no_unknown(raw, ("cpu", "gpu", "pack_size"), path, "resources.")
+    pack = raw.pop("pack_size", "auto")
     out = {k: _coerce(v, float, path, f"resources.{k}") for k, v in raw.items()}
     if out.get("cpu", 1.0) <= 0 or out.get("gpu", 0.0) < 0:
         raise SpecError(f"{path}: resources: cpu must be > 0 and gpu >= 0, got {raw!r}")
-    return Resources(**out)
+    if pack != "auto":
+        pack = _positive_int(pack, path, "resources.pack_size") if not isinstance(pack, str) else None
+        if pack is None:
+            raise SpecError(f"{path}: resources.pack_size: expected an integer >= 1 or auto, got {raw.get('pack_size')!r}")
+    return Resources(**out, pack_size=None if pack == "auto" else pack)
 
 
 def _positive_int(value, path, key) -> int:

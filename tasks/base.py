@@ -50,6 +50,8 @@ class Task(ABC):
     Args: ClassVar[type]
     losses: ClassVar[tuple[str, ...]]
     metrics: ClassVar[tuple[str, ...]]
+    # Arguments that may differ between the members of one pack (see workers/packed.py).
+    pack_free: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     @abstractmethod
@@ -67,6 +69,21 @@ class Task(ABC):
     @abstractmethod
     def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Fraction of wrong predictions in a batch, as a 0-d tensor (NaN outputs count as wrong)."""
+
+    def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        """Per-member mean losses `(P,)` of stacked outputs `(P, B, ...)` and labels `(P, B, ...)`.
+
+        Must equal `loss` applied to each member; it may not depend on this object's own state.
+        Tasks override it with a vectorized version; this default loops over the members."""
+        import torch
+
+        return torch.stack([self.loss(out[i], y[i], kind) for i in range(out.shape[0])])
+
+    def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member batch errors `(P,)`, as `error` on each member."""
+        import torch
+
+        return torch.stack([self.error(out[i], y[i]) for i in range(out.shape[0])])
 
     @abstractmethod
     def evaluate(self, forward, kind: str) -> dict[str, float]:

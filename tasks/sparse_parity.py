@@ -48,6 +48,7 @@ class SparseParity(Task):
     Args: ClassVar[type] = SparseParityArgs
     losses: ClassVar[tuple[str, ...]] = ("hinge", "logistic", "square")
     metrics: ClassVar[tuple[str, ...]] = ("test_loss", "test_error", "test_acc")
+    pack_free: ClassVar[tuple[str, ...]] = ("train_size", "noise")
 
     def __init__(self, args: SparseParityArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args = args
@@ -78,12 +79,13 @@ class SparseParity(Task):
         return self._train_x[idx], self._train_y[idx]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-        margin = out.reshape(-1) * y
-        if kind == "hinge":
-            return torch.relu(1 - margin).mean()
-        if kind == "logistic":
-            return torch.nn.functional.softplus(-margin).mean()
-        return ((out.reshape(-1) - y) ** 2).mean()
+        return _losses(out.reshape(-1), y, kind).mean()
+
+    def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        return _losses(out.reshape(y.shape), y, kind).mean(dim=-1)
+
+    def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (~(out.reshape(y.shape) * y > 0)).float().mean(dim=-1)
 
     def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # `not > 0` rather than `<= 0`: a NaN output is a wrong prediction, never a right one.
@@ -98,3 +100,12 @@ class SparseParity(Task):
             "test_error": error,
             "test_acc": 1.0 - error,
         }
+
+
+def _losses(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-example losses of scores `out` against ±1 labels `y` (same shape)."""
+    if kind == "hinge":
+        return torch.relu(1 - out * y)
+    if kind == "logistic":
+        return torch.nn.functional.softplus(-out * y)
+    return (out - y) ** 2

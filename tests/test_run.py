@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import paretolab
-from paretolab.orchestrator.scheduler import Observer
+from paretolab.orchestrator.events import Observer
 
 
 def trial_count(store, where="true"):

@@ -14,6 +14,7 @@ import traceback
 import ray
 import torch
 
+from paretolab.workers.packed import auto_pack_size, pack_key, train_pack
 from paretolab.workers.train import failed, train
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialResult
 
@@ -24,28 +25,62 @@ class Worker:
     Not thread-safe: Ray runs one call of an actor at a time (the default), which this relies on.
     """
 
-    def __init__(self, num_threads: int, report_every_s: float = 1.0, device: str = "cpu"):
+    def __init__(self, num_threads: int, report_every_s: float = 1.0, device: str = "cpu",
+                 pack_size: int | None = 1):
         torch.set_num_threads(max(1, num_threads))
         self.report_every_s = report_every_s
         self.device = device
+        self.pack_size = pack_size  # None: auto
         self.pid, self.node = os.getpid(), ray.get_runtime_context().get_node_id()
 
     def run(self, assignments: list[Assignment]):
+        """Train `assignments`, packing consecutive ones of equal `pack_key` up to `pack_size`, and
+        stream a `Report` whenever `report_every_s` has passed, and at the end."""
         rows: list[MetricRow] = []
         results: list[TrialResult] = []
         last = time.monotonic()
-        for a in assignments:
-            start = time.perf_counter()
-            attempt = train(a.trial, a.attempt, self.device)
-            try:
-                while True:
-                    rows.append(next(attempt))
-                    if time.monotonic() - last >= self.report_every_s:
-                        yield Report(rows, results, self.pid, self.node)
-                        rows, results, last = [], [], time.monotonic()
-            except StopIteration as done:
-                results.append(done.value)
-            except Exception as e:  # a raising trial is recorded as failed, never retried blindly
-                error = "".join(traceback.format_exception_only(e)).strip()
-                results.append(failed(a.trial, a.attempt, error, time.perf_counter() - start))
+        for unit in self._units(assignments):
+            for item in unit:
+                (results if isinstance(item, TrialResult) else rows).append(item)
+                if time.monotonic() - last >= self.report_every_s:
+                    yield Report(rows, results, self.pid, self.node)
+                    rows, results, last = [], [], time.monotonic()
         yield Report(rows, results, self.pid, self.node)
+
+    def _units(self, assignments: list[Assignment]):
+        """Packs of consecutive packable assignments, and solo runs of the rest."""
+        i = 0
+        while i < len(assignments):
+            key = pack_key(assignments[i].trial) if self.pack_size != 1 else None
+            j = i + 1
+            while key is not None and j < len(assignments) and pack_key(assignments[j].trial) == key:
+                j += 1
+            group = assignments[i:j]
+            size = self.pack_size or self._auto(group[0])
+            for k in range(0, len(group), size):
+                chunk = group[k:k + size]
+                yield train_pack(chunk, self.device) if len(chunk) > 1 else _solo(chunk[0], self.device)
+            i = j
+
+    def _auto(self, a: Assignment) -> int:
+        from paretolab.tasks.registry import tasks
+        from paretolab.workers.models import models
+
+        task_cls = tasks()[a.trial.task]
+        model = models()[a.trial.model](a.trial.model_args, task_cls.io(a.trial.task_args),
+                                        torch.Generator().manual_seed(0), "meta")
+        return auto_pack_size(model.n_params)
+
+
+def _solo(a: Assignment, device: str):
+    """One trial alone: its metric rows, then its result (failed, with the error, if it raised)."""
+    start = time.perf_counter()
+    attempt = train(a.trial, a.attempt, device)
+    try:
+        while True:
+            yield next(attempt)
+    except StopIteration as done:
+        yield done.value
+    except Exception as e:  # a raising trial is recorded as failed, never retried blindly
+        error = "".join(traceback.format_exception_only(e)).strip()
+        yield failed(a.trial, a.attempt, error, time.perf_counter() - start)

@@ -1,0 +1,42 @@
+"""What a run tells its observers (the progress view, tests): counts and events, free of Ray."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from paretolab.workers.trial import Report
+
+
+@dataclass
+class Counts:
+    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included;
+    `running` counts busy workers (each trains one trial at a time)."""
+
+    total: int
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    diverged: int = 0
+    running: int = 0
+    retried: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Observer:
+    """Receives the scheduler's events, on the driver thread. The defaults do nothing."""
+
+    def on_start(self, sweep: str, counts: Counts) -> None:
+        """The run of `sweep` is about to dispatch its first trial."""
+
+    def on_report(self, report: Report) -> None:
+        """A worker's report arrived (before its rows are written)."""
+
+    def on_tick(self, counts: Counts) -> None:
+        """Called a few times a second with the current counts."""
+
+
+
+
+class Interrupted(Exception):
+    """The run was stopped by Ctrl-C after flushing what had arrived."""

@@ -1,0 +1,291 @@
+"""The model conformance test: every registered model, on tiny sizes, on CPU.
+
+Each model of `models()` (built-ins and entry-point plug-ins) is built from a seeded generator and
+checked against the `Model` contract: determinism, shapes, the parameter list, the global RNG left
+alone, learning on a tiny problem. Then what is specific to one model: exact parameter counts,
+causal masking, argument checks, position embeddings, dropout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from paretolab.orchestrator.grid import parameters
+from paretolab.tasks.base import IO
+# Everything through the registry module: it imports the other built-ins (see test_plugin_modules_import_first).
+from paretolab.workers.models import LSTM, MLP, MLPArgs, Transformer, models
+
+TransformerArgs, LSTMArgs = Transformer.Args, LSTM.Args
+
+VECTOR = IO("vector", input_dim=6, output_dim=3)
+SEQUENCE = IO("sequence", input_dim=4, output_dim=4, length=8)  # the copy task below: vocabulary 4, T = 8
+TINY = {
+    "mlp": (MLPArgs(width=32), VECTOR),
+    "transformer": (TransformerArgs(n_layers=2, d_model=16, n_heads=2), SEQUENCE),
+    "lstm": (LSTMArgs(n_layers=2, hidden=16), SEQUENCE),
+}
+
+
+def tiny(name: str):
+    """(class, args, io) of a small instance of the model `name`; plug-ins get their default args."""
+    cls = models()[name]
+    if name in TINY:
+        return cls, *TINY[name]
+    return cls, cls.Args(), VECTOR if "vector" in cls.accepts else SEQUENCE
+
+
+def build(cls, args, io, seed: int = 0):
+    return cls(args, io, torch.Generator().manual_seed(seed), "cpu")
+
+
+def inputs(io: IO, B: int = 5, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if io.kind == "vector":
+        return torch.randn(B, io.input_dim, generator=g)
+    return torch.randint(io.input_dim, (B, io.length), generator=g)
+
+
+def task_batch(io: IO, B: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A learnable toy problem for either IO kind: the argmax of the first coordinates of a vector,
+    or the previous token of a sequence (the first position has none and is not scored)."""
+    if io.kind == "vector":
+        x = torch.randn(B, io.input_dim, generator=g)
+        return x, x[:, : io.output_dim].argmax(dim=1)
+    x = torch.randint(io.input_dim, (B, io.length), generator=g)
+    return x, x[:, :-1]
+
+
+def task_loss(io: IO, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if io.kind == "vector":
+        return F.cross_entropy(out, y)
+    return F.cross_entropy(out[:, 1:].reshape(-1, io.output_dim), y.reshape(-1))
+
+
+def graph_leaves(out: torch.Tensor) -> set[int]:
+    """Ids of the tensors autograd would accumulate gradients into for `out`."""
+    seen, leaves, stack = set(), set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):
+            leaves.add(id(fn.variable))
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return leaves
+
+
+@pytest.fixture(params=sorted(models()))
+def model_name(request) -> str:
+    return request.param
+
+
+# --------------------------------------------------------------- the contract, for every model
+def test_registered_class_declares_the_contract(model_name):
+    cls, args, io = tiny(model_name)
+    assert cls.name == model_name
+    assert io.kind in cls.accepts and set(cls.accepts) <= {"vector", "sequence"}
+    assert isinstance(args, cls.Args)
+    args.check(io)
+    parameters("sparse_parity", model_name)  # no argument name clashes with the task, train or results
+
+
+def test_same_seed_same_model_other_seed_other_model(model_name):
+    cls, args, io = tiny(model_name)
+    a, b, c = build(cls, args, io, 0), build(cls, args, io, 0), build(cls, args, io, 1)
+    assert all(torch.equal(p, q) for p, q in zip(a.params, b.params, strict=True))
+    assert any(not torch.equal(p, q) for p, q in zip(a.params, c.params, strict=True))
+    x = inputs(io)
+    assert torch.equal(a.forward(x), b.forward(x))
+    assert not torch.equal(a.forward(x), c.forward(x))
+
+
+def test_output_shape(model_name):
+    cls, args, io = tiny(model_name)
+    out = build(cls, args, io).forward(inputs(io, B=3))
+    expected = (3, io.output_dim) if io.kind == "vector" else (3, io.length, io.output_dim)
+    assert out.shape == expected and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_params_are_exactly_the_trainable_leaves(model_name):
+    cls, args, io = tiny(model_name)
+    model = build(cls, args, io)
+    assert all(p.is_leaf and p.requires_grad for p in model.params)
+    assert len({id(p) for p in model.params}) == len(model.params)
+    assert graph_leaves(model.forward(inputs(io))) == {id(p) for p in model.params}
+    assert model.n_params == sum(p.numel() for p in model.params)
+
+
+def test_init_leaves_the_global_rng_alone(model_name):
+    cls, args, io = tiny(model_name)
+    state = torch.random.get_rng_state()
+    build(cls, args, io)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_sgd_steps_reduce_the_loss(model_name):
+    cls, args, io = tiny(model_name)
+    model = build(cls, args, io)
+    opt = torch.optim.SGD(model.params, lr=0.2, momentum=0.9)
+    g = torch.Generator().manual_seed(2)
+    x_test, y_test = task_batch(io, 256, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = float(task_loss(io, model.forward(x_test), y_test))
+    for _ in range(60):
+        x, y = task_batch(io, 32, g)
+        loss = task_loss(io, model.forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(task_loss(io, model.forward(x_test), y_test))
+    assert after < 0.7 * before, (before, after)
+
+
+# --------------------------------------------------------------- parameter counts
+def test_mlp_parameter_count():
+    w, n, o = 32, VECTOR.input_dim, VECTOR.output_dim
+    assert build(MLP, MLPArgs(width=w), VECTOR).n_params == w * (n + 1) + o * (w + 1)
+
+
+def transformer_count(args: TransformerArgs, io: IO) -> int:
+    """By hand from the layout: per block 2 LayerNorms (4d), qkv (3d^2 + 3d), attention output
+    (d^2 + d), MLP in (r d^2 + r d) and out (r d^2 + d): (4 + 2r) d^2 + (9 + r) d, which is GPT-2's
+    12 d^2 + 13 d for r = 4. Then token embedding, learned positions, final LayerNorm, bias-free head."""
+    d, r, L = args.d_model, args.mlp_ratio, args.n_layers
+    blocks = L * ((4 + 2 * r) * d * d + (9 + r) * d)
+    positions = io.length * d if args.pos_emb == "learned" else 0
+    head = 0 if args.tie_embeddings else io.output_dim * d
+    return blocks + io.input_dim * d + positions + 2 * d + head
+
+
+@pytest.mark.parametrize("args", [
+    TransformerArgs(n_layers=2, d_model=16, n_heads=2),
+    TransformerArgs(n_layers=1, d_model=8, n_heads=4, mlp_ratio=2, pos_emb="sinusoidal"),
+    TransformerArgs(n_layers=3, d_model=12, n_heads=3, pos_emb="none", tie_embeddings=True),
+])
+def test_transformer_parameter_count(args):
+    assert build(Transformer, args, SEQUENCE).n_params == transformer_count(args, SEQUENCE)
+
+
+def test_default_transformer_has_about_19m_parameters():
+    # The flip-flop model of Liu et al. 2023: 6 layers, width 512, 8 heads; vocabulary 5, T = 512.
+    io = IO("sequence", input_dim=5, output_dim=5, length=512)
+    args = TransformerArgs()
+    TransformerArgs().check(io)
+    n = build(Transformer, args, io).n_params
+    assert n == transformer_count(args, io) == 19_182_592
+    assert 17e6 < n < 21e6
+
+
+def test_lstm_parameter_count():
+    h, L, V, o = 16, 2, SEQUENCE.input_dim, SEQUENCE.output_dim
+    # embedding V h; per layer W_ih, W_hh (4h x h each) and two biases (4h each); head o h + o
+    expected = V * h + L * (8 * h * h + 8 * h) + o * h + o
+    assert build(LSTM, LSTMArgs(n_layers=L, hidden=h), SEQUENCE).n_params == expected
+    assert build(LSTM, LSTMArgs(), IO("sequence", 5, 5, 512)).n_params == 5 * 128 + 8 * 128**2 + 8 * 128 + 5 * 128 + 5
+
+
+# --------------------------------------------------------------- sequence models
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+@pytest.mark.parametrize("t", [0, 3, 6])
+def test_logits_up_to_t_ignore_later_tokens(name, t):
+    cls, args, io = tiny(name)
+    model = build(cls, args, io)
+    x = inputs(io)
+    changed = x.clone()
+    changed[:, t + 1:] = (x[:, t + 1:] + 1) % io.input_dim
+    with torch.no_grad():
+        out, out_changed = model.forward(x), model.forward(changed)
+    torch.testing.assert_close(out[:, : t + 1], out_changed[:, : t + 1], rtol=0, atol=1e-6)
+    assert not torch.allclose(out[:, t + 1:], out_changed[:, t + 1:])
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "sinusoidal", "none"])
+def test_position_embedding_variants_run(pos_emb):
+    args = TransformerArgs(n_layers=1, d_model=10, n_heads=2, pos_emb=pos_emb)
+    model = build(Transformer, args, SEQUENCE)
+    lengths = (1, 5, SEQUENCE.length) if pos_emb == "learned" else (1, 5, SEQUENCE.length, SEQUENCE.length + 4)
+    for T in lengths:
+        assert model.forward(torch.zeros(2, T, dtype=torch.long)).shape == (2, T, SEQUENCE.output_dim)
+    if pos_emb != "learned":  # fixed or no positions need no maximum length
+        unbounded = IO("sequence", 4, 4, length=None)
+        args.check(unbounded)
+        assert build(Transformer, args, unbounded).forward(torch.zeros(2, 20, dtype=torch.long)).shape == (2, 20, 4)
+
+
+def test_positions_tell_equal_tokens_apart_unless_none():
+    x = torch.zeros(1, 8, dtype=torch.long)  # the same token everywhere: only positions differ
+    for pos_emb, distinct in (("learned", True), ("sinusoidal", True), ("none", False)):
+        model = build(Transformer, TransformerArgs(n_layers=1, d_model=16, n_heads=2, pos_emb=pos_emb), SEQUENCE)
+        with torch.no_grad():
+            out = model.forward(x)
+        assert (not torch.allclose(out[0, 0], out[0, 5])) == distinct, pos_emb
+
+
+def test_learned_positions_refuse_a_longer_sequence():
+    model = build(Transformer, TransformerArgs(n_layers=1, d_model=8, n_heads=2), SEQUENCE)
+    with pytest.raises(ValueError, match="longer than the model's 8 learned positions"):
+        model.forward(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_tied_embeddings_share_the_token_embedding():
+    model = build(Transformer, TransformerArgs(n_layers=1, d_model=8, n_heads=2, tie_embeddings=True), SEQUENCE)
+    assert model.head is model.wte and sum(p is model.wte for p in model.params) == 1
+
+
+@pytest.mark.parametrize("name,args", [
+    ("transformer", TransformerArgs(n_layers=2, d_model=16, n_heads=2, dropout=0.3)),
+    ("lstm", LSTMArgs(n_layers=2, hidden=16, dropout=0.3)),
+])
+def test_dropout_only_in_training_and_seeded(name, args):
+    cls = models()[name]
+    x = inputs(SEQUENCE)
+    plain, a, b = build(cls, TINY[name][0], SEQUENCE), build(cls, args, SEQUENCE), build(cls, args, SEQUENCE)
+    with torch.no_grad():  # evaluation: no dropout, and the weights do not depend on it
+        torch.testing.assert_close(a.forward(x), plain.forward(x), rtol=0, atol=0)
+    first = a.forward(x)
+    assert not torch.allclose(first, plain.forward(x))  # training: masks are drawn
+    assert not torch.allclose(first, a.forward(x))  # fresh masks at every call
+    torch.testing.assert_close(first, b.forward(x), rtol=0, atol=0)  # from the model's seed alone
+
+
+# --------------------------------------------------------------- argument checks
+@pytest.mark.parametrize("args,io,message", [
+    (TransformerArgs(n_layers=0), SEQUENCE, "n_layers must be >= 1"),
+    (TransformerArgs(d_model=0), SEQUENCE, "d_model must be >= 1"),
+    (TransformerArgs(n_heads=0), SEQUENCE, "n_heads must be >= 1"),
+    (TransformerArgs(mlp_ratio=0), SEQUENCE, "mlp_ratio must be >= 1"),
+    (TransformerArgs(d_model=10, n_heads=4), SEQUENCE, "multiple of n_heads=4, got 10"),
+    (TransformerArgs(pos_emb="rotary"), SEQUENCE, "pos_emb must be one of"),
+    (TransformerArgs(), IO("sequence", 4, 4, None), "'learned' needs a task with a maximum sequence length"),
+    (TransformerArgs(dropout=1.0), SEQUENCE, r"dropout must be in \[0, 1\)"),
+    (TransformerArgs(dropout=-0.1), SEQUENCE, r"dropout must be in \[0, 1\)"),
+    (TransformerArgs(tie_embeddings=True), IO("sequence", 5, 2, 8), "got 2 outputs for 5 tokens"),
+    (LSTMArgs(n_layers=0), SEQUENCE, "n_layers must be >= 1"),
+    (LSTMArgs(hidden=0), SEQUENCE, "hidden must be >= 1"),
+    (LSTMArgs(dropout=1.0), SEQUENCE, r"dropout must be in \[0, 1\)"),
+    (MLPArgs(width=0), VECTOR, "width must be >= 1"),
+    (MLPArgs(init="sparse"), VECTOR, "needs sparsity"),
+    (MLPArgs(init="sparse", sparsity=7), VECTOR, "between 1 and the input dimension 6"),
+], ids=lambda v: None if isinstance(v, (IO, str)) else repr(v))
+def test_check_rejects_bad_values(args, io, message):
+    with pytest.raises(ValueError, match=message):
+        args.check(io)
+
+
+def test_defaults_pass_their_checks():
+    TransformerArgs().check(IO("sequence", 5, 5, 512))
+    TransformerArgs(tie_embeddings=True, pos_emb="none").check(IO("sequence", 5, 5, None))
+    LSTMArgs().check(SEQUENCE)
+
+
+def test_plugin_modules_import_first():
+    code = "import paretolab.workers.transformer, paretolab.workers.lstm"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

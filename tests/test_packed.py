@@ -1,0 +1,153 @@
+"""Packed training: members of a pack give their solo curves, end on their own, fail on their own."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import pytest
+
+import paretolab
+from paretolab.orchestrator.grid import expand
+from paretolab.orchestrator.events import Observer
+from paretolab.spec import parse_yaml
+from paretolab.workers.packed import pack_key, train_pack
+from paretolab.workers.train import train
+from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+
+SPEC = """\
+sweep: pack
+task: sparse_parity
+task_args: {{n: 12, k: 3}}
+model: mlp
+grid:
+  width: [32]
+  train_size: [null, 300]
+  lr: [0.1, 0.03]
+zip: {{init: [dense, sparse], sparsity: [null, 2]}}
+fixed: {{weight_decay: 0.01, momentum: {momentum}}}
+seeds: 2
+max_steps: {max_steps}
+eval: {{every: 25, test_size: 256}}
+success: {{metric: test_error, op: "<=", value: {target}}}
+"""
+
+
+def trials(momentum=0.0, max_steps=300, target=0.1, extra=""):
+    return list(expand(parse_yaml(SPEC.format(momentum=momentum, max_steps=max_steps, target=target) + extra)))
+
+
+def solo(trial):
+    rows, run = [], train(trial, 1)
+    try:
+        while True:
+            rows.append(next(run))
+    except StopIteration as end:
+        return rows, end.value
+
+
+def packed(ts):
+    items = list(train_pack([Assignment(t, 1) for t in ts]))
+    rows = [r for r in items if isinstance(r, MetricRow)]
+    results = [r for r in items if isinstance(r, TrialResult)]
+    return rows, results
+
+
+def assert_close(a: MetricRow, b: MetricRow, tol=1e-4):
+    assert (a.trial_id, a.step, a.samples) == (b.trial_id, b.step, b.samples)
+    for k, v in a.values.items():
+        w = b.values[k]
+        assert (v is None and w is None) or math.isclose(v, w, abs_tol=tol), (k, v, w, a.step)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_members_follow_their_solo_curves(momentum):
+    ts = trials(momentum=momentum)  # 16 members: seeds, train sizes, lrs, dense and sparse init
+    assert len({pack_key(t) for t in ts}) == 1
+    rows, results = packed(ts)
+    for t in ts:
+        solo_rows, solo_result = solo(t)
+        mine = [r for r in rows if r.trial_id == t.trial_id]
+        assert len(mine) == len(solo_rows)
+        for a, b in zip(mine, solo_rows):
+            assert_close(a, b)
+        result = next(r for r in results if r.trial_id == t.trial_id)
+        assert (result.status, result.steps, result.success, result.steps_to_success) == \
+               (solo_result.status, solo_result.steps, solo_result.success, solo_result.steps_to_success)
+
+
+def test_members_end_on_their_own_and_stop_costing():
+    ts = trials(max_steps=2000)
+    rows, results = packed(ts)
+    ends = sorted(r.steps for r in results)
+    assert ends[0] < ends[-1]  # members stopped at different evaluations
+    for r in results:  # no row after a member's end: it was dropped from the pack
+        assert max(x.step for x in rows if x.trial_id == r.trial_id) == r.steps
+
+
+def test_a_diverging_member_does_not_disturb_the_others():
+    ts = trials(max_steps=200, target=-1)
+    bad = trials(max_steps=200, target=-1, extra="")[0]
+    import dataclasses
+    bad = dataclasses.replace(bad, trial_id="bad", train=dataclasses.replace(bad.train, lr=1e30))
+    rows, results = packed([bad, *ts[:3]])
+    by_id = {r.trial_id: r for r in results}
+    assert by_id["bad"].status == "diverged"
+    for t in ts[:3]:
+        mine = [r for r in rows if r.trial_id == t.trial_id]
+        for a, b in zip(mine, solo(t)[0]):
+            assert_close(a, b)
+        assert by_id[t.trial_id].status == "finished"
+
+
+def test_a_pack_that_raises_fails_its_members_with_the_error():
+    ts = list(expand(parse_yaml(SPEC.format(momentum=0, max_steps=100, target=0.1).replace("sparse_parity", "exploding"))))
+    _, results = packed(ts[:4])
+    assert len(results) == 4 and all(r.status == "failed" and "boom at batch 4" in r.error for r in results)
+
+
+def test_what_cannot_share_a_pack():
+    base = trials()[0]
+    import dataclasses
+    other_width = dataclasses.replace(base, model_args=dataclasses.replace(base.model_args, width=64))
+    adam = dataclasses.replace(base, train=dataclasses.replace(base.train, optimizer="adam"))
+    other_batch = dataclasses.replace(base, train=dataclasses.replace(base.train, batch_size=8))
+    assert pack_key(base) != pack_key(other_width) and pack_key(base) != pack_key(other_batch)
+    assert pack_key(adam) is None
+
+
+def test_packed_and_solo_sweeps_agree_through_ray(ray_cluster, tmp_path):
+    text = SPEC.format(momentum=0.0, max_steps=600, target=0.1).replace("sweep: pack", "sweep: s")
+    outcomes = {}
+    for pack in (1, 16):
+        spec = tmp_path / f"p{pack}.yaml"
+        spec.write_text(text + f"resources: {{pack_size: {pack}}}\n")
+        paretolab.run(spec, store=tmp_path / f"r{pack}")
+        outcomes[pack] = paretolab.open_store(tmp_path / f"r{pack}").query(
+            "SELECT trial_id, status, success, steps FROM trials ORDER BY trial_id").to_pylist()
+    assert outcomes[1] == outcomes[16] and len(outcomes[1]) == 16
+
+
+class KillMidPack(Observer):
+    def __init__(self):
+        self.killed = False
+
+    def on_report(self, report):
+        if not self.killed and any(r.step > 0 for r in report.rows) and not report.results:
+            self.killed = True
+            os.kill(report.pid, signal.SIGKILL)
+
+
+def test_worker_lost_mid_pack_requeues_unfinished_members_only(ray_cluster, tmp_path):
+    spec = tmp_path / "k.yaml"
+    spec.write_text(SPEC.format(momentum=0.0, max_steps=20000, target=-1).replace("every: 25", "every: 500")
+                    + "resources: {pack_size: 16}\n")
+    killer = KillMidPack()
+    summary = paretolab.run(spec, store=tmp_path / "r", workers=1, observer=killer)
+    assert killer.killed and summary.ran == 16 and summary.failed == 0
+    store = paretolab.open_store(tmp_path / "r")
+    assert store.query("SELECT count(*) FROM trials").column(0)[0].as_py() == 16
+    assert store.query("SELECT max(attempt) FROM trials").column(0)[0].as_py() == 2
+    dup = store.query("SELECT count(*) FROM (SELECT trial_id, step FROM metrics GROUP BY ALL HAVING count(*) > 1)")
+    assert dup.column(0)[0].as_py() == 0
