@@ -21,8 +21,9 @@ import pyarrow as pa
 from paretolab.analysis.store import Store
 from paretolab.errors import StoreError, UsageError
 
-# Training FLOPs per example: forward + backward is about 6 x parameters (Kaplan et al. 2020,
-# "Scaling Laws for Neural Language Models", Sec. 2.1). The workers record the same quantity.
+# Training FLOPs per example: forward + backward is about 6 x parameters per token (Kaplan et al.
+# 2020, "Scaling Laws for Neural Language Models", Sec. 2.1). The workers record it per trial as
+# `flops_per_sample` (x tokens for sequence tasks); this constant serves stores without it.
 FLOPS_PER_PARAM_PER_SAMPLE = 6
 WILSON_Z = 1.959963984540054  # 95% two-sided normal quantile
 OPS = ("<=", "<", ">=", ">")
@@ -99,10 +100,14 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
         raise UsageError(f"unknown metric {criterion.metric!r}; recorded: {', '.join(known)}")
     if criterion.op not in OPS:
         raise UsageError(f"bad operator {criterion.op!r}; allowed: {', '.join(OPS)}")
-    keep = ", ".join(f"t.{ident(c)}" for c in columns(con, "trials") if c not in COST_COLUMNS)
+    have = columns(con, "trials")
+    keep = ", ".join(f"t.{ident(c)}" for c in have if c not in COST_COLUMNS)
+    # the workers record FLOPs per example (x tokens for sequences); older stores only n_params
+    per_sample = ("coalesce(t.flops_per_sample, " if "flops_per_sample" in have else "(") + \
+        f"{FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params)"
     return f"""
         SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
-               {FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params * s.samples AS flops_to_success
+               {per_sample} * s.samples AS flops_to_success
         FROM trials t LEFT JOIN (
             SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM metrics
             WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)}

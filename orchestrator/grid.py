@@ -17,7 +17,8 @@ from paretolab.workers.trial import TrainArgs, TrialConfig
 # Columns of the `trials` and `metrics` tables that no parameter may shadow once flattened.
 RESERVED = frozenset({
     "trial_id", "attempt", "status", "task", "model", "seed", "max_steps", "steps", "samples", "wall_s",
-    "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "error", "node",
+    "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "flops_per_sample",
+    "error", "node",
     "finished_at", "config", "step", "train_loss", "train_error",
     # and the statistics the analysis adds beside the axes (cells, luck)
     "n_seeds", "successes", "p_success", "p_lo", "p_hi", "k_seeds", "p_any_success", "expected_cost",

@@ -5,10 +5,20 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
+from paretolab.tasks.automata import Automaton
 from paretolab.tasks.base import Task
+from paretolab.tasks.flipflop import FlipFlop
+from paretolab.tasks.relu_teacher import ReluTeacher
+from paretolab.tasks.sparse_boolean import SparseBoolean
 from paretolab.tasks.sparse_parity import SparseParity
 
-BUILTIN: dict[str, type[Task]] = {SparseParity.name: SparseParity}
+BUILTIN: dict[str, type[Task]] = {
+    SparseParity.name: SparseParity,
+    Automaton.name: Automaton,
+    ReluTeacher.name: ReluTeacher,
+    FlipFlop.name: FlipFlop,
+    SparseBoolean.name: SparseBoolean,
+}
 
 
 @cache

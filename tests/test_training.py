@@ -18,7 +18,7 @@ from paretolab.tasks.seeding import generator
 from paretolab.tasks.sparse_parity import SparseParity, SparseParityArgs
 from paretolab.tasks.success import Success
 from paretolab.workers.models import MLP, MLPArgs
-from paretolab.workers.train import FLOPS_PER_PARAM_PER_SAMPLE, train
+from paretolab.workers.train import FLOPS_PER_PARAM_PER_TOKEN, train
 from paretolab.workers.trial import EvalArgs, MetricRow, TrainArgs, TrialConfig, TrialResult
 
 
@@ -131,7 +131,7 @@ def test_online_parity_is_learned_and_stops_at_first_success():
     assert result.samples_to_success == result.samples == result.steps * 32
     n_params = 64 * 10 + 64 + 64 + 1
     assert result.n_params == n_params
-    assert result.flops_to_success == FLOPS_PER_PARAM_PER_SAMPLE * n_params * result.samples_to_success
+    assert result.flops_to_success == FLOPS_PER_PARAM_PER_TOKEN * n_params * result.samples_to_success
     assert result.flops_to_success == 6 * n_params * result.steps * 32
     assert result.final == rows[-1].values
 

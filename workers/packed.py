@@ -39,6 +39,7 @@ MAX_AUTO_PACK = 256
 def pack_key(trial) -> str | None:
     """Trials with equal keys can train in one pack; None if the trial cannot be packed."""
     task_cls, model_cls = tasks()[trial.task], models()[trial.model]
+    # packs are vector-input models only, so one example is one token (see train._result)
     if not getattr(model_cls, "packable", False) or trial.train.optimizer != "sgd":
         return None
     fixed = {
@@ -93,7 +94,7 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                     yield MetricRow(a.trial.trial_id, a.attempt, step, step * B, time.perf_counter() - start, metrics)
                     ended = _ended(a, step, metrics, firsts, i, max_steps)
                     if ended:
-                        yield _result(a.trial, a.attempt, ended, step, start, firsts[i], n_params, metrics)
+                        yield _result(a.trial, a.attempt, ended, step, start, firsts[i], n_params, 1, metrics)
                     else:
                         keep.append(i)
                 if len(keep) < len(members):

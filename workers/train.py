@@ -18,9 +18,10 @@ from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
 from paretolab.workers.trial import MetricRow, TrainArgs, TrialConfig, TrialResult
 
-# Training FLOPs per example: forward + backward is about 6 x parameters (Kaplan et al. 2020,
-# "Scaling Laws for Neural Language Models", Sec. 2.1: C = 6 N per token).
-FLOPS_PER_PARAM_PER_SAMPLE = 6
+# Training FLOPs per token: forward + backward is about 6 x parameters (Kaplan et al. 2020,
+# "Scaling Laws for Neural Language Models", Sec. 2.1: C = 6 N per token). A vector example is one
+# token; a sequence example is as many tokens as its length.
+FLOPS_PER_PARAM_PER_TOKEN = 6
 
 
 def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[MetricRow, None, TrialResult]:
@@ -28,7 +29,9 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
     start = time.perf_counter()
     task_cls = tasks()[trial.task]
     task = task_cls(trial.task_args, trial.seed, trial.eval.test_size, device)
-    model = models()[trial.model](trial.model_args, task_cls.io(trial.task_args), generator(trial.seed, "init", device), device)
+    io = task_cls.io(trial.task_args)
+    model = models()[trial.model](trial.model_args, io, generator(trial.seed, "init", device), device)
+    tokens = 1
     opt = _optimizer(model.params, trial.train)
     B, loss_kind, success = trial.train.batch_size, trial.train.loss, trial.success
 
@@ -48,12 +51,13 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
             yield MetricRow(trial.trial_id, attempt, step, step * B, time.perf_counter() - start, metrics)
             # Weights can turn NaN in the last step while its training loss was still finite.
             if any(v is not None and not math.isfinite(v) for v in metrics.values()):
-                return _result(trial, attempt, "diverged", step, start, first_success, model.n_params, metrics)
+                return _result(trial, attempt, "diverged", step, start, first_success, model.n_params, tokens, metrics)
             if first_success is None and success.holds(metrics):
                 first_success = step
             if step == trial.max_steps or (first_success is not None and success.stop_on_success):
-                return _result(trial, attempt, "finished", step, start, first_success, model.n_params, metrics)
+                return _result(trial, attempt, "finished", step, start, first_success, model.n_params, tokens, metrics)
         x, y = task.train_batch(B)
+        tokens = x.shape[1] if io.kind == "sequence" else 1
         out = model.forward(x)
         loss = task.loss(out, y, loss_kind)
         opt.zero_grad(set_to_none=True)
@@ -73,19 +77,21 @@ def _optimizer(params: list[torch.Tensor], args: TrainArgs) -> torch.optim.Optim
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
-def _result(trial, attempt, status, step, start, first_success, n_params, metrics) -> TrialResult:
+def _result(trial, attempt, status, step, start, first_success, n_params, tokens, metrics) -> TrialResult:
+    """The result of an attempt that ended; `tokens` is the number of tokens in one example."""
     B = trial.train.batch_size
+    per_sample = float(FLOPS_PER_PARAM_PER_TOKEN * n_params * tokens)
     to_success = {}
     if first_success is not None:
         to_success = {
             "steps_to_success": first_success,
             "samples_to_success": first_success * B,
-            "flops_to_success": float(FLOPS_PER_PARAM_PER_SAMPLE * n_params * first_success * B),
+            "flops_to_success": per_sample * first_success * B,
         }
     return TrialResult(
         trial_id=trial.trial_id, attempt=attempt, status=status, steps=step, samples=step * B,
-        wall_s=time.perf_counter() - start, success=first_success is not None, n_params=n_params,
-        final=metrics, **to_success,
+        wall_s=time.perf_counter() - start, success=first_success is not None,
+        n_params=n_params, flops_per_sample=per_sample, final=metrics, **to_success,
     )
 
 

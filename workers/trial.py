@@ -102,6 +102,7 @@ class TrialResult:
     samples_to_success: int | None = None
     flops_to_success: float | None = None
     n_params: int | None = None
+    flops_per_sample: float | None = None  # training FLOPs of one example (6 x params x tokens)
     final: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None
 
