@@ -54,11 +54,15 @@ def packed(ts):
     return rows, results
 
 
-def assert_close(a: MetricRow, b: MetricRow, tol=1e-4):
+def assert_close(a: MetricRow, b: MetricRow):
+    """Equal up to floating-point rounding: losses to 1e-3; error rates to a few flipped predictions
+    (batched and plain matmuls round differently, and hundreds of SGD steps can flip a borderline
+    prediction: 1/256 of the test set, 1/800 of the minibatches between evaluations)."""
     assert (a.trial_id, a.step, a.samples) == (b.trial_id, b.step, b.samples)
     for k, v in a.values.items():
         w = b.values[k]
-        assert (v is None and w is None) or math.isclose(v, w, abs_tol=tol), (k, v, w, a.step)
+        tol = 0.012 if "error" in k or "acc" in k else 1e-3
+        assert (v is None and w is None) or math.isclose(v, w, rel_tol=1e-3, abs_tol=tol), (k, v, w, a.step)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

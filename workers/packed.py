@@ -137,13 +137,17 @@ def _ended(a: Assignment, step: int, metrics: dict, firsts: list, i: int, max_st
 
 def _sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor], hp: dict[str, torch.Tensor]) -> None:
     """torch.optim.SGD's update (dampening 0, no Nesterov) with a learning rate, weight decay and
-    momentum per member: g = grad + wd * p; buf = momentum * buf + g; p -= lr * buf. (With
-    momentum 0, buf = g: the plain step; on the first step buf = g, as torch initialises it.)"""
+    momentum per member: g = grad + wd * p; buf = momentum * buf + g; p -= lr * buf. (On the first
+    step buf = g, as torch initialises it.) Written as few passes over memory as possible: at these
+    sizes the step is bandwidth-bound, and separate temporaries made it cost as much as backward."""
+    momentum = bool(hp["momentum"].any())
     for p, buf in zip(params, buffers):
         shape = (-1,) + (1,) * (p.dim() - 1)
-        g = p.grad + hp["weight_decay"].view(shape) * p
-        buf.mul_(hp["momentum"].view(shape)).add_(g)
-        p.sub_(hp["lr"].view(shape) * buf)
+        lr, wd = hp["lr"].view(shape), hp["weight_decay"].view(shape)
+        g = torch.addcmul(p.grad, wd, p)  # the order of torch's SGD, to round as it does
+        if momentum:
+            g = buf.mul_(hp["momentum"].view(shape)).add_(g)
+        p.addcmul_(lr, g, value=-1)
 
 
 def _error(e: Exception) -> str:
