@@ -68,7 +68,8 @@ class FlipFlopArgs:
 
     def check(self) -> None:
         if self.length < 4 or self.length % 2:
-            raise ValueError(f"length must be even and >= 4 (instruction, bit pairs from a write to a read), got {self.length}")
+            raise ValueError(f"length must be even and >= 4 (instruction, bit pairs from a write to a read), "
+                             f"got {self.length}")
         for name in ("p_ignore", "ood_sparse_p", "ood_dense_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -113,8 +114,9 @@ def last_written(instr: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
     Every sequence must start with a write."""
     # The j-th write of a row stores its bit in column j of `held`; each pair then reads the column
-    # of the writes counted so far. (A scatter and a gather: 10x faster on CPU than a cummax of the
-    # last write position; non-writes all land in a spare last column that is never read.)
+    # of the writes counted so far. Non-writes all land in a spare last column that is never read.
+    # (A scatter and a gather: 3 ms against 18 ms for a cummax of the last write position, on CPU
+    # for 256 x 256 pairs, measured.)
     is_write = instr == WRITE
     count = is_write.cumsum(dim=1) - 1
     held = torch.zeros(instr.shape[0], instr.shape[1] + 1, dtype=bits.dtype, device=bits.device)
@@ -147,6 +149,7 @@ class FlipFlop(Task):
         "test_loss", "test_error", "test_acc", "glitch_rate_sparse", "glitch_rate_dense",
         "seq_error", "seq_error_sparse", "seq_error_dense",
     )
+    pack_free: ClassVar[tuple[str, ...]] = ("train_size",)
 
     def __init__(self, args: FlipFlopArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args = args
@@ -164,7 +167,8 @@ class FlipFlop(Task):
             rows = read_sequences(args.data_path, T)
             if args.train_size is not None:
                 if args.train_size > len(rows):
-                    raise ValueError(f"train_size={args.train_size} but data_path {args.data_path!r} has only {len(rows)} rows")
+                    raise ValueError(f"train_size={args.train_size} but data_path {args.data_path!r} "
+                                     f"has only {len(rows)} rows")
                 rows = rows[: args.train_size]
             self._train = rows.to(device)
         elif args.train_size is not None:
@@ -172,6 +176,7 @@ class FlipFlop(Task):
 
     @staticmethod
     def io(args: FlipFlopArgs) -> IO:
+        # The model sees T - 1 tokens; `length` is an upper bound (see `IO`).
         return IO("sequence", input_dim=len(VOCAB), output_dim=len(VOCAB), length=args.length)
 
     def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,7 +257,8 @@ def _files(path: str) -> list[str]:
     else:
         files = [str(p)] if p.is_file() else []
     if not files:
-        raise ValueError(f"data_path {path!r}: no Parquet files found (give a file, a folder of .parquet files or a glob)")
+        raise ValueError(f"data_path {path!r}: no Parquet files found "
+                         f"(give a file, a folder of .parquet files or a glob)")
     return files
 
 
@@ -281,7 +287,8 @@ def _read_file(file: str, length: int) -> torch.Tensor:
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise ValueError(f"{file}: the 'text' column holds {col.type}, expected strings such as 'w1i0r1'")
     if col.null_count:
-        raise ValueError(f"{file}: row {int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])}: null text")
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{file}: row {row}: null text")
     raw = col.cast(pa.large_binary())
     n_bytes = pc.binary_length(raw).to_numpy()
     if len(raw) and (bad := np.flatnonzero(n_bytes != length)).size:
@@ -324,5 +331,5 @@ def _check_rows(ids: torch.Tensor, data, start: int, file: str) -> None:
     fail(instr[:, -1:] != READ, lambda r, p: f"ends with {char(instr[r, -1]) + char(bits[r, -1])!r}; "
                                               f"a sequence ends with a read 'r' and its bit")
     written = last_written(instr, bits)
-    fail((instr == READ) & (bits != written), lambda r, p: f"the read at position {2 * p} gives "
-                                                           f"{int(bits[r, p])}, but the last written bit is {int(written[r, p])}")
+    fail((instr == READ) & (bits != written), lambda r, p: f"the read at position {2 * p} gives {int(bits[r, p])}, "
+                                                           f"but the last written bit is {int(written[r, p])}")

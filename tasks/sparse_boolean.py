@@ -78,6 +78,7 @@ class SparseBoolean(Task):
     Args: ClassVar[type] = SparseBooleanArgs
     losses: ClassVar[tuple[str, ...]] = ("cross_entropy",)
     metrics: ClassVar[tuple[str, ...]] = ("test_loss", "test_error", "test_acc")
+    pack_free: ClassVar[tuple[str, ...]] = ("train_size",)
 
     def __init__(self, args: SparseBooleanArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args = args
