@@ -81,11 +81,11 @@ def plot_frontier(store: Store, sweep: str, x: str = "train_size", y: str = "flo
     if not finite and table.num_rows == 0:
         ax.text(0.5, 0.5, f"no cell reaches p_success >= {min_success_prob}", ha="center", transform=ax.transAxes)
     online_x = max(finite) * 3 if finite else 1.0
-    for i, (key, rows) in enumerate(_groups(table, by)):
+    groups = _groups(table, by)
+    for color, (key, rows) in zip(_colors(len(groups)), groups):
         rows = sorted(rows, key=lambda r: r[x] if r[x] is not None else math.inf)
         xs = [r[x] if r[x] is not None else online_x for r in rows]
-        ax.plot(xs, [r[y] for r in rows], "o-", color=OKABE_ITO[i % len(OKABE_ITO)], ms=4, lw=1.3,
-                label=f"{by}={key}" if by else None)
+        ax.plot(xs, [r[y] for r in rows], "o-", color=color, ms=4, lw=1.3, label=f"{by}={key}" if by else None)
     front = [r for r in table.to_pylist() if r["on_frontier"]]
     ax.plot([r[x] if r[x] is not None else online_x for r in front], [r[y] for r in front], "o", ms=11,
             mfc="none", mec="black", mew=1.3, label="frontier")
@@ -94,7 +94,7 @@ def plot_frontier(store: Store, sweep: str, x: str = "train_size", y: str = "flo
     ax.set(xlabel=label(x), ylabel=f"median {label(y)}",
            title=f"{sweep}: frontier (cells with p_success >= {min_success_prob:g})")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    _legend(ax, len(groups) + 1)
     return fig
 
 
@@ -153,8 +153,7 @@ def plot_curves(store: Store, sweep: str, metric: str = "test_error", trial_ids:
     info = {r["trial_id"]: r for r in trial_costs(store, sweep).to_pylist()}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, (t, rows) in enumerate(curves.items()):
-        color = OKABE_ITO[i % len(OKABE_ITO)]
+    for color, (t, rows) in zip(_colors(len(curves)), curves.items()):
         name = ", ".join(f"{a}={_tick(info[t][a])}" for a in _axes(store, sweep)) if t in info else t
         ax.plot([r[0] for r in rows], [r[1] for r in rows], color=color, lw=1.5, label=name)
         if train:
@@ -176,16 +175,17 @@ def plot_luck(store: Store, sweep: str, cost: str = "steps_to_success", by: str 
     table = luck(store, sweep, cost=cost, success=success, axes=[by] if by else [])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, (key, rows) in enumerate(_groups(table, by)):
+    groups = _groups(table, by)
+    for color, (key, rows) in zip(_colors(len(groups)), groups):
         rows = [r for r in rows if r["expected_cost"] is not None]
         ax.plot([r["k_seeds"] for r in rows], [r["expected_cost"] for r in rows], "o-", ms=4,
-                color=OKABE_ITO[i % len(OKABE_ITO)], label=f"{by}={key}" if by else "all cells")
+                color=color, label=f"{by}={key}" if by else "all cells")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set(xlabel="seeds run in parallel (k)", ylabel=f"expected {label(cost).replace(' to success', '')} to the first success",
            title=f"{sweep}: luck (best of k seeds)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    _legend(ax, len(groups))
     return fig
 
 
@@ -200,8 +200,7 @@ def plot_fit(store: Store, sweep: str, y: str = "steps_to_success", x: str = "n"
     points = trial_costs(store, sweep, success=success).to_pylist()
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, f in enumerate(fits):
-        color = OKABE_ITO[i % len(OKABE_ITO)]
+    for color, f in zip(_colors(len(fits)), fits):
         pts = [p for p in points if (by is None or p[by] == f[by]) and p[y] and p[x]]
         ax.plot([p[x] for p in pts], [p[y] for p in pts], "o", color=color, alpha=0.35, ms=4)
         if f["exponent"] is None:
@@ -221,6 +220,22 @@ def plot_fit(store: Store, sweep: str, y: str = "steps_to_success", x: str = "n"
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return fig
+
+
+def _colors(n: int) -> list:
+    """Okabe-Ito for up to 8 lines; beyond, an ordered viridis ramp (lines are usually a size axis)."""
+    if n <= len(OKABE_ITO):
+        return OKABE_ITO[:n]
+    import matplotlib
+
+    return [matplotlib.colormaps["viridis"](i / max(1, n - 1) * 0.9) for i in range(n)]
+
+
+def _legend(ax, entries: int) -> None:
+    if entries > 6:  # many lines: keep the legend off the data
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, frameon=False)
 
 
 def _grid_ticks(ax, values: list, online_x: float | None) -> None:
