@@ -70,6 +70,19 @@ class Task(ABC):
     def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Fraction of wrong predictions in a batch, as a 0-d tensor (NaN outputs count as wrong)."""
 
+    @classmethod
+    def packed_batches(cls, members: list[Task]):
+        """A function `next(batch_size) -> (X, Y)` giving the stacked next training batches of
+        `members` (`(P, B, ...)`), each exactly its `train_batch`. Tasks override it to gather in
+        one operation; this default calls each member."""
+        import torch
+
+        def next_batches(batch_size: int):
+            pairs = [m.train_batch(batch_size) for m in members]
+            return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+
+        return next_batches
+
     def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         """Per-member mean losses `(P,)` of stacked outputs `(P, B, ...)` and labels `(P, B, ...)`.
 

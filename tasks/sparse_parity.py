@@ -78,6 +78,22 @@ class SparseParity(Task):
         idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
         return self._train_x[idx], self._train_y[idx]
 
+    @classmethod
+    def packed_batches(cls, members: list[SparseParity]):
+        """Offline members: each draws its indices from its own generator (as `train_batch` does),
+        then one gather over their concatenated training sets. Online members without label noise:
+        each draws its inputs, then one gather computes every label. Otherwise, member by member."""
+        if cls.train_batch is not SparseParity.train_batch:  # a subclass with its own stream
+            return super().packed_batches(members)
+        offline = all(m.args.train_size is not None for m in members)
+        online = all(m.args.train_size is None and m.args.noise == 0 for m in members)
+        size = sum(m.args.train_size or 0 for m in members) * members[0].args.n
+        if offline and size <= PACKED_GATHER_FLOATS:
+            return _offline_batches(members)
+        if online:
+            return _online_batches(members)
+        return super().packed_batches(members)
+
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         return _losses(out.reshape(-1), y, kind).mean()
 
@@ -100,6 +116,36 @@ class SparseParity(Task):
             "test_error": error,
             "test_acc": 1.0 - error,
         }
+
+
+# A pack of offline members gathers from one copy of all their training sets, up to this many
+# floats (256 MB); larger packs draw member by member rather than double the memory.
+PACKED_GATHER_FLOATS = 64 * 2**20
+
+
+def _offline_batches(members: list[SparseParity]):
+    X = torch.cat([m._train_x for m in members])
+    Y = torch.cat([m._train_y for m in members])
+    sizes = [m.args.train_size for m in members]
+    offsets = torch.tensor([0] + sizes[:-1], device=X.device).cumsum(0).unsqueeze(1)
+
+    def next_batches(B: int):
+        idx = torch.stack([torch.randint(0, m.args.train_size, (B,), generator=m._data, device=m.device)
+                           for m in members]) + offsets
+        return X[idx], Y[idx]
+
+    return next_batches
+
+
+def _online_batches(members: list[SparseParity]):
+    supports = torch.stack([m.support for m in members]).unsqueeze(1)  # (P, 1, k)
+    n = members[0].args.n
+
+    def next_batches(B: int):
+        X = torch.stack([torch.randint(0, 2, (B, n), generator=m._data, device=m.device) for m in members]).float() * 2 - 1
+        return X, X.gather(2, supports.expand(-1, B, -1)).prod(dim=2)
+
+    return next_batches
 
 
 def _losses(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:

@@ -90,3 +90,18 @@ def test_args_are_frozen_dataclasses_with_defaults(name):
     assert dataclasses.is_dataclass(cls.Args) and cls.Args.__dataclass_params__.frozen
     cls.Args()  # every argument has a default
     assert set(cls.pack_free) <= {f.name for f in dataclasses.fields(cls.Args)}
+
+
+@pytest.mark.parametrize("name, extra", [(n, {}) for n in sorted(SMALL)] + [
+    ("sparse_parity", {"train_size": 50}), ("sparse_parity", {"noise": 0.1})])
+def test_packed_batches_equal_each_members_train_batch(name, extra):
+    cls = tasks()[name]
+    args = cls.Args(**{**SMALL[name], **extra})
+    members = [cls(args, seed, 16) for seed in range(3)]
+    twins = [cls(args, seed, 16) for seed in range(3)]
+    next_batches = cls.packed_batches(members)
+    for _ in range(3):
+        X, Y = next_batches(5)
+        for i, twin in enumerate(twins):
+            x, y = twin.train_batch(5)
+            assert torch.equal(X[i], x) and torch.equal(Y[i], y)

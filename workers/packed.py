@@ -81,6 +81,7 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
     firsts: list[int | None] = [None] * P
+    next_batches = task_cls.packed_batches(task_objs)
     step, count = 0, 0
     try:
         while members:
@@ -105,10 +106,9 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                     hp = {k: v.index_select(0, idx) for k, v in hp.items()}
                     if not members:
                         return
+                    next_batches = task_cls.packed_batches(task_objs)
                 loss_sum, error_sum, count = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device), 0
-            batches = [task.train_batch(B) for task in task_objs]
-            X = torch.stack([x for x, _ in batches])
-            Y = torch.stack([y for _, y in batches])
+            X, Y = next_batches(B)
             out = pack.forward(X)
             losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
             for p in pack.params:
