@@ -69,7 +69,7 @@ class Worker:
         task_cls = tasks()[a.trial.task]
         model = models()[a.trial.model](a.trial.model_args, task_cls.io(a.trial.task_args),
                                         torch.Generator().manual_seed(0), "meta")
-        return auto_pack_size(model.n_params)
+        return auto_pack_size(model.n_params, self.device)
 
 
 def _solo(a: Assignment, device: str):
