@@ -30,9 +30,11 @@ from paretolab.workers.models import models
 from paretolab.workers.train import _result, failed
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
-# `pack_size: auto` packs members until the pack holds about this many parameters: 10^7 floats keep
-# a pack's weights, momentum and gradients well inside a CPU cache hierarchy and any GPU.
-AUTO_PACK_PARAMS = 10**7
+# `pack_size: auto` fills a pack up to this many parameters. On the 2-core CPU (benchmarks/packing.py)
+# width-100 MLPs (5k parameters) gain 11-12x at packs of 64-256 while width-1000 ones (52k) gain
+# 1.4x at 8 and lose at 64: past ~5e5 parameters a pack's working set leaves the caches. On a GPU
+# packs stay kernel-launch-bound far longer; 1e8 there is an estimate, not a measurement.
+AUTO_PACK_PARAMS = {"cpu": 5 * 10**5, "cuda": 10**8}
 MAX_AUTO_PACK = 256
 
 
@@ -51,8 +53,9 @@ def pack_key(trial) -> str | None:
     return json.dumps(fixed, sort_keys=True)
 
 
-def auto_pack_size(n_params: int) -> int:
-    return max(1, min(MAX_AUTO_PACK, AUTO_PACK_PARAMS // max(1, n_params)))
+def auto_pack_size(n_params: int, device: str = "cpu") -> int:
+    budget = AUTO_PACK_PARAMS["cuda" if device.startswith("cuda") else "cpu"]
+    return max(1, min(MAX_AUTO_PACK, budget // max(1, n_params)))
 
 
 def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[MetricRow | TrialResult]:
