@@ -28,6 +28,10 @@ from paretolab.workers.train import failed
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialConfig, TrialResult
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
+# With packing, one call per worker: a call is a pack that lasts seconds (round trips do not
+# matter), and splitting the queue into a second, smaller pack per worker made each worker run
+# packs one after the other instead of one pack of all its trials (benchmarks/vs_ray_tune.py).
+PACKED_CALLS_IN_FLIGHT = 1
 MAX_CHUNK = 256
 AUTO_CHUNK = 64  # trials per call when packs are sized automatically by the worker
 
@@ -106,20 +110,24 @@ class Scheduler:
         device = "cuda" if r.gpu > 0 else "cpu"
         return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size))
 
+    def _calls_in_flight(self) -> int:
+        return CALLS_IN_FLIGHT if self.resources.pack_size == 1 else PACKED_CALLS_IN_FLIGHT
+
     def _dispatch(self) -> None:
-        for slot in self.slots:
-            while self.queue and len(slot.calls) < CALLS_IN_FLIGHT:
-                chunk = [self.queue.popleft() for _ in range(min(self._chunk_size(), len(self.queue)))]
-                call = _Call(slot, chunk)
-                call.gen = slot.actor.run.remote(chunk)
-                slot.calls.append(call)
+        for _ in range(self._calls_in_flight()):  # round-robin: every worker gets its share first
+            for slot in self.slots:
+                if self.queue and len(slot.calls) < self._calls_in_flight():
+                    chunk = [self.queue.popleft() for _ in range(min(self._chunk_size(), len(self.queue)))]
+                    call = _Call(slot, chunk)
+                    call.gen = slot.actor.run.remote(chunk)
+                    slot.calls.append(call)
 
     def _chunk_size(self) -> int:
         # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
         # about `target_call_s` of work, and never more than a fair share of what is left.
         pack = self.resources.pack_size or AUTO_CHUNK
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
-        balanced = math.ceil(len(self.queue) / (CALLS_IN_FLIGHT * len(self.slots)))
+        balanced = math.ceil(len(self.queue) / (self._calls_in_flight() * len(self.slots)))
         return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))
 
     def _receive(self, call: _Call) -> None:
