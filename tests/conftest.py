@@ -48,6 +48,19 @@ def ray_cluster():
 
 
 @pytest.fixture
+def one_thread():
+    """Train tiny models on one torch thread: on a loaded 2-core machine, intra-op threads made a
+    16-member pack 27x slower (3.4 s against 0.12 s, measured) and tests/test_flipflop.py's
+    end-to-end tests 20x slower. Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def write_spec():
     """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""
     return _write_spec

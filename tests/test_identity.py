@@ -7,13 +7,16 @@ to what does, and stable when a grid is extended.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
 from paretolab.orchestrator.grid import count, expand
-from paretolab.orchestrator.identity import ID_CHARS, canonical_json, trial_id
+from paretolab.orchestrator.identity import ID_CHARS, canonical_json, non_default, point_content, trial_id
 from paretolab.spec import load_spec, parse_yaml
+from paretolab.tasks.success import Success
+from paretolab.workers.trial import EvalArgs, TrainArgs
 
 BASE = """\
 sweep: {name}
@@ -97,6 +100,9 @@ SAME = {
     "axis_of_one_value": spec(model_args="{}", extra="grid: {width: [16]}\n"),
     "zip_of_one_value": spec(model_args="{}", extra="zip: {width: [16]}\n"),
     "seeds_as_list": spec(seeds="[0, 1]"),
+    "default_depth": spec(model_args="{width: 16, depth: 2}"),
+    "default_schedule_warmup_precision": spec(
+        fixed="{lr: 0.1, batch_size: 8, schedule: constant, warmup_steps: 0, precision: fp32}"),
     "key_order": """\
 max_steps: 40
 seeds: 2
@@ -137,6 +143,10 @@ DIFFERENT = {
     "success_metric": spec(success='{metric: test_loss, op: "<=", value: 0.1}'),
     "success_op": spec(success='{metric: test_error, op: "<", value: 0.1}'),
     "stop_on_success": spec(success="{stop_on_success: false}"),
+    "depth": spec(model_args="{width: 16, depth: 3}"),
+    "schedule": spec(fixed="{lr: 0.1, batch_size: 8, schedule: cosine}"),
+    "warmup_steps": spec(fixed="{lr: 0.1, batch_size: 8, warmup_steps: 10}"),
+    "precision": spec(fixed="{lr: 0.1, batch_size: 8, precision: bf16}"),
 }
 
 
@@ -155,6 +165,34 @@ def test_id_changes_with_seed():
 
 
 # --------------------------------------------------------------- extending and sharing
+
+
+def test_a_field_added_with_a_default_keeps_old_ids():
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        width: int = 100
+        init: str = "dense"
+
+    @dataclasses.dataclass(frozen=True)
+    class After:  # Before, one release later
+        width: int = 100
+        init: str = "dense"
+        depth: int = 2
+
+    assert non_default(After(width=16)) == non_default(Before(width=16)) == {"width": 16}
+    assert non_default(After(width=16, depth=3)) == {"width": 16, "depth": 3}
+    content = point_content("t", Before(16), "m", After(16), TrainArgs(), 10, EvalArgs(), Success())
+    assert content["model_args"] == content["task_args"] and content["train"] == {}
+
+
+def test_a_field_without_a_default_is_always_kept():
+    @dataclasses.dataclass(frozen=True)
+    class Required:
+        n: int
+        k: int = 3
+
+    assert non_default(Required(n=5)) == {"n": 5}
+    assert non_default(Required(n=5, k=3.0)) == {"n": 5}  # 3 and 3.0: one setting
 
 
 def test_adding_a_width_keeps_old_ids():

@@ -151,6 +151,50 @@ def test_sgd_steps_reduce_the_loss(model_name):
 def test_mlp_parameter_count():
     w, n, o = 32, VECTOR.input_dim, VECTOR.output_dim
     assert build(MLP, MLPArgs(width=w), VECTOR).n_params == w * (n + 1) + o * (w + 1)
+    # each layer beyond 2 adds a width x width layer with its bias
+    assert build(MLP, MLPArgs(width=w, depth=4), VECTOR).n_params == w * (n + 1) + 2 * w * (w + 1) + o * (w + 1)
+
+
+# --------------------------------------------------------------- MLP depth
+def test_mlp_depth_stacks_width_wide_layers_with_pytorch_default_init():
+    w, n, o = 16, VECTOR.input_dim, VECTOR.output_dim
+    model = build(MLP, MLPArgs(width=w, depth=4), VECTOR)
+    shapes = [tuple(p.shape) for p in model.params]
+    assert shapes == [(w, n), (w,), (w, w), (w,), (w, w), (w,), (o, w), (o,)]
+    for p, fan_in in zip(model.params, [n, n, w, w, w, w, w, w]):  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        bound = 1 / fan_in**0.5
+        assert p.abs().max() <= bound
+        assert p.numel() < 64 or p.abs().max() > 0.8 * bound  # the whole range is used, not a narrower law
+    x = inputs(VECTOR)
+    h = x
+    for W, b in zip(model.params[0:-2:2], model.params[1:-2:2]):
+        h = torch.relu(h @ W.T + b)
+    torch.testing.assert_close(model.forward(x), h @ model.params[-2].T + model.params[-1], rtol=0, atol=0)
+
+
+def test_mlp_default_depth_is_the_two_layer_network():
+    a, b = build(MLP, MLPArgs(width=8), VECTOR), build(MLP, MLPArgs(width=8, depth=2), VECTOR)
+    assert len(a.params) == 4 and all(torch.equal(p, q) for p, q in zip(a.params, b.params, strict=True))
+
+
+def test_mlp_sparse_init_applies_to_the_first_layer_only():
+    model = build(MLP, MLPArgs(width=16, depth=3, init="sparse", sparsity=2), VECTOR)
+    W1, _, W2, _, W3, _ = model.params
+    assert ((W1 != 0).sum(dim=1) == 2).all()
+    assert (W2 != 0).all() and (W3 != 0).all()
+
+
+def test_packed_mlp_of_depth_3_equals_its_members():
+    members = [build(MLP, MLPArgs(width=8, depth=3, init=init, sparsity=s), VECTOR, seed)
+               for seed, (init, s) in enumerate([("dense", None), ("sparse", 2), ("dense", None)])]
+    pack = MLP.stack(members)
+    X = torch.stack([inputs(VECTOR, seed=i) for i in range(3)])
+    out = pack.forward(X)
+    for i, m in enumerate(members):
+        torch.testing.assert_close(out[i], m.forward(X[i]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pack.member(i)(X[i]), m.forward(X[i]), rtol=0, atol=0)
+    pack.keep(torch.tensor([2, 0]))
+    torch.testing.assert_close(pack.member(0)(X[2]), members[2].forward(X[2]), rtol=0, atol=0)
 
 
 def transformer_count(args: TransformerArgs, io: IO) -> int:
@@ -271,6 +315,7 @@ def test_dropout_only_in_training_and_seeded(name, args):
     (LSTMArgs(hidden=0), SEQUENCE, "hidden must be >= 1"),
     (LSTMArgs(dropout=1.0), SEQUENCE, r"dropout must be in \[0, 1\)"),
     (MLPArgs(width=0), VECTOR, "width must be >= 1"),
+    (MLPArgs(depth=1), VECTOR, r"depth must be >= 2 \(weight layers: 2 is one hidden layer\), got 1"),
     (MLPArgs(init="sparse"), VECTOR, "needs sparsity"),
     (MLPArgs(init="sparse", sparsity=7), VECTOR, "between 1 and the input dimension 6"),
 ], ids=lambda v: None if isinstance(v, (IO, str)) else repr(v))

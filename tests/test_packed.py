@@ -16,6 +16,8 @@ from paretolab.workers.packed import pack_key, train_pack
 from paretolab.workers.train import train
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEC = """\
 sweep: pack
 task: sparse_parity
@@ -119,6 +121,40 @@ def test_what_cannot_share_a_pack():
     other_batch = dataclasses.replace(base, train=dataclasses.replace(base.train, batch_size=8))
     assert pack_key(base) != pack_key(other_width) and pack_key(base) != pack_key(other_batch)
     assert pack_key(adam) is None
+    deeper = dataclasses.replace(base, model_args=dataclasses.replace(base.model_args, depth=3))
+    others = [dataclasses.replace(base, train=dataclasses.replace(base.train, **change))
+              for change in ({"schedule": "cosine"}, {"warmup_steps": 10}, {"precision": "bf16"})]
+    assert len({pack_key(t) for t in (base, deeper, *others)}) == 5
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_members_with_a_schedule_follow_their_solo_curves(schedule):
+    # warmup, then the decay; lrs 0.1 and 0.03 in one pack, each scaled by the common factor
+    ts = trials(momentum=f"0.9, schedule: {schedule}, warmup_steps: 40", max_steps=200, target=-1)  # into `fixed`
+    assert len(ts) == 16 and len({pack_key(t) for t in ts}) == 1 and ts[0].train.warmup_steps == 40
+    rows, _ = packed(ts)
+    for t in ts:
+        mine = [r for r in rows if r.trial_id == t.trial_id]
+        solo_rows = solo(t)[0]
+        assert len(mine) == len(solo_rows)
+        for a, b in zip(mine, solo_rows):
+            assert_close(a, b)
+
+
+def test_members_of_depth_3_follow_their_solo_curves():
+    text = SPEC.format(momentum=0.0, max_steps=200, target=0.1).replace("width: [32]", "width: [32]\n  depth: [3]")
+    ts = list(expand(parse_yaml(text)))
+    assert len(ts) == 16 and len({pack_key(t) for t in ts}) == 1 and ts[0].model_args.depth == 3
+    rows, results = packed(ts)
+    for t in ts:
+        solo_rows, solo_result = solo(t)
+        mine = [r for r in rows if r.trial_id == t.trial_id]
+        assert len(mine) == len(solo_rows)
+        for a, b in zip(mine, solo_rows):
+            assert_close(a, b)
+        result = next(r for r in results if r.trial_id == t.trial_id)
+        assert (result.status, result.steps, result.n_params) == \
+               (solo_result.status, solo_result.steps, solo_result.n_params)
 
 
 def test_packed_and_solo_sweeps_agree_through_ray(ray_cluster, tmp_path):
@@ -155,3 +191,20 @@ def test_worker_lost_mid_pack_requeues_unfinished_members_only(ray_cluster, tmp_
     assert store.query("SELECT max(attempt) FROM trials").column(0)[0].as_py() == 2
     dup = store.query("SELECT count(*) FROM (SELECT trial_id, step FROM metrics GROUP BY ALL HAVING count(*) > 1)")
     assert dup.column(0)[0].as_py() == 0
+
+
+def test_models_that_cannot_pack_run_alone_under_auto_pack_size(ray_cluster, tmp_path):
+    # `pack_size: auto` (the default) sizes packs of packable models only; a Transformer runs solo.
+    spec = tmp_path / "tf.yaml"
+    spec.write_text("""\
+sweep: tf
+task: automaton
+task_args: {automaton: parity, length: 4}
+model: transformer
+model_args: {n_layers: 1, d_model: 8, n_heads: 2}
+seeds: 2
+max_steps: 5
+eval: {every: 5, test_size: 16}
+""")
+    summary = paretolab.run(spec, store=tmp_path / "r")
+    assert summary.ran == 2 and summary.failed == 0

@@ -6,7 +6,9 @@ what must hold exactly (determinism, bookkeeping of steps, samples and FLOPs) is
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 
 import pytest
 import torch
@@ -17,21 +19,27 @@ from paretolab.tasks.base import IO
 from paretolab.tasks.seeding import generator
 from paretolab.tasks.sparse_parity import SparseParity, SparseParityArgs
 from paretolab.tasks.success import Success
+from paretolab.workers import train as train_module
 from paretolab.workers.models import MLP, MLPArgs
+from paretolab.workers.schedule import lr_factor
 from paretolab.workers.train import FLOPS_PER_PARAM_PER_TOKEN, train
 from paretolab.workers.trial import EvalArgs, MetricRow, TrainArgs, TrialConfig, TrialResult
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(seed: int = 0, n: int = 10, k: int = 2, width: int = 64, lr: float = 0.1, batch_size: int = 32,
            max_steps: int = 300, every: int = 25, test_size: int = 500, stop: bool = True, target: float = 0.1,
            train_size: int | None = None, noise: float = 0.0, loss: str = "hinge", optimizer: str = "sgd",
-           init: str = "dense", sparsity: int | None = None) -> TrialConfig:
+           init: str = "dense", sparsity: int | None = None, depth: int = 2, schedule: str = "constant",
+           warmup_steps: int = 0, precision: str = "fp32") -> TrialConfig:
     """A trial built straight from the dataclasses (the id is only a label here)."""
     return TrialConfig(
         trial_id=f"test-{seed}", task="sparse_parity",
         task_args=SparseParityArgs(n=n, k=k, train_size=train_size, noise=noise),
-        model="mlp", model_args=MLPArgs(width=width, init=init, sparsity=sparsity),
-        train=TrainArgs(lr=lr, batch_size=batch_size, loss=loss, optimizer=optimizer),
+        model="mlp", model_args=MLPArgs(width=width, init=init, sparsity=sparsity, depth=depth),
+        train=TrainArgs(lr=lr, batch_size=batch_size, loss=loss, optimizer=optimizer, schedule=schedule,
+                        warmup_steps=warmup_steps, precision=precision),
         seed=seed, max_steps=max_steps, eval=EvalArgs(every=every, test_size=test_size),
         success=Success(metric="test_error", op="<=", value=target, stop_on_success=stop),
     )
@@ -289,3 +297,103 @@ def test_nan_outputs_count_as_errors():
     metrics = task.evaluate(lambda x: torch.full((len(x), 1), float("nan")), "hinge")
     assert metrics["test_error"] == 1.0 and metrics["test_acc"] == 0.0
     assert math.isnan(metrics["test_loss"])
+
+
+# --------------------------------------------------------------- learning-rate schedules
+
+
+@pytest.mark.parametrize("step, max_steps, schedule, warmup_steps, expected", [
+    (0, 100, "constant", 0, 1.0),
+    (99, 100, "constant", 0, 1.0),
+    (0, 100, "constant", 4, 1 / 5),  # warmup (step + 1) / (warmup_steps + 1): 0.2, 0.4, 0.6, 0.8
+    (1, 100, "constant", 4, 2 / 5),
+    (3, 100, "constant", 4, 4 / 5),
+    (4, 100, "constant", 4, 1.0),
+    (0, 10, "linear", 0, 1.0),
+    (5, 10, "linear", 0, 0.5),
+    (9, 10, "linear", 0, 0.1),  # the last update is small, not 0
+    (10, 10, "linear", 0, 0.0),
+    (15, 10, "linear", 0, 0.0),  # past max_steps: clamped
+    (1, 12, "linear", 2, 2 / 3),
+    (2, 12, "linear", 2, 1.0),  # decay from the end of warmup: p = (step - 2) / 10
+    (7, 12, "linear", 2, 0.5),
+    (11, 12, "linear", 2, 0.1),
+    (0, 4, "cosine", 0, 1.0),
+    (1, 4, "cosine", 0, (1 + math.sqrt(0.5)) / 2),  # (1 + cos(pi / 4)) / 2 = 0.8536
+    (2, 4, "cosine", 0, 0.5),
+    (3, 4, "cosine", 0, (1 - math.sqrt(0.5)) / 2),  # 0.1464
+    (4, 4, "cosine", 0, 0.0),
+    (7, 12, "cosine", 2, 0.5),
+    (5, 4, "cosine", 10, 6 / 11),  # warmup longer than the run: it never ends
+])
+def test_lr_factor_by_hand(step, max_steps, schedule, warmup_steps, expected):
+    assert math.isclose(lr_factor(step, max_steps, schedule, warmup_steps), expected, abs_tol=1e-12)
+
+
+def test_lr_factor_refuses_an_unknown_schedule():
+    with pytest.raises(ValueError, match="unknown schedule 'step'; known: constant, linear, cosine"):
+        lr_factor(0, 10, "step", 0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (TrainArgs(warmup_steps=-1), "warmup_steps must be >= 0, got -1"),
+    (TrainArgs(schedule="step"), "schedule must be one of constant, linear, cosine; got 'step'"),
+    (TrainArgs(precision="fp16"), "precision must be fp32 or bf16, got 'fp16'"),
+])
+def test_train_args_check(args, message):
+    with pytest.raises(ValueError, match=message):
+        args.check()
+
+
+def test_the_loop_asks_the_schedule_at_every_step(monkeypatch):
+    seen = []
+    monkeypatch.setattr(train_module, "lr_factor", lambda *args: seen.append(args) or lr_factor(*args))
+    run(config(max_steps=30, every=10, stop=False, schedule="cosine", warmup_steps=5))
+    assert seen == [(step, 30, "cosine", 5) for step in range(30)]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_zero_factor_freezes_the_weights(monkeypatch, optimizer):
+    # The factor reaches the optimizer: at lr * 0 no step moves the weights, so no metric moves.
+    monkeypatch.setattr(train_module, "lr_factor", lambda *args: 0.0)
+    rows, _ = run(config(max_steps=30, every=10, stop=False, optimizer=optimizer))
+    assert all(r.values["test_loss"] == rows[0].values["test_loss"] for r in rows)
+
+
+def test_a_decay_without_warmup_starts_like_constant():
+    # The first update of `linear` is at factor 1, bit for bit the constant schedule's; the second is not.
+    constant, _ = run(config(max_steps=4, every=1, stop=False))
+    linear, _ = run(config(max_steps=4, every=1, stop=False, schedule="linear"))
+    assert [r.values for r in linear[:2]] == [r.values for r in constant[:2]]
+    assert linear[2].values["test_loss"] != constant[2].values["test_loss"]
+
+
+# --------------------------------------------------------------- precision
+
+
+def test_bf16_on_cpu_trains_in_fp32():
+    # bf16 autocast applies on CUDA only (workers.train.autocast): on a CPU the curve is fp32's, bit for bit.
+    fp32, result_fp32 = run(config(seed=2, max_steps=60, every=20, stop=False))
+    bf16, result_bf16 = run(config(seed=2, max_steps=60, every=20, stop=False, precision="bf16"))
+    assert curve(bf16) == curve(fp32)
+    assert result_bf16.final == result_fp32.final
+
+
+def test_bf16_autocast_is_for_cuda_devices_only():
+    assert isinstance(train_module.autocast("bf16", "cpu"), contextlib.nullcontext)
+    assert isinstance(train_module.autocast("fp32", "cuda:0"), contextlib.nullcontext)
+    with warnings.catch_warnings():  # without CUDA, torch builds it disabled and warns
+        warnings.simplefilter("ignore")
+        ctx = train_module.autocast("bf16", "cuda:0")
+    assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------- depth
+
+
+def test_a_deeper_mlp_learns_parity():
+    trial = config(seed=0, n=10, k=2, width=64, depth=3, max_steps=1500, every=50)
+    rows, result = run(trial)
+    assert result.success and rows[-1].values["test_error"] <= 0.1
+    assert result.n_params == 64 * 10 + 64 + 64 * 64 + 64 + 64 + 1
+

@@ -56,7 +56,9 @@ class Worker:
             while key is not None and j < len(assignments) and pack_key(assignments[j].trial) == key:
                 j += 1
             group = assignments[i:j]
-            size = self.pack_size or self._auto(group[0])
+            # only a packable group needs a pack size (and `_auto` builds the model on the meta
+            # device, where the Transformer's and LSTM's dropout generators cannot be made)
+            size = 1 if key is None else self.pack_size or self._auto(group[0])
             for k in range(0, len(group), size):
                 chunk = group[k:k + size]
                 yield train_pack(chunk, self.device) if len(chunk) > 1 else _solo(chunk[0], self.device)

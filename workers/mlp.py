@@ -1,4 +1,5 @@
-"""The 2-layer MLP of the sparse-parity papers, and its packed (stacked) form.
+"""The ReLU MLP of the sparse-parity papers (2 layers by default, deeper on request), and its
+packed (stacked) form.
 
 Weights are plain tensors (no `nn.Module`) so that a pack of trials can stack them along a
 leading axis. Every model draws its initialization from the generator it is given.
@@ -18,15 +19,20 @@ from paretolab.workers.base import Model
 
 @dataclass(frozen=True)
 class MLPArgs:
-    """2-layer ReLU MLP. init: `dense` (PyTorch's default) or `sparse` with `sparsity` inputs per neuron."""
+    """ReLU MLP of `depth` weight layers (2: one hidden layer, the sparse-parity papers' network),
+    every hidden layer `width` wide. init: `dense` (PyTorch's default) or `sparse` with `sparsity`
+    inputs per first-layer neuron."""
 
     width: int = 100
     init: Literal["dense", "sparse"] = "dense"
     sparsity: int | None = None
+    depth: int = 2
 
     def check(self, io: IO) -> None:
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.depth < 2:
+            raise ValueError(f"depth must be >= 2 (weight layers: 2 is one hidden layer), got {self.depth}")
         if self.init == "sparse" and self.sparsity is None:
             raise ValueError("init 'sparse' needs sparsity: the number of non-zero inputs per neuron")
         if self.sparsity is not None and not 1 <= self.sparsity <= io.input_dim:
@@ -34,7 +40,10 @@ class MLPArgs:
 
 
 class MLP(Model):
-    """x -> W2 relu(W1 x + b1) + b2, the 2-layer network of the sparse-parity papers."""
+    """x -> W_d relu(... relu(W1 x + b1) ...) + b_d with `depth` = d weight layers.
+
+    `params` is [W1, b1, W2, b2, ..., W_d, b_d], drawn from the generator in that order.
+    """
 
     name: ClassVar[str] = "mlp"
     Args: ClassVar[type] = MLPArgs
@@ -46,22 +55,22 @@ class MLP(Model):
         w, n, output_dim = args.width, io.input_dim, io.output_dim
         # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
         # Sparse init keeps that law with fan_in = s on the s surviving inputs of each neuron
-        # (Edelman et al. 2023, Sec. 4: "sparse initialization" of the first layer).
+        # (Edelman et al. 2023, Sec. 4: "sparse initialization" of the first layer); the layers
+        # above it are dense.
         fan_in = n if args.init == "dense" else args.sparsity
         W1 = _uniform((w, n), 1 / math.sqrt(fan_in), g, device)
         if args.init == "sparse":
             keep = torch.rand(w, n, generator=g, device=device).argsort(dim=1)[:, : args.sparsity]
             mask = torch.zeros(w, n, device=device).scatter_(1, keep, 1.0)
             W1 = W1 * mask
-        b1 = _uniform((w,), 1 / math.sqrt(fan_in), g, device)
-        W2 = _uniform((output_dim, w), 1 / math.sqrt(w), g, device)
-        b2 = _uniform((output_dim,), 1 / math.sqrt(w), g, device)
-        self.params = [p.requires_grad_() for p in (W1, b1, W2, b2)]
+        params = [W1, _uniform((w,), 1 / math.sqrt(fan_in), g, device)]
+        for out_dim in [w] * (args.depth - 2) + [output_dim]:
+            params += [_uniform((out_dim, w), 1 / math.sqrt(w), g, device),
+                       _uniform((out_dim,), 1 / math.sqrt(w), g, device)]
+        self.params = [p.requires_grad_() for p in params]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        W1, b1, W2, b2 = self.params
-        return torch.relu(x @ W1.T + b1) @ W2.T + b2
-
+        return _forward(self.params, x)
 
     @staticmethod
     def stack(members: list[MLP]) -> PackedMLP:
@@ -69,25 +78,38 @@ class MLP(Model):
 
 
 class PackedMLP:
-    """P MLPs of one width as stacked weights: W1 (P, w, n), b1 (P, w), W2 (P, o, w), b2 (P, o)."""
+    """P MLPs of one width and depth as stacked weights: each `params[j]` of the members stacked
+    along a new leading axis, e.g. W1 (P, w, n), b1 (P, w), ..., W_d (P, o, w), b_d (P, o)."""
 
     def __init__(self, members: list[MLP]):
-        self.params = [torch.stack([m.params[j].detach() for m in members]).requires_grad_() for j in range(4)]
+        n = len(members[0].params)
+        self.params = [torch.stack([m.params[j].detach() for m in members]).requires_grad_() for j in range(n)]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """Outputs (P, B, o) of inputs X (P, B, n), member p on its own slice."""
-        W1, b1, W2, b2 = self.params
-        H = torch.relu(torch.baddbmm(b1.unsqueeze(1), X, W1.transpose(1, 2)))
-        return torch.baddbmm(b2.unsqueeze(1), H, W2.transpose(1, 2))
+        """Outputs (P, B, o) of inputs X (P, B, n), member p on its own slice: one baddbmm per layer."""
+        H = X
+        for j in range(0, len(self.params) - 2, 2):
+            W, b = self.params[j], self.params[j + 1]
+            H = torch.relu(torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2)))
+        W, b = self.params[-2:]
+        return torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2))
 
     def member(self, i: int):
         """The forward function of member i alone."""
-        W1, b1, W2, b2 = (p[i] for p in self.params)
-        return lambda x: torch.relu(x @ W1.T + b1) @ W2.T + b2
+        params = [p[i] for p in self.params]
+        return lambda x: _forward(params, x)
 
     def keep(self, idx: torch.Tensor) -> None:
         """Drop every member not in `idx`."""
         self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
+
+
+def _forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The MLP of weights `params` = [W1, b1, ..., W_d, b_d] on a batch `x` (B, n)."""
+    h = x
+    for j in range(0, len(params) - 2, 2):
+        h = torch.relu(h @ params[j].T + params[j + 1])
+    return h @ params[-2].T + params[-1]
 
 
 def _uniform(shape: tuple[int, ...], bound: float, g: torch.Generator, device: str) -> torch.Tensor:

@@ -9,8 +9,10 @@ so a heavy tail of slow members costs only what they use.
 
 Members may differ in what `Task.pack_free` and `Model.pack_free` name (for sparse parity and the
 MLP: seed, train_size, noise, init, sparsity) and in lr, weight_decay, momentum and the success
-criterion; everything else must be equal (`pack_key`). A member's curve equals its solo curve up to
-floating-point rounding (batched and plain matmuls sum in different orders).
+criterion; everything else must be equal (`pack_key`), the learning-rate schedule, its warmup and
+the precision included: each member steps with its own lr times the pack's common `lr_factor`, and
+the pack's forward pass runs under one autocast context. A member's curve equals its solo curve up
+to floating-point rounding (batched and plain matmuls sum in different orders).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import torch
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
-from paretolab.workers.train import _result, failed
+from paretolab.workers.schedule import lr_factor
+from paretolab.workers.train import _result, autocast, failed
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
 # `pack_size: auto` fills a pack up to this many parameters. On the 2-core CPU (benchmarks/packing.py)
@@ -49,6 +52,8 @@ def pack_key(trial) -> str | None:
         "task_args": {k: v for k, v in dataclasses.asdict(trial.task_args).items() if k not in task_cls.pack_free},
         "model_args": {k: v for k, v in dataclasses.asdict(trial.model_args).items() if k not in model_cls.pack_free},
         "batch_size": trial.train.batch_size, "loss": trial.train.loss,
+        "schedule": trial.train.schedule, "warmup_steps": trial.train.warmup_steps,
+        "precision": trial.train.precision,
     }
     return json.dumps(fixed, sort_keys=True)
 
@@ -76,10 +81,13 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     if not members:
         return
     pack = model_cls.stack(nets)
-    hp = {name: torch.tensor([getattr(a.trial.train, name) for a in members], device=device)
+    # lr in float64 so that lr * factor rounds once to float32, as the solo loop's Python float does
+    hp = {name: torch.tensor([getattr(a.trial.train, name) for a in members], device=device,
+                             dtype=torch.float64 if name == "lr" else torch.float32)
           for name in ("lr", "weight_decay", "momentum")}
     buffers = [torch.zeros_like(p) for p in pack.params]
     B, kind, every, max_steps = first.train.batch_size, first.train.loss, first.eval.every, first.max_steps
+    schedule, warmup_steps, precision = first.train.schedule, first.train.warmup_steps, first.train.precision
     n_params = nets[0].n_params
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
@@ -112,13 +120,15 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                     next_batches = task_cls.packed_batches(task_objs)
                 loss_sum, error_sum, count = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device), 0
             X, Y = next_batches(B)
-            out = pack.forward(X)
-            losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
+            with autocast(precision, device):
+                out = pack.forward(X)
+                losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
             for p in pack.params:
                 p.grad = None
             losses.sum().backward()  # members share no weight, so each gets exactly its own gradient
             with torch.no_grad():
-                _sgd_step(pack.params, buffers, hp)
+                lr = (hp["lr"] * lr_factor(step, max_steps, schedule, warmup_steps)).float()
+                _sgd_step(pack.params, buffers, lr, hp)
                 loss_sum += losses.detach()
                 error_sum += task_cls.packed_error(task_objs[0], out.detach(), Y)
             count += 1
@@ -138,19 +148,21 @@ def _ended(a: Assignment, step: int, metrics: dict, firsts: list, i: int, max_st
     return None
 
 
-def _sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor], hp: dict[str, torch.Tensor]) -> None:
-    """torch.optim.SGD's update (dampening 0, no Nesterov) with a learning rate, weight decay and
-    momentum per member: g = grad + wd * p; buf = momentum * buf + g; p -= lr * buf. (On the first
-    step buf = g, as torch initialises it.) Written as few passes over memory as possible: at these
-    sizes the step is bandwidth-bound, and separate temporaries made it cost as much as backward."""
+def _sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor], lr: torch.Tensor,
+              hp: dict[str, torch.Tensor]) -> None:
+    """torch.optim.SGD's update (dampening 0, no Nesterov) with this step's learning rate `lr` `(P,)`
+    and a weight decay and momentum per member: g = grad + wd * p; buf = momentum * buf + g;
+    p -= lr * buf. (On the first step buf = g, as torch initialises it.) Written as few passes over
+    memory as possible: at these sizes the step is bandwidth-bound, and separate temporaries made it
+    cost as much as backward."""
     momentum = bool(hp["momentum"].any())
     for p, buf in zip(params, buffers):
         shape = (-1,) + (1,) * (p.dim() - 1)
-        lr, wd = hp["lr"].view(shape), hp["weight_decay"].view(shape)
+        wd = hp["weight_decay"].view(shape)
         g = torch.addcmul(p.grad, wd, p)  # the order of torch's SGD, to round as it does
         if momentum:
             g = buf.mul_(hp["momentum"].view(shape)).add_(g)
-        p.addcmul_(lr, g, value=-1)
+        p.addcmul_(lr.view(shape), g, value=-1)
 
 
 def _error(e: Exception) -> str:

@@ -7,6 +7,7 @@ trial gives the same curve on every run on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Generator
@@ -16,6 +17,7 @@ import torch
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
+from paretolab.workers.schedule import lr_factor
 from paretolab.workers.trial import MetricRow, TrainArgs, TrialConfig, TrialResult
 
 # Training FLOPs per token: forward + backward is about 6 x parameters (Kaplan et al. 2020,
@@ -58,8 +60,14 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
                 return _result(trial, attempt, "finished", step, start, first_success, model.n_params, tokens, metrics)
         x, y = task.train_batch(B)
         tokens = x.shape[1] if io.kind == "sequence" else 1
-        out = model.forward(x)
-        loss = task.loss(out, y, loss_kind)
+        # The schedule is written into every parameter group at every step, rather than kept by a
+        # torch lr_scheduler: `lr_factor` is stateless and is the one definition packed training shares.
+        lr = trial.train.lr * lr_factor(step, trial.max_steps, trial.train.schedule, trial.train.warmup_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast(trial.train.precision, device):
+            out = model.forward(x)
+            loss = task.loss(out, y, loss_kind)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -67,6 +75,15 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
         error_sum += task.error(out.detach(), y)
         loss_count += 1
         step += 1
+
+
+def autocast(precision: str, device: str):
+    """The context of a training step's forward pass and loss: bfloat16 autocast for `bf16` on a
+    CUDA device, nothing otherwise. `bf16` is a GPU throughput setting: on a CPU the same trial
+    trains in fp32, so a sweep meant for GPUs can be tried on a laptop unchanged."""
+    if precision == "bf16" and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _optimizer(params: list[torch.Tensor], args: TrainArgs) -> torch.optim.Optimizer:

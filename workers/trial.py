@@ -11,7 +11,14 @@ from paretolab.tasks.success import Success
 
 @dataclass(frozen=True)
 class TrainArgs:
-    """Optimization hyperparameters of one trial."""
+    """Optimization hyperparameters of one trial.
+
+    lr: the peak learning rate; schedule and warmup_steps shape it over the run (see
+    `workers.schedule.lr_factor`): a linear warmup from 0 over the first `warmup_steps` steps, then
+    `constant`, or a `linear` or `cosine` decay to 0 at `max_steps`. precision: `bf16` runs each
+    training step's forward pass and loss under bfloat16 autocast on CUDA devices; on a CPU it is
+    fp32 (the weights, the optimizer and evaluation are fp32 on every device).
+    """
 
     lr: float = 0.1
     batch_size: int = 32
@@ -19,6 +26,9 @@ class TrainArgs:
     momentum: float = 0.0
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     loss: str = "hinge"  # the task's first loss when not given (see orchestrator.grid.expand)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def check(self) -> None:
         if self.lr <= 0:
@@ -29,6 +39,12 @@ class TrainArgs:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"schedule must be one of constant, linear, cosine; got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,8 @@ class EvalArgs:
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """Everything that determines one training run; `trial_id` is a hash of all the other fields."""
+    """Everything that determines one training run; `trial_id` is a hash of all the other fields
+    (`orchestrator.identity.point_content`: arguments at their defaults are left out of it)."""
 
     trial_id: str
     task: str
