@@ -32,6 +32,7 @@ class RunSummary:
     store: Path
     total: int
     already_done: int
+    axes: tuple[str, ...] = ()
     ran: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -70,7 +71,10 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     st = open_store(store)
     ended = st.ended(retry_failed) if st.root.is_dir() else set()
     pending = [t for t in trials if t.trial_id not in ended]
-    summary = dict(sweep=sweep.name, store=st.root, total=len(trials), already_done=len(trials) - len(pending))
+    from paretolab.orchestrator.grid import axes
+
+    summary = dict(sweep=sweep.name, store=st.root, total=len(trials), already_done=len(trials) - len(pending),
+                   axes=tuple(axes(sweep)))
     if dry_run:
         return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]])
     start = time.monotonic()

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _analysis_parsers(sub, store_help)
 
+    for kind in ("tasks", "models"):
+        k = sub.add_parser(kind, help=f"list the {kind} (built-in and from installed packages) with their parameters")
+        k.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     c = sub.add_parser("compact", help="merge each table's files into one (queries keep their answers)")
     c.add_argument("--store", help=store_help)
 
@@ -173,7 +177,8 @@ def _run(args) -> int:
     out.print(f"results: {summary.store.resolve()}")
     out.print("next:")
     out.print(f"  paretolab status{store} --sweep {shlex.quote(summary.sweep)}")
-    sql = "SELECT width, train_size, avg(success::INT) AS p_success, median(steps_to_success) AS steps FROM trials GROUP BY ALL ORDER BY ALL"
+    keys = "".join(f"{a}, " for a in summary.axes)
+    sql = f"SELECT {keys}avg(success::INT) AS p_success, median(steps_to_success) AS steps FROM trials GROUP BY ALL ORDER BY ALL"
     out.print(f"  paretolab query{store} --sweep {shlex.quote(summary.sweep)} {shlex.quote(sql)}", markup=False)
     if summary.failed:
         out.print(f"  paretolab query{store} --sweep {shlex.quote(summary.sweep)} \"SELECT trial_id, error FROM trials WHERE status = 'failed'\"", markup=False)
@@ -376,7 +381,29 @@ def _report(args) -> int:
     return 0
 
 
-COMMANDS = {"frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
+def _plugins(args) -> int:
+    import dataclasses
+
+    import pyarrow as pa
+
+    if args.command == "tasks":
+        from paretolab.tasks.registry import tasks as registry
+    else:
+        from paretolab.workers.models import models as registry
+    rows = []
+    for name, cls in sorted(registry().items()):
+        row = {args.command[:-1]: name,
+               "parameters (defaults)": ", ".join(f"{f.name}={json.dumps(f.default)}" for f in dataclasses.fields(cls.Args))}
+        if args.command == "tasks":
+            row |= {"inputs": cls.io(cls.Args()).kind, "losses": ", ".join(cls.losses), "metrics": ", ".join(cls.metrics)}
+        else:
+            row |= {"inputs": ", ".join(cls.accepts), "packable": bool(cls.packable)}
+        rows.append(row)
+    _emit(pa.Table.from_pylist(rows), args.format)
+    return 0
+
+
+COMMANDS = {"tasks": _plugins, "models": _plugins, "frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
             "report": _report, "run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
             "export": _export}
 
