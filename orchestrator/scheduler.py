@@ -24,6 +24,7 @@ from paretolab.analysis.store import StoreWriter
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
+from paretolab.workers.packed import pack_key
 from paretolab.workers.train import failed
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialConfig, TrialResult
 
@@ -75,6 +76,8 @@ class Scheduler:
             Interrupted: on Ctrl-C, after writing every row that had arrived.
         """
         self.configs = {t.trial_id: t for t in trials}
+        # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
+        self.packing = self.resources.pack_size != 1 and bool(trials) and pack_key(trials[0]) is not None
         self.queue = deque(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
         self.counts = Counts(total=len(trials))
         self.slots = [self._spawn() for _ in range(min(self.n_workers, len(trials)))]
@@ -111,7 +114,7 @@ class Scheduler:
         return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size))
 
     def _calls_in_flight(self) -> int:
-        return CALLS_IN_FLIGHT if self.resources.pack_size == 1 else PACKED_CALLS_IN_FLIGHT
+        return PACKED_CALLS_IN_FLIGHT if self.packing else CALLS_IN_FLIGHT
 
     def _dispatch(self) -> None:
         for _ in range(self._calls_in_flight()):  # round-robin: every worker gets its share first
@@ -125,7 +128,7 @@ class Scheduler:
     def _chunk_size(self) -> int:
         # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
         # about `target_call_s` of work, and never more than a fair share of what is left.
-        pack = self.resources.pack_size or AUTO_CHUNK
+        pack = (self.resources.pack_size or AUTO_CHUNK) if self.packing else 1
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
         balanced = math.ceil(len(self.queue) / (self._calls_in_flight() * len(self.slots)))
         return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))
