@@ -13,6 +13,8 @@ workers record it); NaN and infinite metric values never meet a criterion.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -75,6 +77,23 @@ def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
         raise StoreError(f"unknown sweep {sweep!r}; known: {', '.join(names) or 'none yet'}")
     axes, params, metric, op, value = rows[0]
     return SweepInfo(sweep, tuple(axes or ()), tuple(params or ()), Criterion(metric, op, value))
+
+
+@contextmanager
+def open_sweep(store: Store, sweep: str, success: str | None = None
+               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, SweepInfo, Criterion]]:
+    """A connection restricted to `sweep`, its `SweepInfo`, and the success criterion to use:
+    `success` text (e.g. `test_error<=0.05`) if given, else the sweep's own.
+
+    Raises:
+        StoreError: unknown sweep. UsageError: bad criterion text.
+    """
+    con = store.connect(sweep)
+    try:
+        info = sweep_info(con, sweep)
+        yield con, info, Criterion.parse(success) if success else info.success
+    finally:
+        con.close()
 
 
 def ident(name: str) -> str:
@@ -154,13 +173,8 @@ def trial_costs(store: Store, sweep: str, success: str | None = None) -> pa.Tabl
     Raises:
         StoreError: unknown sweep. UsageError: bad `success` text or metric.
     """
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         return con.sql(costs_sql(con, criterion)).to_arrow_table()
-    finally:
-        con.close()
 
 
 def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str | None = None) -> pa.Table:
@@ -172,10 +186,5 @@ def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str 
     Raises:
         StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
     """
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         return con.sql(cells_sql(con, tuple(axes) if axes is not None else info.axes, criterion)).to_arrow_table()
-    finally:
-        con.close()

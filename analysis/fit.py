@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, Criterion, columns, costs_sql, ident, sweep_info
+from paretolab.analysis.cells import COST_COLUMNS, columns, costs_sql, ident, open_sweep
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -83,10 +83,7 @@ def predict(a: float, b: float, x):
 
 def _points(store: Store, sweep: str, y: str, x: str, by: tuple[str, ...], success: str | None) -> pa.Table:
     """Every non-failed trial with a non-NULL x: its by values, x, y, whether it is censored, its group."""
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         have = columns(con, "trials")
         for name in (*by, x):
             if name not in have:
@@ -98,8 +95,6 @@ def _points(store: Store, sweep: str, y: str, x: str, by: tuple[str, ...], succe
                    steps_to_success IS NULL AS _censored, {group} AS _group
             FROM ({costs_sql(con, criterion)}) WHERE {ident(x)} IS NOT NULL
             ORDER BY _group, trial_id""").to_arrow_table()
-    finally:
-        con.close()
     kind = data.schema.field("_x").type
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
         raise UsageError(f"x {x!r} is not numeric (type {kind}); a power-law fit needs a numeric axis")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, Criterion, cells_sql, columns, ident, sweep_info
+from paretolab.analysis.cells import COST_COLUMNS, cells_sql, columns, ident, open_sweep
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -78,10 +78,7 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = D
     objectives = parse_objectives(objectives) if isinstance(objectives, str) else _checked(objectives)
     if not 0 <= min_success_prob <= 1:
         raise UsageError(f"min_success_prob must be in [0, 1], got {min_success_prob}")
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         clash = [a for a in info.axes if a in CELL_STATS]
         if clash:
             raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)})")
@@ -90,8 +87,6 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = D
         _check_columns(con, objectives, info.axes)
         sql = frontier_sql(columns(con, "_cells"), info.axes, objectives, groups, all_cells)
         return con.sql(sql, params=[min_success_prob]).to_arrow_table()
-    finally:
-        con.close()
 
 
 def frontier_sql(cell_columns: Sequence[str], axes: Sequence[str], objectives: Sequence[Objective],

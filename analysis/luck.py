@@ -30,7 +30,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, Criterion, columns, costs_sql, ident, sweep_info
+from paretolab.analysis.cells import COST_COLUMNS, Criterion, columns, costs_sql, ident, open_sweep
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -58,10 +58,7 @@ def luck(store: Store, sweep: str, cost: str = "steps_to_success", target: float
         raise UsageError(f"unknown cost {cost!r}; allowed: {', '.join(COST_COLUMNS)}")
     if not 0 < target < 1:
         raise UsageError(f"target must be a probability in (0, 1), got {target}")
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         axes = tuple(axes) if axes is not None else info.axes
         have = set(columns(con, "trials"))
         for a in axes:
@@ -70,8 +67,6 @@ def luck(store: Store, sweep: str, cost: str = "steps_to_success", target: float
             if a in STATS:
                 raise UsageError(f"axis {a!r} has the name of a luck column ({', '.join(STATS)})")
         return con.sql(luck_sql(con, axes, criterion, cost), params={"target": target}).to_arrow_table()
-    finally:
-        con.close()
 
 
 def _lchoose(a: str, b: str) -> str:

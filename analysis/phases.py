@@ -41,7 +41,7 @@ import numbers
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import Criterion, columns, costs_sql, ident, sweep_info
+from paretolab.analysis.cells import Criterion, columns, costs_sql, ident, open_sweep, sweep_info
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -214,10 +214,7 @@ def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = N
     """
     if not 0 < target < 1:
         raise UsageError(f"target must be a probability in (0, 1), got {target!r}")
-    con = store.connect(sweep)
-    try:
-        info = sweep_info(con, sweep)
-        criterion = Criterion.parse(success) if success else info.success
+    with open_sweep(store, sweep, success) as (con, info, criterion):
         by = tuple(by) if by is not None else tuple(a for a in info.axes if a != axis)
         if axis in by:
             raise UsageError(f"axis {axis!r} cannot also be a --by axis; by: {', '.join(by)}")
@@ -230,8 +227,6 @@ def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = N
             group_by=f"GROUP BY {by_select[:-2]}" if by else "",
             order_by=f"ORDER BY {by_select[:-2]}" if by else "")
         return con.sql(sql, params={"target": float(target)}).to_arrow_table()
-    finally:
-        con.close()
 
 
 def _default_threshold(success: Criterion) -> float:

@@ -17,7 +17,7 @@ from paretolab.errors import SpecError
 from paretolab.orchestrator.grid import parameters
 from paretolab.orchestrator.sweep import Resources, Sweep, Value
 from paretolab.tasks.registry import tasks
-from paretolab.tasks.success import OPS, Success
+from paretolab.tasks.success import Success
 from paretolab.workers.models import models
 from paretolab.workers.trial import EvalArgs, TrainArgs
 
