@@ -21,7 +21,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from paretolab.tasks.base import IO, Task
+from paretolab.tasks.base import IO
+from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
 
 Name = Literal["parity", "cyclic", "dihedral", "quaternion", "symmetric", "alternating", "gridworld", "flipflop"]
@@ -195,7 +196,7 @@ class AutomatonArgs:
         return 2 * self.length if self.test_length is None else self.test_length
 
 
-class Automaton(Task):
+class Automaton(SampledTask):
     """Predict the state at every position; cross-entropy over all positions.
 
     Metrics: test_loss, test_error (fraction of wrong positions), test_acc, seq_acc (fraction of
@@ -218,11 +219,8 @@ class Automaton(Task):
         p = 1.0 / A if args.p_identity is None else args.p_identity
         probs = torch.tensor([p] + [(1.0 - p) / (A - 1)] * (A - 1), dtype=torch.float64)
         self._cdf = probs.cumsum(0)[:-1].to(torch.float32).to(device)  # input = #(cdf <= u)
-        self._data = generator(seed, "data", device)
-        self._test_x, self._test_y = self._sample(test_size, args.length, generator(seed, "test", device))
+        self._init_streams(seed, test_size, device)
         self._long_x, self._long_y = self._sample(test_size, args.long_length, generator(seed, "long_test", device))
-        if args.train_size is not None:
-            self._train_x, self._train_y = self._sample(args.train_size, args.length, self._data)
 
     @staticmethod
     def io(args: AutomatonArgs) -> IO:
@@ -234,11 +232,8 @@ class Automaton(Task):
         x = torch.searchsorted(self._cdf, u, right=True)
         return x, simulate(self.delta, x)
 
-    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.args.train_size is None:
-            return self._sample(batch_size, self.args.length, self._data)
-        idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
-        return self._train_x[idx], self._train_y[idx]
+    def _draw(self, m: int, g: torch.Generator, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(m, self.args.length, g)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))

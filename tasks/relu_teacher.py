@@ -17,7 +17,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from paretolab.tasks.base import IO, Task
+from paretolab.tasks.base import IO
+from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
 
 
@@ -71,7 +72,7 @@ def teacher(args: ReluTeacherArgs, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return W.float(), lam.float()
 
 
-class ReluTeacher(Task):
+class ReluTeacher(SampledTask):
     """Regression on the teacher's output; the model outputs one number.
 
     Metrics: test_loss (MSE on clean test labels), test_rel_mse (MSE / Var(y) on the test set) and
@@ -90,10 +91,7 @@ class ReluTeacher(Task):
         self.device = device
         W, lam = teacher(args, seed)
         self.W, self.lam = W.to(device), lam.to(device)
-        self._data = generator(seed, "data", device)
-        self._test_x, self._test_y = self._sample(test_size, generator(seed, "test", device), noise=0.0)
-        if args.train_size is not None:
-            self._train_x, self._train_y = self._sample(args.train_size, self._data, args.noise)
+        self._init_streams(seed, test_size, device)
 
     @staticmethod
     def io(args: ReluTeacherArgs) -> IO:
@@ -106,11 +104,8 @@ class ReluTeacher(Task):
             y = y + noise * torch.randn(m, generator=g, device=self.device)
         return x, y
 
-    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.args.train_size is None:
-            return self._sample(batch_size, self._data, self.args.noise)
-        idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
-        return self._train_x[idx], self._train_y[idx]
+    def _draw(self, m: int, g: torch.Generator, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(m, g, self.args.noise if train else 0.0)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         return ((out.reshape(-1) - y) ** 2).mean()

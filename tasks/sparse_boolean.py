@@ -20,7 +20,8 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from paretolab.tasks.base import IO, Task
+from paretolab.tasks.base import IO
+from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
 
 FUNCTIONS = ("parity", "and", "or", "majority")
@@ -71,7 +72,7 @@ def label(bits: torch.Tensor, function: str) -> torch.Tensor:
     return (2 * s > k).long()
 
 
-class SparseBoolean(Task):
+class SparseBoolean(SampledTask):
     """A k-sparse Boolean function of T tokens; `x` is `(B, T)` token ids, `y` the `(B,)` labels."""
 
     name: ClassVar[str] = "sparse_boolean"
@@ -85,10 +86,7 @@ class SparseBoolean(Task):
         self.device = device
         g = generator(seed, "support")
         self.support = torch.randperm(args.length, generator=g)[: args.k].sort().values.to(device)
-        self._data = generator(seed, "data", device)
-        self._test_x, self._test_y = self._sample(test_size, generator(seed, "test", device))
-        if args.train_size is not None:
-            self._train_x, self._train_y = self._sample(args.train_size, self._data)
+        self._init_streams(seed, test_size, device)
 
     @staticmethod
     def io(args: SparseBooleanArgs) -> IO:
@@ -98,11 +96,8 @@ class SparseBoolean(Task):
         x = torch.randint(0, self.args.vocab, (m, self.args.length), generator=g, device=self.device)
         return x, label(x[:, self.support] % 2, self.args.function)
 
-    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.args.train_size is None:
-            return self._sample(batch_size, self._data)
-        idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
-        return self._train_x[idx], self._train_y[idx]
+    def _draw(self, m: int, g: torch.Generator, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(m, g)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         return F.cross_entropy(out[:, -1], y)

@@ -13,7 +13,8 @@ from typing import ClassVar
 
 import torch
 
-from paretolab.tasks.base import IO, Task
+from paretolab.tasks.base import IO
+from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
 
 
@@ -41,7 +42,7 @@ class SparseParityArgs:
             raise ValueError(f"noise must be in [0, 0.5), got {self.noise}")
 
 
-class SparseParity(Task):
+class SparseParity(SampledTask):
     """Sparse parity with ±1 labels; the model outputs one score whose sign is the prediction."""
 
     name: ClassVar[str] = "sparse_parity"
@@ -55,10 +56,7 @@ class SparseParity(Task):
         self.device = device
         g = generator(seed, "support")
         self.support = torch.randperm(args.n, generator=g)[: args.k].sort().values.to(device)
-        self._data = generator(seed, "data", device)
-        self._test_x, self._test_y = self._sample(test_size, generator(seed, "test", device), noise=0.0)
-        if args.train_size is not None:
-            self._train_x, self._train_y = self._sample(args.train_size, self._data, args.noise)
+        self._init_streams(seed, test_size, device)
 
     @staticmethod
     def io(args: SparseParityArgs) -> IO:
@@ -72,18 +70,15 @@ class SparseParity(Task):
             y = torch.where(flip, -y, y)
         return x, y
 
-    def train_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.args.train_size is None:
-            return self._sample(batch_size, self._data, self.args.noise)
-        idx = torch.randint(0, self.args.train_size, (batch_size,), generator=self._data, device=self.device)
-        return self._train_x[idx], self._train_y[idx]
+    def _draw(self, m: int, g: torch.Generator, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(m, g, self.args.noise if train else 0.0)
 
     @classmethod
     def packed_batches(cls, members: list[SparseParity]):
         """Offline members: each draws its indices from its own generator (as `train_batch` does),
         then one gather over their concatenated training sets. Online members without label noise:
         each draws its inputs, then one gather computes every label. Otherwise, member by member."""
-        if cls.train_batch is not SparseParity.train_batch:  # a subclass with its own stream
+        if cls.train_batch is not SampledTask.train_batch or cls._draw is not SparseParity._draw:  # a subclass with its own stream
             return super().packed_batches(members)
         offline = all(m.args.train_size is not None for m in members)
         online = all(m.args.train_size is None and m.args.noise == 0 for m in members)
