@@ -56,6 +56,19 @@ def packed(ts):
     return rows, results
 
 
+def packed_against_solo(ts):
+    """Train `ts` as one pack and each alone; check every member's curve against its solo curve,
+    and yield (packed result, solo result) per trial."""
+    rows, results = packed(ts)
+    for t in ts:
+        solo_rows, solo_result = solo(t)
+        mine = [r for r in rows if r.trial_id == t.trial_id]
+        assert len(mine) == len(solo_rows)
+        for a, b in zip(mine, solo_rows):
+            assert_close(a, b)
+        yield next(r for r in results if r.trial_id == t.trial_id), solo_result
+
+
 def assert_close(a: MetricRow, b: MetricRow):
     """Equal up to floating-point rounding: losses to 1e-3; error rates to a few flipped predictions
     (batched and plain matmuls round differently, and hundreds of SGD steps can flip a borderline
@@ -71,14 +84,7 @@ def assert_close(a: MetricRow, b: MetricRow):
 def test_members_follow_their_solo_curves(momentum):
     ts = trials(momentum=momentum)  # 16 members: seeds, train sizes, lrs, dense and sparse init
     assert len({pack_key(t) for t in ts}) == 1
-    rows, results = packed(ts)
-    for t in ts:
-        solo_rows, solo_result = solo(t)
-        mine = [r for r in rows if r.trial_id == t.trial_id]
-        assert len(mine) == len(solo_rows)
-        for a, b in zip(mine, solo_rows):
-            assert_close(a, b)
-        result = next(r for r in results if r.trial_id == t.trial_id)
+    for result, solo_result in packed_against_solo(ts):
         assert (result.status, result.steps, result.success, result.steps_to_success) == \
                (solo_result.status, solo_result.steps, solo_result.success, solo_result.steps_to_success)
 
@@ -145,14 +151,7 @@ def test_members_of_depth_3_follow_their_solo_curves():
     text = SPEC.format(momentum=0.0, max_steps=200, target=0.1).replace("width: [32]", "width: [32]\n  depth: [3]")
     ts = list(expand(parse_yaml(text)))
     assert len(ts) == 16 and len({pack_key(t) for t in ts}) == 1 and ts[0].model_args.depth == 3
-    rows, results = packed(ts)
-    for t in ts:
-        solo_rows, solo_result = solo(t)
-        mine = [r for r in rows if r.trial_id == t.trial_id]
-        assert len(mine) == len(solo_rows)
-        for a, b in zip(mine, solo_rows):
-            assert_close(a, b)
-        result = next(r for r in results if r.trial_id == t.trial_id)
+    for result, solo_result in packed_against_solo(ts):
         assert (result.status, result.steps, result.n_params) == \
                (solo_result.status, solo_result.steps, solo_result.n_params)
 
