@@ -1,6 +1,8 @@
 """The driver loop: a queue of assignments, long-lived worker actors, results into the store.
 
-The driver is the single writer of the store. It keeps every worker busy with up to two calls in
+Work is taken all at once (`run`) or incrementally (`start`, `submit`, `wait_any`, `drain`, `close`:
+what adaptive search uses, keeping the workers alive between batches). The driver is the single
+writer of the store. It keeps every worker busy with up to two calls in
 flight, each a chunk of assignments sized so that one call lasts about `target_call_s` (tiny trials
 travel many per round trip; long ones one at a time). Workers stream `Report`s back; rows go to
 the `StoreWriter` as they arrive. A worker that dies has its unfinished assignments re-queued
@@ -72,40 +74,90 @@ class Scheduler:
     def run(self, trials: list[TrialConfig], attempts: dict[str, int]) -> Counts:
         """Run every trial once to its end; `attempts[id]` is the last attempt already made (0 if none).
 
+        The same as `start()`, `submit(trials, attempts)`, `drain()`, `close()`.
+
         Raises:
             Interrupted: on Ctrl-C, after writing every row that had arrived.
         """
-        self.configs = {t.trial_id: t for t in trials}
-        # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
-        self.packing = self.resources.pack_size != 1 and bool(trials) and pack_key(trials[0]) is not None
-        self.queue = deque(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
-        self.counts = Counts(total=len(trials))
-        self.slots = [self._spawn() for _ in range(min(self.n_workers, len(trials)))]
+        self.start()
+        self.submit(trials, attempts)
+        self.drain()
+        self.close()
+        return self.counts
+
+    def start(self) -> None:
+        """Begin a run that takes work incrementally (`submit`, `wait_any`, `drain`); workers start
+        with the first submitted trials and live until `close()`."""
+        self.configs: dict[str, TrialConfig] = {}
+        self.packing: bool | None = None  # decided by the first submitted trial
+        self.queue: deque[Assignment] = deque()
+        self.counts = Counts(total=0)
+        self.slots: list[_Slot] = []
+        self._ended: list[TrialResult] = []
+        self._last_tick = 0.0
         self.observer.on_start(self.name, self.counts)
+
+    def submit(self, trials: list[TrialConfig], attempts: dict[str, int]) -> None:
+        """Queue `trials` (each once; `attempts[id]` is the last attempt already made, 0 if none)."""
+        if not trials:
+            return
+        if self.packing is None:
+            # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
+            self.packing = self.resources.pack_size != 1 and pack_key(trials[0]) is not None
+        self.configs.update((t.trial_id, t) for t in trials)
+        self.queue.extend(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
+        self.counts.total += len(trials)
+        while len(self.slots) < min(self.n_workers, self.counts.total):
+            self.slots.append(self._spawn())
+
+    @property
+    def pending(self) -> int:
+        """Submitted trials that have not ended yet (queued or running)."""
+        return self.counts.total - self.counts.done
+
+    def wait_any(self) -> list[TrialResult]:
+        """Block until at least one submitted trial ends (or none is pending) and return the results
+        that ended since the previous call, in the order they arrived.
+
+        Raises:
+            Interrupted: on Ctrl-C, after writing every row that had arrived (the workers are stopped).
+        """
+        self._guarded(lambda: self.counts.done < self.counts.total and not self._ended)
+        ended, self._ended = self._ended, []
+        return ended
+
+    def drain(self) -> list[TrialResult]:
+        """Run every submitted trial to its end; return the results not yet returned by `wait_any`."""
+        self._guarded(lambda: self.counts.done < self.counts.total)
+        self.counts.running = 0
+        self.observer.on_tick(self.counts)
+        ended, self._ended = self._ended, []
+        return ended
+
+    def close(self) -> None:
+        """Stop the workers and write every buffered row."""
+        self._shutdown()
+
+    def _guarded(self, busy) -> None:
         try:
-            self._loop()
+            self._loop(busy)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, lambda *_: _exit_now())
             self._shutdown()
             raise Interrupted() from None
-        self._shutdown()
-        return self.counts
 
-    def _loop(self) -> None:
-        last_tick = 0.0
-        while self.counts.done < self.counts.total:
+    def _loop(self, busy) -> None:
+        while busy():
             self._dispatch()
             calls = {c.gen: c for s in self.slots for c in s.calls}
             ready, _ = ray.wait(list(calls), num_returns=1, timeout=0.2)
             for gen in ready:
                 self._receive(calls[gen])
             self.writer.maybe_flush()
-            if time.monotonic() - last_tick > 0.25:
+            if time.monotonic() - self._last_tick > 0.25:
                 self.counts.running = sum(1 for s in self.slots if s.calls)  # an actor trains one at a time
                 self.observer.on_tick(self.counts)
-                last_tick = time.monotonic()
-        self.counts.running = 0
-        self.observer.on_tick(self.counts)
+                self._last_tick = time.monotonic()
 
     def _spawn(self) -> _Slot:
         r = self.resources
@@ -159,6 +211,7 @@ class Scheduler:
         c.succeeded += result.success
         c.failed += result.status == "failed"
         c.diverged += result.status == "diverged"
+        self._ended.append(result)
         if result.wall_s > 0:
             self._trial_s = result.wall_s if self._trial_s is None else 0.8 * self._trial_s + 0.2 * result.wall_s
 
