@@ -116,6 +116,13 @@ class SparseParity(SampledTask):
 # A pack of offline members gathers from one copy of all their training sets, up to this many
 # floats (256 MB); larger packs draw member by member rather than double the memory.
 PACKED_GATHER_FLOATS = 64 * 2**20
+# On CPU a member draws the random numbers of up to this many steps in one call, within this many
+# drawn values per pack: torch's CPU generator gives one draw of K*B values exactly as K draws of B
+# (tests/test_packed.py checks it), so every member's stream is its solo stream. One call per member
+# per step was 29% of a 100-member pack's time (benchmarks/vs_ray_tune.py's grid, profiled). CUDA
+# generators offset each call, so on a GPU members draw step by step.
+PREFETCH_STEPS = 64
+PREFETCH_VALUES = 2**22
 
 
 def _offline_batches(members: list[SparseParity]):
@@ -123,10 +130,11 @@ def _offline_batches(members: list[SparseParity]):
     Y = torch.cat([m._train_y for m in members])
     sizes = [m.args.train_size for m in members]
     offsets = torch.tensor([0] + sizes[:-1], device=X.device).cumsum(0).unsqueeze(1)
+    draws = _Draws(members, 1, lambda m, rows: torch.randint(0, m.args.train_size, (rows,), generator=m._data,
+                                                             device=m.device))
 
     def next_batches(B: int):
-        idx = torch.stack([torch.randint(0, m.args.train_size, (B,), generator=m._data, device=m.device)
-                           for m in members]) + offsets
+        idx = draws.next(B) + offsets
         return X[idx], Y[idx]
 
     return next_batches
@@ -135,12 +143,44 @@ def _offline_batches(members: list[SparseParity]):
 def _online_batches(members: list[SparseParity]):
     supports = torch.stack([m.support for m in members]).unsqueeze(1)  # (P, 1, k)
     n = members[0].args.n
+    draws = _Draws(members, n, lambda m, rows: torch.randint(0, 2, (rows, n), generator=m._data, device=m.device))
 
     def next_batches(B: int):
-        X = torch.stack([torch.randint(0, 2, (B, n), generator=m._data, device=m.device) for m in members]).float() * 2 - 1
+        X = draws.next(B).float() * 2 - 1
         return X, X.gather(2, supports.expand(-1, B, -1)).prod(dim=2)
 
     return next_batches
+
+
+class _Draws:
+    """The members' next `B` draws from their own data generators, stacked `(P, B, ...)`.
+
+    On CPU each member draws several steps ahead in one call; what a member has drawn ahead stays
+    with its task object (`_ahead`), so when a pack is re-stacked without its finished members the
+    others continue their streams where they were."""
+
+    def __init__(self, members: list[SparseParity], values_per_row: int, draw):
+        self.members, self.values_per_row, self.draw = members, values_per_row, draw
+        self.block, self.pos = None, 0
+        ahead = [getattr(m, "_ahead", None) for m in members]
+        if any(a is not None for a in ahead):  # a re-stacked pack: every member is at the same step
+            self.block = torch.stack([a[0].block[a[1], a[0].pos:] for a in ahead])
+            self._own()
+
+    def next(self, B: int) -> torch.Tensor:
+        if self.block is None or self.pos + B > self.block.shape[1]:
+            cpu = str(self.members[0].device) == "cpu"
+            budget = PREFETCH_VALUES // (len(self.members) * B * self.values_per_row)
+            steps = max(1, min(PREFETCH_STEPS, budget)) if cpu else 1
+            self.block = torch.stack([self.draw(m, steps * B) for m in self.members])
+            self._own()
+        self.pos += B
+        return self.block[:, self.pos - B:self.pos]
+
+    def _own(self) -> None:
+        self.pos = 0
+        for i, m in enumerate(self.members):
+            m._ahead = (self, i)
 
 
 def _losses(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
