@@ -197,6 +197,25 @@ class FlipFlop(Task):
     def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _wrong(out, y)[read_mask(y)].float().mean()
 
+    def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        """Per-member `loss` of outputs `(P, B, T-1, 5)`: each member's mean over its own read
+        positions (`clean`) or over all its positions (`full`). Every sequence ends with a read, so
+        no member has none."""
+        P = y.shape[0]
+        ce = F.cross_entropy(out.flatten(0, 2), y.flatten(), reduction="none").view(P, -1)
+        if self.args.mode == "full":
+            return ce.mean(dim=1)
+        read = read_mask(y.flatten(0, 1)).view(P, -1)
+        # `where`, not a product: a non-finite score at a position the loss ignores stays ignored
+        return torch.where(read, ce, 0.0).sum(dim=1) / read.sum(dim=1)
+
+    def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member `error`: wrong reads over reads, each member's own."""
+        P = y.shape[0]
+        read = read_mask(y.flatten(0, 1)).view(P, -1)
+        wrong = _wrong(out, y).view(P, -1) & read
+        return wrong.sum(dim=1).float() / read.sum(dim=1).float()
+
     @torch.no_grad()
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         loss_sum, loss_count, wrong, reads, bad_seqs = self._score(forward, self._test, with_loss=True)

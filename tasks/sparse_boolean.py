@@ -103,9 +103,14 @@ class SparseBoolean(SampledTask):
         return F.cross_entropy(out[:, -1], y)
 
     def error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        last = out[:, -1]
-        # A NaN score wins argmax; counting non-finite outputs as wrong keeps NaN from ever being right.
-        return ((last.argmax(dim=-1) != y) | ~torch.isfinite(last).all(dim=-1)).float().mean()
+        return _wrong(out[:, -1], y).float().mean()
+
+    def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+        """Per-member `loss` of outputs `(P, B, T, 2)` and labels `(P, B)`: the last position's."""
+        return F.cross_entropy(out[:, :, -1].flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
+
+    def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _wrong(out[:, :, -1], y).float().mean(dim=1)
 
     @torch.no_grad()
     def evaluate(self, forward, kind: str) -> dict[str, float]:
@@ -113,3 +118,9 @@ class SparseBoolean(SampledTask):
         out = torch.cat([forward(x)[:, -1:] for x in self._test_x.split(chunk)])
         error = float(self.error(out, self._test_y))
         return {"test_loss": float(self.loss(out, self._test_y, kind)), "test_error": error, "test_acc": 1.0 - error}
+
+
+def _wrong(last: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Wrong predictions of the last-position scores `last` (`(..., 2)`). A NaN score wins argmax;
+    counting non-finite outputs as wrong keeps NaN from ever being right."""
+    return (last.argmax(dim=-1) != y) | ~torch.isfinite(last).all(dim=-1)

@@ -9,10 +9,12 @@ so a heavy tail of slow members costs only what they use.
 
 Members may differ in what `Task.pack_free` and `Model.pack_free` name (for sparse parity and the
 MLP: seed, train_size, noise, init, sparsity) and in lr, weight_decay, momentum and the success
-criterion; everything else must be equal (`pack_key`), the learning-rate schedule, its warmup and
-the precision included: each member steps with its own lr times the pack's common `lr_factor`, and
-the pack's forward pass runs under one autocast context. A member's curve equals its solo curve up
-to floating-point rounding (batched and plain matmuls sum in different orders).
+criterion; everything else must be equal (`pack_key`), the optimizer, the learning-rate schedule,
+its warmup and the precision included: each member steps with its own lr times the pack's common
+`lr_factor`, and the pack's forward pass runs under one autocast context. The optimizers (SGD,
+Adam, AdamW) are torch.optim's updates written over stacked parameters, operation for operation, so
+a member's step rounds as its solo step does; a member's curve equals its solo curve up to the
+rounding of the forward and backward passes (batched and plain matmuls sum in different orders).
 """
 
 from __future__ import annotations
@@ -39,19 +41,21 @@ from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 # packs stay kernel-launch-bound far longer; 1e8 there is an estimate, not a measurement.
 AUTO_PACK_PARAMS = {"cpu": 5 * 10**5, "cuda": 10**8}
 MAX_AUTO_PACK = 256
+PACK_OPTIMIZERS = ("sgd", "adam", "adamw")
+# torch.optim.Adam's defaults, which the solo loop uses (workers/train.py sets neither)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 def pack_key(trial) -> str | None:
     """Trials with equal keys can train in one pack; None if the trial cannot be packed."""
     task_cls, model_cls = tasks()[trial.task], models()[trial.model]
-    # packs are vector-input models only, so one example is one token (see train._result)
-    if not getattr(model_cls, "packable", False) or trial.train.optimizer != "sgd":
+    if not getattr(model_cls, "packable", False) or trial.train.optimizer not in PACK_OPTIMIZERS:
         return None
     fixed = {
         "task": trial.task, "model": trial.model, "max_steps": trial.max_steps, "eval": dataclasses.asdict(trial.eval),
         "task_args": {k: v for k, v in dataclasses.asdict(trial.task_args).items() if k not in task_cls.pack_free},
         "model_args": {k: v for k, v in dataclasses.asdict(trial.model_args).items() if k not in model_cls.pack_free},
-        "batch_size": trial.train.batch_size, "loss": trial.train.loss,
+        "batch_size": trial.train.batch_size, "loss": trial.train.loss, "optimizer": trial.train.optimizer,
         "schedule": trial.train.schedule, "warmup_steps": trial.train.warmup_steps,
         "precision": trial.train.precision,
     }
@@ -81,14 +85,12 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     if not members:
         return
     pack = model_cls.stack(nets)
-    # lr in float64 so that lr * factor rounds once to float32, as the solo loop's Python float does
-    hp = {name: torch.tensor([getattr(a.trial.train, name) for a in members], device=device,
-                             dtype=torch.float64 if name == "lr" else torch.float32)
-          for name in ("lr", "weight_decay", "momentum")}
-    buffers = [torch.zeros_like(p) for p in pack.params]
+    opt = PackOptimizer(first.train.optimizer, pack.params, [a.trial.train for a in members], device)
     B, kind, every, max_steps = first.train.batch_size, first.train.loss, first.eval.every, first.max_steps
     schedule, warmup_steps, precision = first.train.schedule, first.train.warmup_steps, first.train.precision
     n_params = nets[0].n_params
+    sequence = task_cls.io(first.task_args).kind == "sequence"
+    tokens = 1  # tokens per example, as the solo loop counts them (train._result)
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
     firsts: list[int | None] = [None] * P
@@ -106,20 +108,20 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                     yield MetricRow(a.trial.trial_id, a.attempt, step, step * B, time.perf_counter() - start, metrics)
                     ended = _ended(a, step, metrics, firsts, i, max_steps)
                     if ended:
-                        yield _result(a.trial, a.attempt, ended, step, start, firsts[i], n_params, 1, metrics)
+                        yield _result(a.trial, a.attempt, ended, step, start, firsts[i], n_params, tokens, metrics)
                     else:
                         keep.append(i)
                 if len(keep) < len(members):
                     members, task_objs, firsts = ([xs[i] for i in keep] for xs in (members, task_objs, firsts))
                     idx = torch.tensor(keep, device=device, dtype=torch.long)
                     pack.keep(idx)
-                    buffers = [b.index_select(0, idx) for b in buffers]
-                    hp = {k: v.index_select(0, idx) for k, v in hp.items()}
+                    opt.keep(idx)
                     if not members:
                         return
                     next_batches = task_cls.packed_batches(task_objs)
                 loss_sum, error_sum, count = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device), 0
             X, Y = next_batches(B)
+            tokens = X.shape[2] if sequence else 1
             with autocast(precision, device):
                 out = pack.forward(X)
                 losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
@@ -127,8 +129,7 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                 p.grad = None
             losses.sum().backward()  # members share no weight, so each gets exactly its own gradient
             with torch.no_grad():
-                lr = (hp["lr"] * lr_factor(step, max_steps, schedule, warmup_steps)).float()
-                _sgd_step(pack.params, buffers, lr, hp)
+                opt.step(pack.params, lr_factor(step, max_steps, schedule, warmup_steps))
                 loss_sum += losses.detach()
                 error_sum += task_cls.packed_error(task_objs[0], out.detach(), Y)
             count += 1
@@ -148,21 +149,81 @@ def _ended(a: Assignment, step: int, metrics: dict, firsts: list, i: int, max_st
     return None
 
 
-def _sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor], lr: torch.Tensor,
-              hp: dict[str, torch.Tensor]) -> None:
-    """torch.optim.SGD's update (dampening 0, no Nesterov) with this step's learning rate `lr` `(P,)`
-    and a weight decay and momentum per member: g = grad + wd * p; buf = momentum * buf + g;
-    p -= lr * buf. (On the first step buf = g, as torch initialises it.) Written as few passes over
-    memory as possible: at these sizes the step is bandwidth-bound, and separate temporaries made it
-    cost as much as backward."""
-    momentum = bool(hp["momentum"].any())
-    for p, buf in zip(params, buffers):
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        wd = hp["weight_decay"].view(shape)
-        g = torch.addcmul(p.grad, wd, p)  # the order of torch's SGD, to round as it does
-        if momentum:
-            g = buf.mul_(hp["momentum"].view(shape)).add_(g)
-        p.addcmul_(lr.view(shape), g, value=-1)
+class PackOptimizer:
+    """torch.optim's SGD, Adam or AdamW (as `train._optimizer` builds them: dampening 0, no
+    Nesterov; betas (0.9, 0.999), eps 1e-8, no AMSGrad) over stacked parameters `(P, ...)`, with a
+    learning rate, weight decay and momentum per member.
+
+    Each update is torch's single-tensor CPU update written with the same operations in the same
+    order, the per-member scalars as `(P, 1, ...)` tensors: an elementwise op rounds per element,
+    so a member's update equals its solo update to the bit given the same gradient. The scalars are
+    computed in float64 and rounded once to float32, as torch rounds the Python floats it is given.
+    Written as few passes over memory as possible: at these sizes the step is bandwidth-bound, and
+    separate temporaries made it cost as much as backward.
+    """
+
+    def __init__(self, name: str, params: list[torch.Tensor], train_args: list, device: str):
+        assert name in PACK_OPTIMIZERS, name
+        self.name, self.t = name, 0
+
+        def per_member(field: str) -> torch.Tensor:
+            return torch.tensor([getattr(a, field) for a in train_args], device=device, dtype=torch.float64)
+
+        self.lr, self.wd, self.momentum = per_member("lr"), per_member("weight_decay"), per_member("momentum")
+        # SGD: the momentum buffer; Adam(W): exp_avg and exp_avg_sq
+        self.state = [[torch.zeros_like(p) for p in params] for _ in range(1 if name == "sgd" else 2)]
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Drop the state of every member not in `idx`."""
+        self.lr, self.wd, self.momentum = (v.index_select(0, idx) for v in (self.lr, self.wd, self.momentum))
+        self.state = [[s.index_select(0, idx) for s in states] for states in self.state]
+
+    def step(self, params: list[torch.Tensor], lr_factor: float) -> None:
+        """One update of `params` from their `.grad`, with each member's lr times `lr_factor`."""
+        self.t += 1
+        lr = self.lr * lr_factor  # float64, like the solo loop's Python float
+        if self.name == "sgd":
+            self._sgd(params, lr)
+        else:
+            self._adam(params, lr, decoupled=self.name == "adamw")
+
+    def _sgd(self, params: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """g = grad + wd * p; buf = momentum * buf + g (buf = g on the first step, as torch
+        initialises it, which equals it from a zero buffer); p -= lr * buf."""
+        momentum = bool(self.momentum.any())
+        lr, wd, mom = lr.float(), self.wd.float(), self.momentum.float()
+        for p, buf in zip(params, self.state[0]):
+            shape = _member_shape(p)
+            g = torch.addcmul(p.grad, wd.view(shape), p)  # the order of torch's SGD, to round as it does
+            if momentum:
+                g = buf.mul_(mom.view(shape)).add_(g)
+            p.addcmul_(lr.view(shape), g, value=-1)
+
+    def _adam(self, params: list[torch.Tensor], lr: torch.Tensor, decoupled: bool) -> None:
+        """torch.optim.adam._single_tensor_adam: AdamW scales p by 1 - lr * wd first, Adam adds
+        wd * p to the gradient; then the moments, their bias corrections (one step count for the
+        whole pack: its members start and step together) and p += -(lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)."""
+        beta1, beta2 = ADAM_BETAS
+        bc1, bc2_sqrt = 1 - beta1 ** float(self.t), (1 - beta2 ** float(self.t)) ** 0.5
+        neg_step_size = (-(lr / bc1)).float()
+        shrink, wd = (1 - lr * self.wd).float(), self.wd.float()
+        for p, exp_avg, exp_avg_sq in zip(params, *self.state):
+            shape = _member_shape(p)
+            grad = p.grad
+            if decoupled:
+                p.mul_(shrink.view(shape))
+            else:
+                grad = torch.addcmul(grad, wd.view(shape), p)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(ADAM_EPS)
+            # addcdiv's CPU kernel computes p + (value * m) / denom: the product first, as here
+            p.addcdiv_(exp_avg * neg_step_size.view(shape), denom)
+
+
+def _member_shape(p: torch.Tensor) -> tuple[int, ...]:
+    """The shape that broadcasts a per-member `(P,)` tensor against the stacked `p`."""
+    return (-1,) + (1,) * (p.dim() - 1)
 
 
 def _error(e: Exception) -> str:
