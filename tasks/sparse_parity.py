@@ -8,6 +8,7 @@ from it with replacement).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -130,8 +131,8 @@ def _offline_batches(members: list[SparseParity]):
     Y = torch.cat([m._train_y for m in members])
     sizes = [m.args.train_size for m in members]
     offsets = torch.tensor([0] + sizes[:-1], device=X.device).cumsum(0).unsqueeze(1)
-    draws = _Draws(members, 1, lambda m, rows: torch.randint(0, m.args.train_size, (rows,), generator=m._data,
-                                                             device=m.device))
+    draws = _Draws(members, (), torch.long, lambda m, out: torch.randint(0, m.args.train_size, out.shape,
+                                                                         generator=m._data, out=out))
 
     def next_batches(B: int):
         idx = draws.next(B) + offsets
@@ -143,10 +144,11 @@ def _offline_batches(members: list[SparseParity]):
 def _online_batches(members: list[SparseParity]):
     supports = torch.stack([m.support for m in members]).unsqueeze(1)  # (P, 1, k)
     n = members[0].args.n
-    draws = _Draws(members, n, lambda m, rows: torch.randint(0, 2, (rows, n), generator=m._data, device=m.device))
+    # drawn as floats 0/1 (the same numbers as integers) straight into the block, then mapped to ±1
+    draws = _Draws(members, (n,), torch.float32, lambda m, out: torch.randint(0, 2, out.shape, generator=m._data, out=out))
 
     def next_batches(B: int):
-        X = draws.next(B).float() * 2 - 1
+        X = draws.next(B) * 2 - 1
         return X, X.gather(2, supports.expand(-1, B, -1)).prod(dim=2)
 
     return next_batches
@@ -159,8 +161,8 @@ class _Draws:
     with its task object (`_ahead`), so when a pack is re-stacked without its finished members the
     others continue their streams where they were."""
 
-    def __init__(self, members: list[SparseParity], values_per_row: int, draw):
-        self.members, self.values_per_row, self.draw = members, values_per_row, draw
+    def __init__(self, members: list[SparseParity], row: tuple[int, ...], dtype: torch.dtype, draw):
+        self.members, self.row, self.dtype, self.draw = members, row, dtype, draw  # draw(member, out)
         self.block, self.pos = None, 0
         ahead = [getattr(m, "_ahead", None) for m in members]
         if any(a is not None for a in ahead):  # a re-stacked pack: every member is at the same step
@@ -170,9 +172,12 @@ class _Draws:
     def next(self, B: int) -> torch.Tensor:
         if self.block is None or self.pos + B > self.block.shape[1]:
             cpu = str(self.members[0].device) == "cpu"
-            budget = PREFETCH_VALUES // (len(self.members) * B * self.values_per_row)
+            budget = PREFETCH_VALUES // (len(self.members) * B * math.prod(self.row))
             steps = max(1, min(PREFETCH_STEPS, budget)) if cpu else 1
-            self.block = torch.stack([self.draw(m, steps * B) for m in self.members])
+            self.block = torch.empty((len(self.members), steps * B, *self.row), dtype=self.dtype,
+                                     device=self.members[0].device)
+            for m, out in zip(self.members, self.block):
+                self.draw(m, out)
             self._own()
         self.pos += B
         return self.block[:, self.pos - B:self.pos]
