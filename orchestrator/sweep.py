@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from paretolab.tasks.success import Success
 from paretolab.workers.trial import EvalArgs
@@ -18,6 +19,68 @@ class Resources:
     cpu: float = 1.0
     gpu: float = 0.0
     pack_size: int | None = None
+
+
+@dataclass(frozen=True)
+class FrontierSearch:
+    """Find, per combination of the `by` axes, the smallest value of the grid axis `axis` whose
+    success probability reaches `target_success`, by bisection over the axis's grid values (in log
+    space), each probe `seeds_per_probe` seeds, more (up to `max_seeds`) where the Wilson interval
+    straddles the target. Success probability is assumed to grow along `axis`."""
+
+    axis: str
+    by: tuple[str, ...]
+    target_success: float = 0.5
+    seeds_per_probe: int = 8
+    max_seeds: int = 8
+
+
+@dataclass(frozen=True)
+class SpaceAxis:
+    """One dimension of an Optuna search: `choices` (categorical), or a range `low`..`high` of the
+    parameter's type (int or float), on a log scale if `log`, in multiples of `step` if given."""
+
+    name: str
+    choices: tuple[Value, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    is_int: bool = False
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A value to minimize or maximize: a trial metric (`flops_to_success`, `test_error`, ...) or a
+    parameter of the point (`train_size`)."""
+
+    metric: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+@dataclass(frozen=True)
+class OptunaSearch:
+    """An Optuna study driven by ask-and-tell: `n_trials` points of `space` (each run with every seed
+    of the sweep), chosen by `sampler`, scored by `objectives`, with an optional `pruner`."""
+
+    sampler: Literal["tpe", "random", "qmc", "grid", "nsga2"]
+    n_trials: int
+    space: tuple[SpaceAxis, ...]
+    objectives: tuple[Objective, ...]
+    pruner: Literal["median", "hyperband", "successive_halving"] | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Tune:
+    """Per-cell tuning: every value of `param` runs on the first `seeds` seeds of each cell; the
+    value with the best median `metric` (`direction`) is used for the cell's full seed budget."""
+
+    param: str
+    values: tuple[Value, ...]
+    metric: str = "steps_to_success"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    seeds: int = 2
 
 
 @dataclass(frozen=True)
@@ -45,3 +108,5 @@ class Sweep:
     max_attempts: int
     path: str
     source: str
+    search: FrontierSearch | OptunaSearch | None = None  # None: run the whole grid
+    tune: Tune | None = None
