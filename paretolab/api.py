@@ -39,6 +39,7 @@ class RunSummary:
     diverged: int = 0
     wall_s: float = 0.0
     first_configs: list[dict] = field(default_factory=list)
+    search: object = None  # an adaptive run's answer (frontier boundaries, Optuna's best trials, tuned values)
 
 
 def run(spec, store: str | Path | None = None, address: str | None = None, workers: int | None = None,
@@ -78,6 +79,8 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     if dry_run:
         return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]])
     start = time.monotonic()
+    if sweep.search is not None or sweep.tune is not None:
+        return _adaptive(sweep, trials, st, address, workers, observer, retry_failed, start)
     with st.lock():
         writer = StoreWriter(st)
         _record_sweep(st, writer, sweep, trials)
@@ -90,7 +93,43 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
                       diverged=counts.diverged, wall_s=time.monotonic() - start)
 
 
-def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer):
+def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_failed, start) -> RunSummary:
+    """Run the sweep's search or tuning (orchestrator.search.drive); the sweep's row lists the trials
+    it used so far, rewritten as they grow."""
+    import time
+
+    from paretolab.orchestrator.search import drive, strategy_for
+
+    used: dict[str, object] = {}
+    last_write = [0.0]
+
+    def on_trials(batch) -> None:
+        grew = any(t.trial_id not in used for t in batch)
+        used.update((t.trial_id, t) for t in batch)
+        if grew and time.monotonic() - last_write[0] >= 2.0:
+            _record_sweep(st, writer, sweep, list(used.values()))
+            last_write[0] = time.monotonic()
+
+    with st.lock():
+        writer = StoreWriter(st)
+        strategy = strategy_for(sweep, candidates, st.root)
+        try:
+            counts, result = _execute(sweep, None, st, writer, address, workers, observer,
+                                      lambda sched, attempts: drive(strategy, sched, st, attempts, on_trials, retry_failed))
+        finally:
+            strategy.close()
+            if used:
+                _record_sweep(st, writer, sweep, list(used.values()))
+        for table in ("trials", "metrics"):
+            st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
+    from paretolab.orchestrator.grid import axes
+
+    return RunSummary(sweep=sweep.name, store=st.root, total=len(used), already_done=len(used) - counts.done,
+                      axes=tuple(axes(sweep)), ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
+                      diverged=counts.diverged, wall_s=time.monotonic() - start, search=result)
+
+
+def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None):
     from paretolab.clusters.connect import connect, disconnect, slots
     from paretolab.orchestrator.scheduler import Scheduler
 
@@ -101,7 +140,14 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
         scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name)
-        return scheduler.run(pending, attempts)
+        if adaptive is None:
+            return scheduler.run(pending, attempts)
+        scheduler.start()  # an adaptive run submits batch after batch to the same workers
+        try:
+            result = adaptive(scheduler, attempts)
+        finally:
+            scheduler.close()
+        return scheduler.counts, result
     finally:
         writer.flush()
         if started:
