@@ -7,6 +7,8 @@ import os
 
 from paretolab.errors import ClusterError
 
+WORKER_MODULE = "paretolab.workers.actor"
+
 
 def connect(address: str | None = None) -> bool:
     """Make sure this process is connected to Ray.
@@ -24,12 +26,22 @@ def connect(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    # A local Ray prestarts one Python worker per CPU; with Ray's (experimental)
+    # `RAY_preload_python_modules` in the environment its processes inherit, those workers import
+    # torch and the worker code while the driver is still starting, not when the first worker actor
+    # is created. The variable is set only for the start (a user's own setting wins).
+    preload = address is None and "RAY_preload_python_modules" not in os.environ
+    if preload:
+        os.environ["RAY_preload_python_modules"] = WORKER_MODULE
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local Ray instance"
         raise ClusterError(f"cannot connect to {where}: {str(e).splitlines()[0]}") from None
+    finally:
+        if preload:
+            del os.environ["RAY_preload_python_modules"]
     return True
 
 
