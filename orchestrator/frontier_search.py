@@ -102,6 +102,10 @@ class FrontierSearchResult:
     boundaries: tuple[Boundary, ...]
     trials: int  # distinct trials the search used (run now or taken from the store)
 
+    def title(self) -> str:
+        return (f"frontier of {self.axis} at p_success >= {self.target_success:g} per {', '.join(self.boundaries[0].by) or 'sweep'}"
+                f" ({self.trials} trials; ci_low/ci_high: 95% Wilson bounds)" if self.boundaries else "no combination")
+
     def rows(self) -> list[dict]:
         out = []
         for b in self.boundaries:

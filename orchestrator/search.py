@@ -149,3 +149,24 @@ def strategy_for(sweep, candidates: list[TrialConfig], store_root) -> Strategy:
     from paretolab.orchestrator.tune import TuneStrategy
 
     return TuneStrategy(sweep, candidates)
+
+
+def describe(sweep) -> str | None:
+    """One line saying what the sweep's adaptive part will do (None for a plain grid)."""
+    from paretolab.orchestrator import sweep as s
+
+    parts = []
+    if isinstance(sweep.search, s.FrontierSearch):
+        f = sweep.search
+        parts.append(f"frontier search of {f.axis} at p_success >= {f.target_success:g} per {', '.join(f.by) or 'sweep'}: "
+                     f"probes of {f.seeds_per_probe} seeds (up to {f.max_seeds}) among the grid's trials")
+    elif isinstance(sweep.search, s.OptunaSearch):
+        o = sweep.search
+        goals = ", ".join(f"{x.direction} {x.metric}" for x in o.objectives)
+        parts.append(f"optuna search ({o.sampler}): {o.n_trials} points x {len(sweep.seeds)} seeds, {goals}"
+                     + (f", {o.pruner} pruning" if o.pruner else ""))
+    if sweep.tune is not None:
+        t = sweep.tune
+        parts.append(f"tuning {t.param} per cell over {len(t.values)} values on {t.seeds} seeds "
+                     f"({'min' if t.direction == 'minimize' else 'max'} {t.metric}), then every seed")
+    return "; ".join(parts) or None

@@ -39,7 +39,7 @@ class RunSummary:
     diverged: int = 0
     wall_s: float = 0.0
     first_configs: list[dict] = field(default_factory=list)
-    search: object = None  # an adaptive run's answer (frontier boundaries, Optuna's best trials, tuned values)
+    search: object = None  # an adaptive run's answer (frontier boundaries, Optuna's best trials, tuned values); a dry run: what it will do
 
 
 def run(spec, store: str | Path | None = None, address: str | None = None, workers: int | None = None,
@@ -77,7 +77,10 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     summary = dict(sweep=sweep.name, store=st.root, total=len(trials), already_done=len(trials) - len(pending),
                    axes=tuple(axes(sweep)))
     if dry_run:
-        return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]])
+        from paretolab.orchestrator.search import describe
+
+        return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]],
+                          search=describe(sweep))
     start = time.monotonic()
     if sweep.search is not None or sweep.tune is not None:
         return _adaptive(sweep, trials, st, address, workers, observer, retry_failed, start)

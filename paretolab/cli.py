@@ -175,6 +175,11 @@ def _run(args) -> int:
     out.print(f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already in the store); "
               f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged in {summary.wall_s:.1f} s")
     out.print(f"results: {summary.store.resolve()}")
+    if summary.search is not None:
+        import pyarrow as pa
+
+        out.print(f"search: {summary.search.title()}", markup=False)
+        _print_table(pa.Table.from_pylist(summary.search.rows()))
     out.print("next:")
     out.print(f"  paretolab status{store} --sweep {shlex.quote(summary.sweep)}")
     keys = "".join(f"{a}, " for a in summary.axes)
@@ -188,6 +193,8 @@ def _run(args) -> int:
 def _dry_run(out, summary) -> int:
     out.print(f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
               f"{summary.total - summary.already_done} to run")
+    if summary.search:
+        out.print(f"  {summary.search}", markup=False)
     for cfg in summary.first_configs:
         out.print("  " + " ".join(f"{k}={v}" for k, v in cfg.items()), markup=False)
     if summary.total > len(summary.first_configs):
