@@ -6,15 +6,21 @@ Layout (one subfolder per table, many immutable files each):
     results/metrics/<time>-<id>.parquet   one row per evaluation (the curves)
     results/sweeps/<time>-<id>.parquet    one row per submitted version of a sweep
 
-Files are written to a hidden temporary name, fsynced, then renamed, so a reader (DuckDB, pandas,
-polars, pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed.
+The folder may be local (or an NFS mount) or on any filesystem pyarrow supports (`s3://bucket/prefix`,
+`gs://...`); `files.Location` writes each file whole under its final name (a temporary name, fsync
+and rename on a local disk; one PUT on an object store), so a reader (DuckDB, pandas, polars,
+pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed. DuckDB
+reads local files natively and other filesystems through pyarrow datasets (no DuckDB extension).
 
 Compaction merges many small files of a table into one without changing any answer of
-paretolab's views: before the merged file is renamed into place, `<table>/_compactions.json`
-records which files it replaces, and `Store.files` hides a replaced file as soon as its
-replacement exists. The rename is the single atomic step; the replaced files are deleted right
-after (a plain glob reader can see both for that instant; a paretolab query that loses a file
-mid-way is retried on a fresh snapshot).
+paretolab's views: `<table>/_compactions.json` first records which files the merged file will
+replace, then the merged file appears (the single atomic step: a rename, or a PUT), and
+`Store.files` hides a replaced file only once its replacement exists. The replaced files are
+deleted right after (a plain glob reader can see both for that instant; a paretolab query that
+loses a file mid-way is retried on a fresh snapshot).
+
+A file that cannot be read (truncated by a full disk, corrupt) is skipped by every query, with a
+warning naming it; `paretolab doctor` (`analysis/doctor.py`) moves it aside.
 """
 
 from __future__ import annotations
@@ -24,14 +30,18 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from paretolab.analysis import files as _files
+from paretolab.analysis.files import FileEntry, Location, StoreWarning  # noqa: F401 - StoreWarning is re-exported
 from paretolab.errors import StoreError
 
 TABLES = ("trials", "metrics", "sweeps")
@@ -65,21 +75,51 @@ VIEWS = {
 }
 
 
+T = TypeVar("T")
+MANIFEST = "_compactions.json"
+# DuckDB errors raised before any file is read: bad SQL, not a bad or vanished file.
+SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+
+
 class Store:
-    """A result store folder. Reading is safe from any number of processes while one run writes."""
+    """A result store: a local folder or a URI. Reading is safe from any number of processes while one run writes.
+
+    `root` is the folder of a local store (as given) and None on an object store; `uri` is the
+    store as given, for messages.
+    """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.loc = Location.parse(root)
+        self.uri = self.loc.uri
+        self.root = (Path(root) if "://" not in str(root) else self.loc.root)
+        self._lease = None
 
-    def files(self, table: str) -> list[Path]:
-        """The live Parquet files of `table`, oldest first: committed and not replaced by compaction."""
-        folder = self.root / table
-        if not folder.is_dir():
-            return []
-        names = sorted(p.name for p in folder.glob("*.parquet"))
-        present = set(names)
-        hidden = {f for merged, replaced in _manifest(folder).items() if merged in present for f in replaced}
-        return [folder / n for n in names if n not in hidden]
+    def exists(self) -> bool:
+        """Whether the store has been written to."""
+        return self.loc.exists()
+
+    def files(self, table: str) -> list[Path | PurePosixPath]:
+        """The live, readable Parquet files of `table`, oldest first: committed, not replaced by
+        compaction, and with a footer that reads (the others are skipped with a `StoreWarning`)."""
+        return [self._as_path(e.path) for e in self._live(table)]
+
+    def _as_path(self, path: str) -> Path | PurePosixPath:
+        return Path(path) if self.loc.local else PurePosixPath(path)
+
+    def _committed(self, table: str) -> list[FileEntry]:
+        """Every Parquet file of `table` not replaced by a compaction, readable or not."""
+        entries = self.loc.list(table)
+        present = {e.name for e in entries}
+        hidden = {f for merged, replaced in self._manifest(table).items() if merged in present for f in replaced}
+        return [e for e in entries if e.name not in hidden]
+
+    def _live(self, table: str) -> list[FileEntry]:
+        return _files.readable(self.loc, self._committed(table))
+
+    def _manifest(self, table: str) -> dict[str, list[str]]:
+        """{merged file: [files it replaces]} of a table folder."""
+        data = self.loc.read_bytes(table, MANIFEST)
+        return json.loads(data) if data else {}
 
     def compact(self, table: str, min_files: int = 2) -> int:
         """Merge the live files of `table` into one file; returns how many files were merged.
@@ -89,26 +129,30 @@ class Store:
         Raises:
             StoreError: the store cannot be written.
         """
-        files = self.files(table)
-        if len(files) < min_files:
+        entries = self._live(table)
+        if len(entries) < min_files:
             return 0
-        folder = self.root / table
+        self._check_writable()
         name = _new_name()
-        tmp = folder / f".{name}.tmp"
-        manifest = {m: r for m, r in _manifest(folder).items() if any((folder / f).exists() for f in r)}
-        manifest[name] = [f.name for f in files]
+        present = {e.name for e in self.loc.list(table)}
+        manifest = {m: r for m, r in self._manifest(table).items() if any(f in present for f in r)}
+        manifest[name] = [e.name for e in entries]
+        body = json.dumps(manifest).encode()
         try:
             with duckdb.connect() as con:
-                con.execute(f"COPY (SELECT * FROM {_scan(files)}) TO '{_sql_str(str(tmp))}' (FORMAT parquet)")
-            _fsync(tmp)
-            _write_atomic(folder / MANIFEST, json.dumps(manifest).encode())
-            os.replace(tmp, folder / name)  # the one atomic step: from here on the merged file is live
+                scan = self._scan(con, table, entries)
+                # the manifest first: it hides nothing until the merged file below exists
+                self.loc.put((table, MANIFEST), lambda out: out.write(body))
+                if self.loc.local:
+                    self.loc.put_path((table, name), lambda tmp: con.execute(
+                        f"COPY (SELECT * FROM {scan}) TO '{_sql_str(tmp)}' (FORMAT parquet)"))
+                else:
+                    self.loc.put((table, name), lambda out: _write_stream(con.sql(f"SELECT * FROM {scan}"), out))
         except (OSError, duckdb.Error) as e:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot compact {folder}: {e}") from None
-        for f in files:
-            f.unlink(missing_ok=True)
-        return len(files)
+            raise StoreError(f"cannot compact {self.uri}/{table}: {e}") from None
+        for e in entries:
+            self.loc.delete(e.path)
+        return len(entries)
 
     def connect(self, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the views `trials`, `metrics`, `sweeps`, `sweep_trials`
@@ -116,28 +160,33 @@ class Store:
         hold only that sweep's trials.
 
         Raises:
-            StoreError: the store folder does not exist or `sweep` is not in it.
+            StoreError: the store does not exist or `sweep` is not in it.
         """
-        if not self.root.is_dir():
-            raise StoreError(f"no result store at {self.root} (run a sweep first, or pass --store PATH)")
+        return self._connect(sweep)[0]
+
+    def _connect(self, sweep: str | None) -> tuple[duckdb.DuckDBPyConnection, list[FileEntry]]:
+        if not self.exists():
+            raise StoreError(f"no result store at {self.uri} (run a sweep first, or pass --store PATH)")
         for retry in range(SNAPSHOT_RETRIES):
             con = duckdb.connect()
             try:
-                self._views(con)
+                snapshot = self._views(con)
                 break
-            except duckdb.IOException:  # a file vanished under us: compaction replaced it
+            except duckdb.Error as e:
                 con.close()
-                if retry == SNAPSHOT_RETRIES - 1:
-                    raise
+                if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1:
+                    raise StoreError(f"cannot read the store at {self.uri}: {str(e).splitlines()[0]}") from None
         if sweep is not None:
             self._restrict(con, sweep)
-        return con
+        return con, snapshot
 
-    def _views(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _views(self, con: duckdb.DuckDBPyConnection) -> list[FileEntry]:
+        snapshot = []
         for table in TABLES:
-            files = self.files(table)
-            if files:  # a snapshot of the live files: connections are meant to be short-lived
-                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM {_scan(files)}")
+            entries = self._live(table)
+            snapshot += entries
+            if entries:  # a snapshot of the live files: connections are meant to be short-lived
+                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM {self._scan(con, table, entries)}")
             else:
                 con.execute(f"CREATE VIEW {table}_all AS SELECT {EMPTY[table]} WHERE false")
         # With no re-run attempt anywhere (the usual case) the latest-attempt views are the raw
@@ -147,11 +196,25 @@ class Store:
         for name in ("sweeps", "sweep_trials", "trials", "metrics"):
             body = VIEWS[name] if retried or name not in ("trials", "metrics") else f"SELECT * FROM {name}_all"
             con.execute(f"CREATE VIEW {name} AS {body}")
+        return snapshot
+
+    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, entries: list[FileEntry]) -> str:
+        """A FROM clause over `entries`: DuckDB's own reader on a local disk, a pyarrow dataset elsewhere."""
+        if self.loc.local:
+            listed = ", ".join(f"'{_sql_str(e.path)}'" for e in entries)
+            return f"read_parquet([{listed}], union_by_name = true)"
+        import pyarrow.dataset as ds
+
+        # the union of the files' schemas (columns added later, all-NULL columns), as union_by_name does
+        schema = pa.unify_schemas([_files.footer(self.loc, e) for e in entries], promote_options="permissive")
+        con.register(f"_{table}_files", ds.dataset([e.path for e in entries], schema=schema,
+                                                    filesystem=self.loc.fs, format="parquet"))
+        return f"_{table}_files"
 
     def _restrict(self, con: duckdb.DuckDBPyConnection, sweep: str) -> None:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY sweep").fetchall()]
         if sweep not in names:
-            raise StoreError(f"unknown sweep {sweep!r}; in {self.root}: {', '.join(names) or 'none yet'}")
+            raise StoreError(f"unknown sweep {sweep!r}; in {self.uri}: {', '.join(names) or 'none yet'}")
         # Every trial in a store was submitted in some sweep row; if all of them are in this sweep,
         # restricting to it changes nothing and its semi-join over the curves can be skipped.
         if con.execute("SELECT count(*) FROM sweeps_all").fetchall()[0][0] == 1:
@@ -163,31 +226,59 @@ class Store:
         con.execute(f"CREATE OR REPLACE VIEW trials AS SELECT * FROM ({VIEWS['trials']}) WHERE trial_id IN (SELECT trial_id FROM _ids)")
         con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT * FROM ({VIEWS['metrics']}) WHERE trial_id IN (SELECT trial_id FROM _ids)")
 
+    def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], sweep: str | None = None) -> T:
+        """`fn(connection)` on a fresh snapshot of the store, retried on a new snapshot when a file
+        vanished under it (compaction) or turned out corrupt past its footer (then skipped, with a warning).
+
+        Raises:
+            StoreError: the SQL is invalid or fails; the message is DuckDB's.
+        """
+        for retry in range(SNAPSHOT_RETRIES):
+            con, snapshot = self._connect(sweep)
+            try:
+                return fn(con)
+            except duckdb.Error as e:
+                if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1 or not self._changed(snapshot):
+                    raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
+            finally:
+                con.close()
+
+    def _changed(self, snapshot: list[FileEntry]) -> bool:
+        """Whether a file of `snapshot` has vanished since, or is found unreadable now (a full read)."""
+        if any(i.type == pafs.FileType.NotFound for i in self.loc.fs.get_file_info([e.path for e in snapshot])):
+            return True
+        bad = False
+        for e in snapshot:
+            reason = _files.full_read_error(self.loc, e)
+            if reason is not None:
+                _files.mark_unreadable(self.loc, e, reason)
+                bad = True
+        return bad
+
     def query(self, sql: str, params: list | None = None, sweep: str | None = None) -> pa.Table:
         """Run `sql` over the views and return the result as an Arrow table.
 
         Raises:
             StoreError: the SQL is invalid or fails; the message is DuckDB's.
         """
-        for retry in range(SNAPSHOT_RETRIES):
-            con = self.connect(sweep)
-            try:
-                rel = con.sql(sql, params=params or None)
-                return rel.to_arrow_table() if rel is not None else pa.table({})
-            except duckdb.IOException:
-                if retry == SNAPSHOT_RETRIES - 1:  # a file vanished under us: take a new snapshot
-                    raise
-            except duckdb.Error as e:
-                raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
-            finally:
-                con.close()
+        def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
+            rel = con.sql(sql, params=params or None)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+
+        return self.read(run, sweep)
 
     def ended(self, retry_failed: bool = False) -> set[str]:
-        """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`)."""
+        """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`).
+
+        A finished or diverged trial whose curve has no row left (its metrics file was lost and
+        moved aside by `paretolab doctor`) has not ended: the store is a cache, so it runs again.
+        """
         if not self.files("trials"):
             return set()
         ended = ["finished", "diverged"] + ([] if retry_failed else ["failed"])
-        rows = self.query("SELECT trial_id FROM trials WHERE list_contains(?, status)", [ended]).column(0)
+        rows = self.query("SELECT trial_id FROM trials t WHERE list_contains(?, status) AND (status = 'failed' "
+                          "OR (trial_id, attempt) IN (SELECT DISTINCT trial_id, attempt FROM metrics_all))",
+                          [ended]).column(0)
         return set(rows.to_pylist())
 
     def last_attempts(self) -> dict[str, int]:
@@ -202,29 +293,46 @@ class Store:
     def lock(self) -> Iterator[None]:
         """Hold the store's write lock: one run writes a store at a time.
 
-        The lock is an `flock` on `<store>/.lock`, released by the kernel when its holder exits,
-        so a crashed run never leaves a stale lock behind.
+        On a local disk (or NFS) the lock is an `flock` on `<store>/.lock`, released by the kernel
+        when its holder exits, so a crashed run never leaves a stale lock behind. On an object store
+        it is a lease object refreshed by its holder (`analysis/lease.py`); a lease not refreshed for
+        a minute is taken over.
 
         Raises:
-            StoreError: the store cannot be created, or another process holds the lock.
+            StoreError: the store cannot be created, or another run holds the lock.
         """
+        if not self.loc.local:
+            from paretolab.analysis.lease import Lease
+
+            self._lease = Lease(self.loc).acquire()
+            try:
+                yield
+            finally:
+                self._lease.release()
+                self._lease = None
+            return
+        root = Path(self.loc.base)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise StoreError(f"cannot write the result store at {self.root}: {e.strerror}") from None
+            raise StoreError(f"cannot write the result store at {self.uri}: {e.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise StoreError(f"the store {self.root} is being written by another paretolab run "
+                raise StoreError(f"the store {self.uri} is being written by another paretolab run "
                                  f"(pid {holder}); wait for it or use another --store") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
             os.close(fd)
+
+    def _check_writable(self) -> None:
+        if self._lease is not None:
+            self._lease.check()
 
 
 class StoreWriter:
@@ -261,52 +369,22 @@ class StoreWriter:
         rows = self._rows[table]
         if not rows:
             return
+        self.store._check_writable()
         columns = list(dict.fromkeys(k for r in rows for k in r))
         data = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
-        folder = self.store.root / table
-        folder.mkdir(parents=True, exist_ok=True)
-        name = _new_name()
-        tmp = folder / f".{name}.tmp"
-        try:
-            pq.write_table(data, tmp)
-            _fsync(tmp)
-            os.replace(tmp, folder / name)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write to the result store at {folder}: {e.strerror}") from None
+        self.store.loc.put((table, _new_name()), lambda out: pq.write_table(data, out))
         self._rows[table] = []
-
-
-MANIFEST = "_compactions.json"
-
-
-def _manifest(folder: Path) -> dict[str, list[str]]:
-    """{merged file: [files it replaces]} of a table folder."""
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        return {}
 
 
 def _new_name() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    _fsync(tmp)
-    os.replace(tmp, path)
-
-
-def _scan(files: list[Path]) -> str:
-    listed = ", ".join(f"'{_sql_str(str(f))}'" for f in files)
-    return f"read_parquet([{listed}], union_by_name = true)"
+def _write_stream(rel: duckdb.DuckDBPyRelation, out) -> None:
+    reader = rel.fetch_record_batch()
+    with pq.ParquetWriter(out, reader.schema) as w:
+        for batch in reader:
+            w.write_batch(batch)
 
 
 def _sql_str(s: str) -> str:

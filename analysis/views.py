@@ -13,8 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from paretolab.analysis.cells import cells_sql, columns, sweep_info
-from paretolab.analysis.store import SNAPSHOT_RETRIES, Store
-from paretolab.errors import StoreError
+from paretolab.analysis.store import Store
 
 READY = ("cells", "frontier", "transitions")
 
@@ -28,18 +27,12 @@ def query(store: Store, sql: str, sweep: str | None = None) -> pa.Table:
     wanted = [v for v in READY if sweep and re.search(rf"\b{v}\b", sql, re.I)]
     if not wanted:
         return store.query(sql, sweep=sweep)
-    for retry in range(SNAPSHOT_RETRIES):
-        con = store.connect(sweep)
-        try:
-            _add(con, sweep, wanted)
-            return con.sql(sql).to_arrow_table()
-        except duckdb.IOException:
-            if retry == SNAPSHOT_RETRIES - 1:
-                raise
-        except duckdb.Error as e:
-            raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
-        finally:
-            con.close()
+
+    def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
+        _add(con, sweep, wanted)
+        return con.sql(sql).to_arrow_table()
+
+    return store.read(run, sweep)
 
 
 def _add(con: duckdb.DuckDBPyConnection, sweep: str, wanted: list[str]) -> None:

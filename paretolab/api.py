@@ -14,13 +14,15 @@ DEFAULT_STORE = "results"
 COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
 
 
-def store_path(store: str | Path | None = None) -> Path:
-    """The store folder: `store`, else `$PARETOLAB_STORE`, else `./results`."""
-    return Path(store or os.environ.get("PARETOLAB_STORE") or DEFAULT_STORE)
+def store_path(store: str | Path | None = None) -> str | Path:
+    """The store: `store`, else `$PARETOLAB_STORE`, else `./results`. A folder is a Path; a URI of
+    another filesystem (`s3://bucket/prefix`, `gs://...`) stays a str."""
+    where = store or os.environ.get("PARETOLAB_STORE") or DEFAULT_STORE
+    return str(where) if "://" in str(where) else Path(where)
 
 
 def open_store(store: str | Path | None = None) -> Store:
-    """The result store at `store` (default: `$PARETOLAB_STORE` or `./results`)."""
+    """The result store at `store`, a folder or a URI (default: `$PARETOLAB_STORE` or `./results`)."""
     return Store(store_path(store))
 
 
@@ -29,7 +31,7 @@ class RunSummary:
     """What `run` did. `ran` counts trials run now; `already_done` those the store already had."""
 
     sweep: str
-    store: Path
+    store: str | Path
     total: int
     already_done: int
     axes: tuple[str, ...] = ()
@@ -70,11 +72,11 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
     trials = list(expand(sweep))
     st = open_store(store)
-    ended = st.ended(retry_failed) if st.root.is_dir() else set()
+    ended = st.ended(retry_failed) if st.exists() else set()
     pending = [t for t in trials if t.trial_id not in ended]
     from paretolab.orchestrator.grid import axes
 
-    summary = dict(sweep=sweep.name, store=st.root, total=len(trials), already_done=len(trials) - len(pending),
+    summary = dict(sweep=sweep.name, store=st.root or st.uri, total=len(trials), already_done=len(trials) - len(pending),
                    axes=tuple(axes(sweep)))
     if dry_run:
         from paretolab.orchestrator.search import describe
@@ -186,9 +188,9 @@ def compact(store: str | Path | None = None) -> dict[str, int]:
     from paretolab.analysis.store import TABLES
 
     st = open_store(store)
-    if not st.root.is_dir():
+    if not st.exists():
         from paretolab.errors import StoreError
 
-        raise StoreError(f"no result store at {st.root}")
+        raise StoreError(f"no result store at {st.uri}")
     with st.lock():
         return {table: st.compact(table) for table in TABLES}

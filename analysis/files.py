@@ -1,0 +1,224 @@
+"""Where a result store lives: a local folder, or any filesystem pyarrow supports (S3, GCS, ...).
+
+A `Location` gives the store the few operations it needs, each with the same guarantee on every
+filesystem: a file appears whole under its final name or not at all.
+
+- Local folders (and NFS mounts): write a hidden temporary name, fsync, rename.
+- Object stores: one PUT of the final name (`open_output_stream` writes the object when it is
+  closed, and S3 publishes an object only once its upload completes); there is no rename.
+
+It also keeps, per process, what the footer of each Parquet file says (its schema, or why it cannot
+be read), keyed by (path, size): files are immutable, so a file is opened once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from paretolab.errors import StoreError
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was skipped; `paretolab doctor` repairs it."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a table folder."""
+
+    name: str
+    path: str  # in the location's filesystem
+    size: int
+    mtime_s: float
+
+
+class Location:
+    """A store's root on some filesystem. Build one with `Location.parse(text)`."""
+
+    def __init__(self, uri: str, fs: pafs.FileSystem, base: str):
+        self.uri = uri
+        self.fs = fs
+        self.base = base.rstrip("/")
+        self.local = isinstance(fs, pafs.LocalFileSystem)
+
+    @classmethod
+    def parse(cls, root: str | Path) -> Location:
+        """A local path, or a URI such as `s3://bucket/prefix` or `gs://bucket/prefix`.
+
+        On S3, small files are written with one PUT (`allow_delayed_open=true`, unless the URI sets it).
+
+        Raises:
+            StoreError: the URI names no filesystem pyarrow supports, or is malformed.
+        """
+        text = str(root)
+        if "://" not in text:
+            return cls(text, pafs.LocalFileSystem(), str(Path(text).absolute()))
+        parts = urlsplit(text)
+        query = dict(parse_qsl(parts.query))
+        if parts.scheme == "s3":
+            query.setdefault("allow_delayed_open", "true")
+        try:
+            fs, base = pafs.FileSystem.from_uri(urlunsplit(parts._replace(query=urlencode(query))))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+            raise StoreError(f"cannot open the store {text!r}: {e} (give a folder, or a URI such as "
+                             f"s3://bucket/prefix)") from None
+        return cls(text, fs, base)
+
+    @property
+    def root(self) -> Path | None:
+        """The folder of a local store (None on an object store)."""
+        return Path(self.base) if self.local else None
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def exists(self) -> bool:
+        """Whether the store has been created (on an object store: holds any object)."""
+        if self.local:
+            return Path(self.base).is_dir()
+        info = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True, recursive=False))
+        return bool(info)
+
+    def list(self, folder: str, suffix: str = ".parquet") -> list[FileEntry]:
+        """The files of `folder` whose names end with `suffix`, sorted by name."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
+        except OSError as e:
+            raise StoreError(f"cannot list {self.uri}/{folder}: {e}") from None
+        return sorted((FileEntry(i.base_name, i.path, i.size or 0, i.mtime.timestamp() if i.mtime else 0.0)
+                       for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix)),
+                      key=lambda e: e.name)
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        """The content of a file, or None when it does not exist."""
+        try:
+            with self.fs.open_input_stream(self.path(*parts)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def put(self, parts: tuple[str, ...], write: Callable[[pa.NativeFile], None]) -> None:
+        """Create the file `parts` whole, with `write(stream)` writing its content.
+
+        Raises:
+            StoreError: the file cannot be written; no partial file is left under its name.
+        """
+        final = self.path(*parts)
+        try:
+            if self.local:
+                self._put_local(final, write)
+            else:
+                with self.fs.open_output_stream(final) as out:  # one object, published on close
+                    write(out)
+        except OSError as e:
+            raise StoreError(f"cannot write to the result store at {self.uri}: {e}") from None
+
+    def put_path(self, parts: tuple[str, ...], write_to: Callable[[str], None]) -> None:
+        """On a local store: create the file `parts` whole, with `write_to(path)` writing it at a temporary path."""
+        assert self.local, "put_path is for local stores"
+        try:
+            self._put_local(self.path(*parts), write_to, to_path=True)
+        except OSError as e:
+            raise StoreError(f"cannot write to the result store at {self.uri}: {e}") from None
+
+    def _put_local(self, final: str, write: Callable, to_path: bool = False) -> None:
+        path = Path(final)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            if to_path:
+                write(str(tmp))
+            else:
+                with pa.OSFile(str(tmp), "wb") as out:
+                    write(out)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def delete(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+    def move(self, path: str, *parts: str) -> str:
+        """Move the file at `path` to `parts` (under the root); returns the new path."""
+        dest = self.path(*parts)
+        if self.local:
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        self.fs.move(path, dest)  # on an object store: copy, then delete
+        return dest
+
+    def show(self, path: str) -> str:
+        """`path` as a user would type it."""
+        if self.local:
+            return path
+        return f"{urlsplit(self.uri).scheme}://{path}"
+
+
+# (location uri, path, size) -> the file's schema, or the error that made its footer unreadable
+_FOOTERS: dict[tuple[str, str, int], pa.Schema | str] = {}
+_WARNED: set[tuple[str, str, int]] = set()
+
+
+def footer(loc: Location, entry: FileEntry) -> pa.Schema | str:
+    """The schema in the Parquet footer of `entry`, or why it cannot be read (cached per process)."""
+    key = (loc.uri, entry.path, entry.size)
+    if key not in _FOOTERS:
+        try:
+            with loc.fs.open_input_file(entry.path) as f:
+                _FOOTERS[key] = pq.ParquetFile(f).schema_arrow
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as e:
+            _FOOTERS[key] = str(e).splitlines()[0] or type(e).__name__
+    return _FOOTERS[key]
+
+
+def mark_unreadable(loc: Location, entry: FileEntry, reason: str) -> None:
+    """Remember that `entry` cannot be read even though its footer can (a corrupt page)."""
+    _FOOTERS[(loc.uri, entry.path, entry.size)] = reason
+
+
+def readable(loc: Location, entries: list[FileEntry]) -> list[FileEntry]:
+    """The entries whose footer reads; warns once per process about each one that does not."""
+    good = []
+    for e in entries:
+        try:
+            result = footer(loc, e)
+        except FileNotFoundError:  # removed by a compaction since it was listed: it is merged elsewhere
+            continue
+        if isinstance(result, pa.Schema):
+            good.append(e)
+        elif (loc.uri, e.path, e.size) not in _WARNED:
+            _WARNED.add((loc.uri, e.path, e.size))
+            warnings.warn(f"skipping unreadable file {loc.show(e.path)} ({result}); run `paretolab doctor"
+                          f"{'' if loc.uri == 'results' else ' --store ' + loc.uri}` to move it aside",
+                          StoreWarning, stacklevel=2)
+    return good
+
+
+def full_read_error(loc: Location, entry: FileEntry) -> str | None:
+    """Why `entry` cannot be read in full, or None when every row reads."""
+    try:
+        with loc.fs.open_input_file(entry.path) as f:
+            pq.read_table(f)
+    except (OSError, pa.ArrowException) as e:
+        return str(e).splitlines()[0] or type(e).__name__
+    return None
+
+
+def name_of(path: str) -> str:
+    return PurePosixPath(path).name
