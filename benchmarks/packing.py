@@ -1,13 +1,17 @@
 """Packed training against one trial at a time, in one process on this machine.
 
     python benchmarks/packing.py [--steps 2000] [--widths 100,1000] [--packs 8,64,256]
+    python benchmarks/packing.py --model transformer [--steps 200] [--widths 16,32] [--length 16,64] [--packs 4,16,64]
+    python benchmarks/packing.py --model lstm [--steps 200] [--widths 16,128] [--length 16,64] [--packs 4,16,64]
 
-Offline (50, 3)-sparse parity, training set 1000, batch 32, `--steps` steps, evaluation only at
-the start and the end (so the figures are training throughput). Solo: `workers.train.train`, one
-trial after another. Packed: `workers.packed.train_pack` on packs of P trials (different seeds).
-Both on one torch thread, as a worker with `resources.cpu: 1` runs. Prints trials per hour, the
-speed-up, and the fraction of this machine's measured fp32 matmul FLOP/s that the pack achieves
-(training FLOPs = 6 x parameters x samples, Kaplan et al. 2020).
+`mlp` (the default): offline (50, 3)-sparse parity, training set 1000, batch 32, SGD. `transformer`
+(1 layer of width `--widths`, 2 heads) and `lstm` (1 layer, hidden `--widths`): online flip-flop of
+each `--length`, batch 32, AdamW. `--steps` steps, evaluation only at the start and the end (so the
+figures are training throughput). Solo: `workers.train.train`, one trial after another. Packed:
+`workers.packed.train_pack` on packs of P trials (different seeds). Both on one torch thread, as a
+worker with `resources.cpu: 1` runs. Prints trials per hour, the speed-up, and the fraction of this
+machine's measured fp32 matmul FLOP/s that the pack achieves (training FLOPs = 6 x parameters x
+tokens, Kaplan et al. 2020).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from _common import machine_line  # noqa: E402
 
 from paretolab.orchestrator.grid import expand  # noqa: E402
 from paretolab.spec import parse_yaml  # noqa: E402
+from paretolab.tasks.registry import tasks  # noqa: E402
+from paretolab.workers.models import models  # noqa: E402
 from paretolab.workers.packed import train_pack  # noqa: E402
 from paretolab.workers.train import train  # noqa: E402
 from paretolab.workers.trial import Assignment  # noqa: E402
@@ -40,6 +46,36 @@ max_steps: {steps}
 eval: {{every: {steps}, test_size: 1000}}
 success: {{metric: test_error, op: "<=", value: -1}}
 """
+
+SEQUENCE_SPEC = """\
+sweep: packing
+task: flipflop
+task_args: {{length: {length}}}
+model: {model}
+model_args: {model_args}
+fixed: {{lr: 0.001, batch_size: 32, optimizer: adamw, weight_decay: 0.1}}
+seeds: {seeds}
+max_steps: {steps}
+eval: {{every: {steps}, test_size: 64}}
+success: {{metric: test_error, op: "<=", value: -1}}
+"""
+MODEL_ARGS = {"transformer": "{{n_layers: 1, d_model: {width}, n_heads: 2}}", "lstm": "{{n_layers: 1, hidden: {width}}}"}
+
+
+def cases(a, seeds: int) -> list[tuple[str, str]]:
+    """(label, spec) per benchmarked shape."""
+    if a.model == "mlp":
+        return [(f"width {w}", SPEC.format(width=w, seeds=seeds, steps=a.steps)) for w in a.widths.split(",")]
+    return [(f"width {w}, T {T}", SEQUENCE_SPEC.format(
+                length=T, model=a.model, model_args=MODEL_ARGS[a.model].format(width=w), seeds=seeds, steps=a.steps))
+            for w in a.widths.split(",") for T in a.length.split(",")]
+
+
+def n_params_and_tokens(trial) -> tuple[int, int]:
+    task_cls = tasks()[trial.task]
+    io = task_cls.io(trial.task_args)
+    model = models()[trial.model](trial.model_args, io, torch.Generator().manual_seed(0), "meta")
+    return model.n_params, (io.length - 1 if io.kind == "sequence" else 1)  # flip-flop reads T - 1 tokens
 
 
 def matmul_flops() -> float:
@@ -71,26 +107,34 @@ def run_pack(trials) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--widths", default="100,1000")
-    p.add_argument("--packs", default="8,64,256")
+    p.add_argument("--model", choices=("mlp", "transformer", "lstm"), default="mlp")
+    p.add_argument("--steps", type=int, default=None, help="default: 2000 for mlp, 200 for the sequence models")
+    p.add_argument("--widths", default=None, help="MLP width, d_model or LSTM hidden (default 100,1000 / 16,32 / 16,128)")
+    p.add_argument("--length", default="16,64", help="flip-flop lengths T (sequence models)")
+    p.add_argument("--packs", default=None, help="default: 8,64,256 for mlp, 4,16,64 for the sequence models")
     p.add_argument("--solo-trials", type=int, default=4, help="solo trials timed (their mean is used)")
     a = p.parse_args()
+    sequence = a.model != "mlp"
+    a.steps = a.steps or (200 if sequence else 2000)
+    a.widths = a.widths or {"mlp": "100,1000", "transformer": "16,32", "lstm": "16,128"}[a.model]
+    a.packs = a.packs or ("4,16,64" if sequence else "8,64,256")
     torch.set_num_threads(1)
     peak = matmul_flops()
     print(machine_line())
     print(f"one-thread fp32 matmul: {peak / 1e9:.1f} GFLOP/s (512 x 512)")
-    print(f"{'width':>6}{'pack':>6}{'trials/hour':>14}{'speed-up':>10}{'of matmul peak':>16}")
-    for width in (int(w) for w in a.widths.split(",")):
-        packs = [int(x) for x in a.packs.split(",")]
-        trials = list(expand(parse_yaml(SPEC.format(width=width, seeds=max(packs + [a.solo_trials]), steps=a.steps))))
-        n_params = width * 52 + 1
+    print(f"model {a.model}, {a.steps} steps")
+    print(f"{'case':>16}{'params':>9}{'pack':>6}{'trials/hour':>14}{'speed-up':>10}{'of matmul peak':>16}")
+    packs = [int(x) for x in a.packs.split(",")]
+    for label, spec in cases(a, seeds=max(packs + [a.solo_trials])):
+        trials = list(expand(parse_yaml(spec)))
+        n_params, tokens = n_params_and_tokens(trials[0])
         solo_s = run_solo(trials[: a.solo_trials]) / a.solo_trials
-        flops = 6 * n_params * 32 * a.steps
-        print(f"{width:>6}{1:>6}{3600 / solo_s:>14.0f}{1.0:>9.1f}x{flops / solo_s / peak:>15.1%}")
+        flops = 6 * n_params * tokens * 32 * a.steps
+        print(f"{label:>16}{n_params:>9}{1:>6}{3600 / solo_s:>14.0f}{1.0:>9.1f}x{flops / solo_s / peak:>15.1%}")
         for P in packs:
             pack_s = run_pack(trials[:P])
-            print(f"{width:>6}{P:>6}{3600 * P / pack_s:>14.0f}{solo_s * P / pack_s:>9.1f}x{P * flops / pack_s / peak:>15.1%}")
+            print(f"{label:>16}{n_params:>9}{P:>6}{3600 * P / pack_s:>14.0f}{solo_s * P / pack_s:>9.1f}x"
+                  f"{P * flops / pack_s / peak:>15.1%}")
 
 
 if __name__ == "__main__":
