@@ -381,7 +381,7 @@ def _new_name() -> str:
 
 
 def _write_stream(rel: duckdb.DuckDBPyRelation, out) -> None:
-    reader = rel.fetch_record_batch()
+    reader = rel.to_arrow_reader()
     with pq.ParquetWriter(out, reader.schema) as w:
         for batch in reader:
             w.write_batch(batch)

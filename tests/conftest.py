@@ -47,6 +47,36 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's) on 127.0.0.1 and a free port, with one bucket; yields its URL."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket="paretolab-test")
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server, monkeypatch, request):
+    """`s3://paretolab-test/<test name>`: an empty store on the S3 server, with the driver's credentials
+    and endpoint in the environment (Ray workers never need them: only the driver writes the store)."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": s3_server,
+                       "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://paretolab-test/{request.node.name.replace('[', '-').replace(']', '')}"
+
+
 @pytest.fixture
 def one_thread():
     """Train tiny models on one torch thread: on a loaded 2-core machine, intra-op threads made a

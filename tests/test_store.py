@@ -1,4 +1,8 @@
-"""The result store on its own: atomic files, views on an empty store, schema evolution, compaction."""
+"""The result store on its own: atomic files, views on an empty store, schema evolution, compaction.
+
+The core tests are the store's conformance test: they run on every backend, a local folder and an
+S3-compatible server (moto's, on 127.0.0.1).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,19 @@ import pytest
 
 from paretolab.analysis.store import Store, StoreWriter
 from paretolab.errors import StoreError
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """An empty store on each backend."""
+    if request.param == "local":
+        return Store(tmp_path)
+    return Store(request.getfixturevalue("s3_store"))
+
+
+def read_folder(store: Store, table: str):
+    """What a plain pyarrow reader sees in a table's folder."""
+    return pq.read_table(store.loc.path(table), filesystem=store.loc.fs)
 
 
 def write_batches(store: Store, batches: int, rows: int = 10) -> None:
@@ -32,16 +49,15 @@ def test_missing_store_is_a_clear_error(tmp_path):
         Store(tmp_path / "nowhere").query("SELECT 1")
 
 
-def test_writes_are_whole_files_with_no_temporaries_left(tmp_path):
-    store = Store(tmp_path)
+def test_writes_are_whole_files_with_no_temporaries_left(store):
     write_batches(store, 3)
     assert len(store.files("trials")) == 3
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
-    assert pq.read_table(tmp_path / "trials").num_rows == 30
+    assert not [e for t in ("trials", "metrics") for e in store.loc.list(t, suffix="")
+                if not e.name.endswith(".parquet")]
+    assert read_folder(store, "trials").num_rows == 30
 
 
-def test_columns_added_later_and_null_only_columns_union(tmp_path):
-    store = Store(tmp_path)
+def test_columns_added_later_and_null_only_columns_union(store):
     writer = StoreWriter(store)
     writer.append("trials", [{"trial_id": "a", "attempt": 1, "train_size": None}])
     writer.flush()
@@ -52,8 +68,7 @@ def test_columns_added_later_and_null_only_columns_union(tmp_path):
                     {"trial_id": "b", "train_size": 100, "extra": "new"}]
 
 
-def test_latest_attempt_wins_in_views(tmp_path):
-    store = Store(tmp_path)
+def test_latest_attempt_wins_in_views(store):
     writer = StoreWriter(store)
     writer.append("trials", [{"trial_id": "a", "attempt": 1, "status": "failed"},
                              {"trial_id": "a", "attempt": 2, "status": "finished"}])
@@ -66,16 +81,15 @@ def test_latest_attempt_wins_in_views(tmp_path):
     assert rows == [{"trial_id": "a", "attempt": 2}] * 2 + [{"trial_id": "b", "attempt": 2}]
 
 
-def test_compaction_keeps_every_answer(tmp_path):
-    store = Store(tmp_path)
+def test_compaction_keeps_every_answer(store):
     write_batches(store, 12)
     queries = ["SELECT * FROM trials ORDER BY ALL", "SELECT * FROM metrics ORDER BY ALL"]
     before = [store.query(q).to_pylist() for q in queries]
     with store.lock():
         assert store.compact("trials") == 12 and store.compact("metrics") == 12
-    assert len(store.files("trials")) == 1 and len(list((tmp_path / "trials").glob("*.parquet"))) == 1
+    assert len(store.files("trials")) == 1 and len(store.loc.list("trials")) == 1
     assert [store.query(q).to_pylist() for q in queries] == before
-    assert pq.read_table(tmp_path / "trials").num_rows == 120  # plain readers see each row once
+    assert read_folder(store, "trials").num_rows == 120  # plain readers see each row once
 
 
 def test_reader_during_appends_and_compactions_sees_whole_batches_once(tmp_path):
