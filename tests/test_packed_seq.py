@@ -13,7 +13,7 @@ from paretolab.orchestrator.grid import expand
 from paretolab.spec import parse_yaml
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
-from paretolab.workers.packed import auto_pack_size, pack_key, train_pack
+from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key, train_pack
 from paretolab.workers.train import train
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
@@ -169,7 +169,8 @@ def test_sequence_sweeps_pack_through_ray_with_rows_per_member(ray_cluster, tmp_
     task_cls, model_cls = tasks()[ts[0].task], models()[ts[0].model]
     import torch
     n_params = model_cls(ts[0].model_args, task_cls.io(ts[0].task_args), torch.Generator(), "meta").n_params
-    assert auto_pack_size(n_params) >= len(ts)  # `pack_size: auto` puts all 8 in one pack
+    size = auto_pack_size(n_params, tokens=example_tokens(task_cls.io(ts[0].task_args)))
+    assert 2 <= size < len(ts)  # `pack_size: auto` packs them, in more than one pack
     text = SPEC.format(task="flipflop", task_args=TASKS["flipflop"], model="transformer",
                        model_args=MODELS["transformer"], optimizer="adamw", max_steps=40)
     outcomes = {}

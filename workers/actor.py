@@ -14,7 +14,7 @@ import traceback
 import ray
 import torch
 
-from paretolab.workers.packed import auto_pack_size, pack_key, train_pack
+from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key, train_pack
 from paretolab.workers.train import failed, train
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialResult
 
@@ -71,7 +71,7 @@ class Worker:
         task_cls = tasks()[a.trial.task]
         model = models()[a.trial.model](a.trial.model_args, task_cls.io(a.trial.task_args),
                                         torch.Generator().manual_seed(0), "meta")
-        return auto_pack_size(model.n_params, self.device)
+        return auto_pack_size(model.n_params, self.device, example_tokens(task_cls.io(a.trial.task_args)))
 
 
 def _solo(a: Assignment, device: str):

@@ -35,10 +35,14 @@ from paretolab.workers.schedule import lr_factor
 from paretolab.workers.train import _result, autocast, failed
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
-# `pack_size: auto` fills a pack up to this many parameters. On the 2-core CPU (benchmarks/packing.py)
-# width-100 MLPs (5k parameters) gain 11-12x at packs of 64-256 while width-1000 ones (52k) gain
-# 1.4x at 8 and lose at 64: past ~5e5 parameters a pack's working set leaves the caches. On a GPU
-# packs stay kernel-launch-bound far longer; 1e8 there is an estimate, not a measurement.
+# `pack_size: auto` fills a pack up to this many parameters x tokens per example (1 for vector
+# tasks): a step of a pack costs about members x parameters x tokens. On the 2-core CPU
+# (benchmarks/packing.py) width-100 MLPs (5k parameters) gain 11-12x at packs of 64-256 while
+# width-1000 ones (52k) gain 1.4x at 8 and lose at 64: past ~5e5 parameters a pack's working set
+# leaves the caches. Sequence models agree: a 1-layer Transformer of width 16 on flip-flop T = 16
+# (3.7k parameters x 15 tokens) gained most at packs of 16, and one of width 32 at T = 64 (15k x 63,
+# over the budget alone) lost at every pack size (README, Performance). On a GPU packs stay
+# kernel-launch-bound far longer; 1e8 there is an estimate, not a measurement.
 AUTO_PACK_PARAMS = {"cpu": 5 * 10**5, "cuda": 10**8}
 MAX_AUTO_PACK = 256
 PACK_OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -62,9 +66,17 @@ def pack_key(trial) -> str | None:
     return json.dumps(fixed, sort_keys=True)
 
 
-def auto_pack_size(n_params: int, device: str = "cpu") -> int:
+def auto_pack_size(n_params: int, device: str = "cpu", tokens: int = 1) -> int:
+    """Members per pack under `pack_size: auto` for a model of `n_params` parameters and examples of
+    `tokens` tokens (`example_tokens`)."""
     budget = AUTO_PACK_PARAMS["cuda" if device.startswith("cuda") else "cpu"]
-    return max(1, min(MAX_AUTO_PACK, budget // max(1, n_params)))
+    return max(1, min(MAX_AUTO_PACK, budget // max(1, n_params * tokens)))
+
+
+def example_tokens(io) -> int:
+    """Tokens in one example of a task of shape `io` (`tasks.base.IO`): its maximum length for a
+    sequence task, 1 for a vector task."""
+    return (io.length or 1) if io.kind == "sequence" else 1
 
 
 def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[MetricRow | TrialResult]:

@@ -163,10 +163,14 @@ class PackedTransformer:
     `baddbmm` for every linear layer, LayerNorm without affine then the members' gains and biases,
     and attention over the P x B sequences at once.
 
-    Hand-written rather than `torch.func.vmap` of the solo forward: dropout draws each member's
-    masks from its own generator, which vmap cannot do, and on the 2-core CPU the two take the same
-    time without dropout (2 layers, d_model 32, flip-flop T = 64, batch 32, pack of 32, forward and
-    backward, one thread: vmap 44 ms, this 43 ms; measured).
+    Hand-written rather than `torch.func.vmap` of the solo forward (`with_params` over the stacked
+    weights): vmap cannot draw each member's dropout masks from its own generator, has no batching
+    rule for CPU flash attention, and was slower on the 2-core CPU (1 layer, 2 heads, batch 32, 16
+    members, forward and backward, one thread, machine loaded: d_model 16 and T 16: this 11.3 ms,
+    vmap 13.4 ms, the 16 solo models one after the other 14.2 ms; d_model 32 and T 64: 84 ms, 110
+    ms, 67 ms; measured). Batching pays for small activations; past a few MB of them per pack it
+    leaves the caches and loses to the solo loop, which is why `pack_size: auto` caps sequence
+    packs by activations too (workers/packed.py).
     """
 
     def __init__(self, members: list[Transformer]):
