@@ -62,8 +62,9 @@ def points(sweep: Sweep) -> Iterator[dict[str, Value]]:
 def axes(sweep: Sweep) -> list[str]:
     """The parameters that vary across the sweep's points (the seed excluded): its grid and zip
     axes, or for a Python spec the parameters whose value differs between points."""
-    if sweep.points is None:
-        return [name for name, _ in sweep.grid] + [name for group in sweep.zips for name, _ in group]
+    if sweep.points is None:  # an optuna search's space axes vary like grid axes
+        return [name for name, _ in sweep.grid] + [name for group in sweep.zips for name, _ in group] + \
+            [a.name for a in getattr(sweep.search, "space", ())]
     values: dict[str, set] = {}
     for p in sweep.points:
         for k, v in p:

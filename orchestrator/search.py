@@ -11,6 +11,7 @@ alive across batches.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ class Strategy(ABC):
     def result(self) -> object:
         """The search's answer (a dataclass with a `rows()` method for printing)."""
 
+    def start(self, n_workers: int) -> None:
+        """Called once before the first `propose`, with the number of workers to keep busy."""
+
     def close(self) -> None:
         """Release what the strategy holds (storage handles); called once, also after an error."""
 
@@ -100,6 +104,7 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
         RuntimeError: the strategy proposes nothing, waits for nothing and is not done (a bug).
     """
     waiting: dict[str, list[TrialConfig]] = {}  # trial id -> proposals waiting for it
+    strategy.start(scheduler.n_workers)
     while not strategy.done():
         batch = strategy.propose()
         if batch:
@@ -170,3 +175,198 @@ def describe(sweep) -> str | None:
         parts.append(f"tuning {t.param} per cell over {len(t.values)} values on {t.seeds} seeds "
                      f"({'min' if t.direction == 'minimize' else 'max'} {t.metric}), then every seed")
     return "; ".join(parts) or None
+
+
+@dataclass(frozen=True)
+class OptunaResult:
+    """Optuna's answer: its best trial, or for several objectives its Pareto front (`best`), each
+    with its parameters and objective values; and how many trials the study holds by state."""
+
+    objectives: tuple[str, ...]
+    best: tuple[dict, ...]
+    states: dict[str, int]
+    journal: str
+
+    def title(self) -> str:
+        kind = "Pareto front" if len(self.objectives) > 1 else "best trial"
+        held = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items()))
+        return f"optuna {kind} over {', '.join(self.objectives)} ({held}; study in {self.journal})"
+
+    def rows(self) -> list[dict]:
+        return list(self.best)
+
+
+class OptunaStrategy(Strategy):
+    """Optuna's ask-and-tell over the sweep's `search.space`. An Optuna trial is one cell: its point
+    run with every seed of the sweep. Its value for an objective is what `paretolab cells` reports
+    for that cell: a parameter's value; for a cost (`*_to_success`) the median over the seeds that
+    succeeded, and FAIL when fewer than half succeeded (so Optuna's Pareto front is the one
+    `paretolab frontier` draws at --success-prob 0.5); for another metric the median of its final
+    value over the seeds (FAIL if none is finite). Trials that failed (raised) or were pruned do not
+    count as seeds.
+
+    The study lives in `<store>/_optuna/<sweep>.log` (Optuna's journal file storage). Asking keeps
+    `n_workers` Optuna trials in flight (TPE with constant liar, so parallel asks spread out). Run
+    again after a kill, the study is loaded: trials it left RUNNING are proposed again (the store
+    answers the seeds that had ended) and told when they end, and only the remainder of `n_trials`
+    is asked. Samplers are seeded with `seed` + the number of trials already in the study, so a
+    resumed random search does not replay its first points.
+    """
+
+    def __init__(self, sweep, store_root):
+        import optuna
+
+        if store_root is None:
+            from paretolab.errors import UsageError
+
+            raise UsageError("an optuna search keeps its study in a local store folder; pass --store DIR")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.sweep, self.spec = sweep, sweep.search
+        folder = Path(store_root) / "_optuna"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.journal = folder / f"{_safe(sweep.name)}.log"
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(self.journal)))
+        try:
+            existing = len(optuna.load_study(study_name=sweep.name, storage=storage).trials)
+        except KeyError:
+            existing = 0
+        self.study = optuna.create_study(
+            storage=storage, study_name=sweep.name, load_if_exists=True,
+            sampler=self._sampler(self.spec.seed + existing), pruner=_pruner(self.spec.pruner),
+            directions=[o.direction for o in self.spec.objectives])
+        self.limit = min(self.spec.n_trials, _grid_size(self.spec)) if self.spec.sampler == "grid" else self.spec.n_trials
+        self.batch = 1
+        self.cells: dict[int, list[TrialConfig]] = {}  # Optuna trial number -> its trials
+        self.outcomes: dict[int, list[Outcome]] = {}
+        self.resumed = [t for t in self.study.get_trials(deepcopy=False)
+                        if t.state == optuna.trial.TrialState.RUNNING]
+
+    def _sampler(self, seed: int):
+        import optuna.samplers as s
+
+        kind = self.spec.sampler
+        if kind == "grid":
+            return s.GridSampler({a.name: list(a.choices) for a in self.spec.space}, seed=seed)
+        if kind == "random":
+            return s.RandomSampler(seed=seed)
+        if kind == "qmc":
+            return s.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        if kind == "nsga2":
+            return s.NSGAIISampler(seed=seed)
+        return s.TPESampler(seed=seed, constant_liar=True)
+
+    def start(self, n_workers: int) -> None:
+        self.batch = max(1, n_workers)
+
+    def propose(self) -> list[TrialConfig]:
+        batch = []
+        while self.resumed:
+            ft = self.resumed.pop()
+            batch.extend(self._cell(ft.number, ft.params))
+        while len(self.cells) < self.batch and len(self.study.trials) < self.limit:
+            trial = self.study.ask()
+            params = {a.name: _suggest(trial, a) for a in self.spec.space}
+            batch.extend(self._cell(trial.number, params, trial))
+        return batch
+
+    def _cell(self, number: int, params: dict, trial=None) -> list[TrialConfig]:
+        import dataclasses
+
+        from paretolab.errors import SpecError
+        from paretolab.orchestrator.grid import expand
+
+        point = dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **params}.items())),
+                                    search=None)
+        try:
+            trials = list(expand(point))
+        except SpecError as e:  # parameters invalid together (e.g. k > n): this point fails, the search goes on
+            if trial is not None:
+                trial.set_user_attr("error", str(e))
+            self.study.tell(number, state=_state("FAIL"), skip_if_finished=True)
+            return []
+        self.cells[number] = trials
+        self.outcomes[number] = []
+        return trials
+
+    def observe(self, trial: TrialConfig, outcome: Outcome) -> None:
+        for number, trials in self.cells.items():
+            seen = {o.trial_id for o in self.outcomes[number]}  # two asks may be the same point
+            if trial.trial_id not in seen and any(t.trial_id == trial.trial_id for t in trials):
+                self.outcomes[number].append(outcome)
+                if len(self.outcomes[number]) == len(trials):
+                    self._tell(number, trials[0], self.outcomes.pop(number))
+                    del self.cells[number]
+                return
+
+    def _tell(self, number: int, config: TrialConfig, outcomes: list[Outcome]) -> None:
+        values = [_objective(o.metric, config, outcomes) for o in self.spec.objectives]
+        if any(v is None for v in values):
+            self.study.tell(number, state=_state("FAIL"), skip_if_finished=True)
+        else:
+            self.study.tell(number, values, skip_if_finished=True)
+
+    def done(self) -> bool:
+        return not self.cells and not self.resumed and len(self.study.trials) >= self.limit
+
+    def result(self) -> OptunaResult:
+        from collections import Counter
+
+        trials = self.study.trials
+        states = dict(Counter(t.state.name for t in trials))
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        best = self.study.best_trials if complete else []
+        names = tuple(o.metric for o in self.spec.objectives)
+        rows = tuple({"number": t.number, **t.params, **dict(zip(names, t.values))}
+                     for t in sorted(best, key=lambda t: t.values))
+        return OptunaResult(names, rows, states, str(self.journal))
+
+
+def _objective(metric: str, config: TrialConfig, outcomes: list[Outcome]) -> float | None:
+    columns = config.columns()
+    if metric in columns:
+        v = columns[metric]
+        return float(v) if finite(v) else None
+    counted = [o for o in outcomes if o.counts]
+    if metric in COST_METRICS:
+        costs = [o.metrics.get(metric) for o in counted if o.success]
+        if not counted or 2 * len(costs) < len(counted):
+            return None
+        return median([float(c) for c in costs if finite(c)])
+    return median([float(o.metrics[metric]) for o in counted if finite(o.metrics.get(metric))])
+
+
+def _suggest(trial, axis):
+    if axis.choices is not None:
+        return trial.suggest_categorical(axis.name, list(axis.choices))
+    if axis.is_int:
+        return trial.suggest_int(axis.name, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log)
+    return trial.suggest_float(axis.name, axis.low, axis.high, step=axis.step, log=axis.log)
+
+
+def _state(name: str):
+    import optuna
+
+    return optuna.trial.TrialState[name]
+
+
+def _pruner(name: str | None):
+    import optuna.pruners as p
+
+    if name is None:
+        return p.NopPruner()
+    return {"median": p.MedianPruner, "successive_halving": p.SuccessiveHalvingPruner,
+            "hyperband": p.HyperbandPruner}[name]()
+
+
+def _grid_size(spec) -> int:
+    n = 1
+    for a in spec.space:
+        n *= len(a.choices)
+    return n
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,161 @@
+"""Optuna search: spec errors, batches on every worker, Pareto front = `frontier`, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+
+import paretolab
+from paretolab.analysis.frontier import frontier
+from paretolab.errors import SpecError
+from paretolab.spec import parse_yaml
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BASE = """\
+sweep: {name}
+task: sparse_parity
+task_args: {{n: 10, k: 3}}
+model: mlp
+fixed: {{batch_size: 32, weight_decay: 0.01, width: 16}}
+seeds: {seeds}
+max_steps: {max_steps}
+eval: {{every: 100, test_size: 256}}
+success: {{metric: test_error, op: "<=", value: 0.1, stop_on_success: {stop}}}
+"""
+
+
+def spec(name="s", seeds=1, max_steps=600, stop="true", search="") -> str:
+    return BASE.format(name=name, seeds=seeds, max_steps=max_steps, stop=stop) + search
+
+
+def study(store, name):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(store / "_optuna" / f"{name}.log"))))
+
+
+@pytest.mark.parametrize("search, message", [
+    ("{sampler: cmaes, n_trials: 4, space: {lr: [0.1]}, objectives: [{minimize: test_error}]}",
+     "search.sampler: unknown sampler 'cmaes'; known: tpe, random, qmc, grid, nsga2"),
+    ("{n_trials: 4, space: {lr: {low: 1, high: 0.1}}, objectives: [{minimize: test_error}]}",
+     "search.space.lr: need low < high"),
+    ("{n_trials: 4, space: {lr: {low: 0.1}}, objectives: [{minimize: test_error}]}",
+     "search.space.lr: expected a non-empty list of choices or"),
+    ("{n_trials: 4, space: {depthh: [2, 3]}, objectives: [{minimize: test_error}]}",
+     "search.space.depthh: unknown parameter 'depthh'"),
+    ("{n_trials: 4, space: {width: [8, 16]}, objectives: [{minimize: test_error}]}",
+     "search.space.width: 'width' is also set elsewhere"),
+    ("{n_trials: 4, space: {lr: [0.1, 0.2]}, objectives: [{minimize: accuracy}]}",
+     "search.objectives[0]: unknown metric 'accuracy'; known:"),
+    ("{n_trials: 4, space: {lr: [0.1, 0.2]}, objectives: [{lowest: test_error}]}",
+     "search.objectives[0]: expected {minimize: METRIC} or {maximize: METRIC}"),
+    ("{n_trials: 4, space: {lr: [0.1, 0.2]}}", "search.objectives: required"),
+    ("{space: {lr: [0.1, 0.2]}, objectives: [{minimize: test_error}]}", "search.n_trials: required"),
+    ("{n_trials: 0, space: {lr: [0.1, 0.2]}, objectives: [{minimize: test_error}]}", "search.n_trials: expected an integer >= 1"),
+    ("{sampler: grid, n_trials: 4, space: {lr: {low: 0.1, high: 1}}, objectives: [{minimize: test_error}]}",
+     "the grid sampler needs a list of values"),
+    ("{n_trials: 4, space: {lr: [0.1]}, objectives: [{minimize: test_error}], pruner: patient}",
+     "search.pruner: unknown pruner 'patient'"),
+    ("{n_trials: 4, space: {}, objectives: [{minimize: test_error}]}", "search.space: an optuna search needs at least one axis"),
+])
+def test_spec_errors_are_one_line(search, message):
+    with pytest.raises(SpecError) as e:
+        parse_yaml(spec(search=f"search: {search}\n"), "x.yaml")
+    assert message in str(e.value) and "\n" not in str(e.value) and str(e.value).startswith("x.yaml: ")
+
+
+def test_grid_axes_belong_in_the_space():
+    text = spec(search="search: {n_trials: 4, space: {lr: [0.1, 0.2]}, objectives: [{minimize: test_error}]}\n")
+    with pytest.raises(SpecError, match="search: an optuna search takes its axes from search.space"):
+        parse_yaml(text + "grid: {train_size: [64, 128]}\n")
+
+
+def test_pareto_front_is_what_frontier_shows(ray_cluster, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(spec(name="pareto", seeds=2, search="""\
+search:
+  sampler: random
+  n_trials: 8
+  seed: 3
+  space:
+    lr: {low: 0.02, high: 0.5, log: true}
+    train_size: [64, 128, 256, 512]
+  objectives: [{minimize: train_size}, {minimize: flops_to_success}]
+"""))
+    summary = paretolab.run(path, store=tmp_path / "r")
+    result = summary.search
+    assert sum(result.states.values()) == 8 and summary.ran == summary.total == 16  # 8 points x 2 seeds
+    assert result.best, "some point must succeed on half its seeds"
+    front = {(round(r["lr"], 12), r["train_size"]) for r in result.rows()}
+    cells = frontier(paretolab.open_store(tmp_path / "r"), "pareto", [("train_size", "min"), ("flops_to_success", "min")])
+    assert {(round(c["lr"], 12), c["train_size"]) for c in cells.to_pylist()} == front
+    for r in result.rows():  # the told value is the cell's median flops over its successful seeds
+        c = next(c for c in cells.to_pylist() if round(c["lr"], 12) == round(r["lr"], 12))
+        assert r["flops_to_success"] == pytest.approx(c["flops_to_success"])
+
+
+def test_batches_keep_every_worker_busy_and_reruns_ask_nothing(ray_cluster, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(spec(name="tpe", max_steps=300, stop="false", search="""\
+search:
+  n_trials: 6
+  space: {lr: {low: 0.01, high: 0.5, log: true}}
+  objectives: [{minimize: test_error}]
+"""))
+    first = paretolab.run(path, store=tmp_path / "r", workers=2)
+    trials = study(tmp_path / "r", "tpe").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6 and first.ran == 6
+    # the first two were asked together, before either was told (one per worker)
+    assert trials[1].datetime_start < trials[0].datetime_complete
+    assert first.search.best[0]["test_error"] == min(t.values[0] for t in trials)
+    again = paretolab.run(path, store=tmp_path / "r", workers=2)
+    assert again.ran == 0 and len(study(tmp_path / "r", "tpe").trials) == 6
+
+
+def test_a_killed_search_resumes_without_rerunning_stored_trials(ray_cluster, tmp_path):
+    path = tmp_path / "s.yaml"
+    n_trials = 16
+    path.write_text(spec(name="killed", max_steps=1500, stop="false", search=f"""\
+search:
+  sampler: random
+  n_trials: {n_trials}
+  space: {{lr: {{low: 0.01, high: 0.5, log: true}}, train_size: [64, 128, 256]}}
+  objectives: [{{minimize: test_error}}]
+"""))
+    store = tmp_path / "r"
+    address = ray_cluster.get_runtime_context().gcs_address
+    child = subprocess.Popen(["paretolab", "run", str(path), "--store", str(store), "--address", address],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 180
+    told = 0
+    while told < 3:
+        assert child.poll() is None, child.stderr.read().decode()
+        assert time.monotonic() < deadline, "the search told no 3 trials within 180 s"
+        if (store / "_optuna" / "killed.log").exists():
+            try:
+                told = sum(t.state.name == "COMPLETE" for t in study(store, "killed").trials)
+            except KeyError:  # the study is being created
+                pass
+        time.sleep(0.2)  # polling interval, not synchronization
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    before = study(store, "killed").trials
+    assert len([t for t in before if t.state.name != "RUNNING"]) < n_trials  # it really was cut short
+    stored = paretolab.open_store(store).query("SELECT count(*) FROM trials").column(0)[0].as_py() \
+        if paretolab.open_store(store).files("trials") else 0
+
+    resumed = paretolab.run(path, store=store)
+    after = study(store, "killed").trials
+    assert len(after) == n_trials and all(t.state.name == "COMPLETE" for t in after)
+    assert [t.params for t in after[:len(before)]] == [t.params for t in before]  # the same study, continued
+    con = paretolab.open_store(store)
+    rows, distinct = con.query("SELECT count(*), count(DISTINCT trial_id) FROM trials_all").to_pylist()[0].values()
+    assert rows == distinct  # no trial that the store held ran again
+    assert resumed.ran == distinct - stored
