@@ -1,0 +1,192 @@
+"""Bad input, refused cleanly: one line on stderr naming the problem and the fix, exit status 2, no
+traceback, and nothing written to the store.
+
+One table of (spec text or file bytes, argv, expected fragment of the message), run through the real
+CLI: in process (`paretolab.cli.main`, stderr captured) for the whole table, and as subprocesses for
+a few rows, so that nothing reaches stderr from outside `main` either.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from paretolab.cli import main
+
+SPEC = """\
+sweep: bad
+task: sparse_parity
+task_args: {n: 10, k: 2}
+model: mlp
+grid:
+  width: [16, 32]
+fixed: {lr: 0.1, batch_size: 32}
+seeds: 2
+max_steps: 100
+eval: {every: 50, test_size: 64}
+success: {metric: test_error, op: "<=", value: 0.1}
+"""
+
+
+def edit(old: str, new: str) -> str:
+    """The valid spec with one piece of text replaced (the replaced text must be there)."""
+    assert old in SPEC, old
+    return SPEC.replace(old, new)
+
+
+RUN = ("run", "{spec}", "--store", "{new}")
+ON = ("--sweep", "s", "--store", "{store}")
+
+# (id, spec text or file bytes (None: the valid spec), argv with placeholders, fragment of the message)
+CASES = [
+    # specs: syntax, types, sizes, names
+    ("yaml-syntax", "sweep: bad\ngrid: [width: 16\n", RUN, "invalid YAML at line"),
+    ("yaml-tab", "sweep: bad\n\tmodel: mlp\n", RUN, "invalid YAML at line 2"),
+    ("not-a-mapping", "- sweep: bad\n", RUN, "a spec is a mapping of keys"),
+    ("non-utf8", b"sweep: b\xffd\n", RUN, "not UTF-8 text (byte 8); save the spec as UTF-8"),
+    ("missing-key", edit("max_steps: 100\n", ""), RUN, "max_steps: required key is missing; add it"),
+    ("unknown-top-key", SPEC + "epochs: 3\n", RUN, "epochs: unknown key; allowed: sweep, task"),
+    ("unknown-task", edit("task: sparse_parity", "task: parity"), RUN, "unknown task 'parity'; known:"),
+    ("unknown-model", edit("model: mlp", "model: resnet"), RUN, "unknown model 'resnet'; known:"),
+    ("unknown-metric", edit("metric: test_error", "metric: test_f1"), RUN, "unknown metric 'test_f1' for task"),
+    ("unknown-param", edit("width:", "widht:"), RUN, "unknown parameter 'widht'; known:"),
+    ("wrong-type-steps", edit("max_steps: 100", "max_steps: ten"), RUN, "max_steps: expected an integer, got 'ten'"),
+    ("zero-steps", edit("max_steps: 100", "max_steps: 0"), RUN, "max_steps: expected an integer >= 1, got 0"),
+    ("negative-eval", edit("every: 50", "every: -5"), RUN, "eval.every: expected an integer >= 1, got -5"),
+    ("zero-test-size", edit("test_size: 64", "test_size: 0"), RUN, "eval.test_size: expected an integer >= 1"),
+    ("zero-seeds", edit("seeds: 2", "seeds: 0"), RUN, "seeds: a count must be >= 1, got 0"),
+    ("repeated-seed", edit("seeds: 2", "seeds: [1, 1]"), RUN, "seeds: the list repeats a seed"),
+    ("negative-seed", edit("seeds: 2", "seeds: [-1]"), RUN, "a seed is an integer >= 0, got -1"),
+    ("zero-width", edit("[16, 32]", "[0, 16]"), RUN, "width"),
+    ("negative-batch", edit("batch_size: 32", "batch_size: -4"), RUN, "batch_size must be >= 1, got -4"),
+    ("string-lr", edit("lr: 0.1", "lr: fast"), RUN, "fixed.lr: expected a finite number, got 'fast'"),
+    ("bad-optimizer", SPEC.replace("lr: 0.1", "lr: 0.1, optimizer: rmsprop"), RUN,
+     "'rmsprop' is not allowed; allowed: sgd, adam, adamw"),
+    ("k-greater-than-n", edit("{n: 10, k: 2}", "{n: 10, k: 12}"), RUN, "k"),
+    ("empty-axis", edit("[16, 32]", "[]"), RUN, "grid.width: an axis needs at least one value, got []"),
+    ("empty-range", edit("[16, 32]", "{range: [32, 16]}"), RUN, "is empty (stop is exclusive"),
+    ("zero-cpu", SPEC + "resources: {cpu: 0}\n", RUN, "resources: cpu must be > 0"),
+    ("zero-pack", SPEC + "resources: {pack_size: 0}\n", RUN, "resources.pack_size: expected an integer >= 1"),
+    ("zero-attempts", SPEC + "max_attempts: 0\n", RUN, "max_attempts: expected an integer >= 1, got 0"),
+    ("huge-grid", edit("[16, 32]", "{range: [1, 1201]}").replace("seeds: 2", "seeds: 10000"), RUN,
+     "grid has 12,000,000 trials (> 10,000,000); pass --yes to run it, or --dry-run to look first"),
+    # run: files and arguments
+    ("missing-spec", None, ("run", "{tmp}/missing.yaml", "--store", "{new}"), "missing.yaml: no such spec file"),
+    ("spec-suffix", None, ("run", "{json}", "--store", "{new}"), "unknown spec format '.json'; use .yaml"),
+    ("zero-workers", None, ("run", "{spec}", "--store", "{new}", "--workers", "0"), "--workers must be >= 1, got 0"),
+    ("workers-type", None, ("run", "{spec}", "--store", "{new}", "--workers", "two"), "invalid int value: 'two'"),
+    ("unwritable-store", None, ("run", "{spec}", "--store", "{file}/results"), "Not a directory; pass --store a folder you can write"),
+    # the store and its sweeps
+    ("status-no-store", None, ("status", "--store", "{new}"), "no result store at"),
+    ("status-unknown-sweep", None, ("status", "--sweep", "nope", "--store", "{store}"), "unknown sweep 'nope'"),
+    ("sweeps-no-store", None, ("sweeps", "--store", "{new}"), "no result store at"),
+    ("compact-no-store", None, ("compact", "--store", "{new}"), "or pass --store PATH"),
+    ("query-parse", None, ("query", "SELEC 1", "--store", "{store}"), "query failed: Parser Error: syntax error at or near \"SELEC\" (fix the SQL; views: trials"),
+    ("query-table", None, ("query", "SELECT * FROM nothing", "--store", "{store}"), "nothing does not exist"),
+    ("query-column", None, ("query", "SELECT wdth FROM trials", "--store", "{store}"), "wdth"),
+    ("query-sweep", None, ("query", "SELECT 1", "--sweep", "nope", "--store", "{store}"), "unknown sweep 'nope'"),
+    ("query-format", None, ("query", "SELECT 1", "--format", "xml", "--store", "{store}"), "invalid choice: 'xml'"),
+    ("query-cast", None, ("query", "SELECT 'wide'::INT", "--store", "{store}"), "Conversion Error"),
+    # analysis commands
+    ("cells-sweep", None, ("cells", "--sweep", "nope", "--store", "{store}"), "unknown sweep 'nope'"),
+    ("cells-axis", None, ("cells", *ON, "--axes", "depth"), "unknown axis 'depth'"),
+    ("cells-success", None, ("cells", *ON, "--success", "test_error=<"), "bad success criterion"),
+    ("cells-metric", None, ("cells", *ON, "--success", "test_f1<=0.1"), "unknown metric 'test_f1'"),
+    ("frontier-objective", None, ("frontier", *ON, "--minimize", "cost"), "unknown objective 'cost'"),
+    ("frontier-prob", None, ("frontier", *ON, "--success-prob", "2"), "must be in [0, 1], got 2"),
+    ("frontier-by", None, ("frontier", *ON, "--by", "depth"), "unknown --by axis 'depth'"),
+    ("luck-target", None, ("luck", *ON, "--target", "1.5"), "target must be a probability in (0, 1), got 1.5"),
+    ("luck-cost", None, ("luck", *ON, "--cost", "dollars"), "invalid choice: 'dollars'"),
+    ("phases-neither", None, ("phases", *ON), "phases needs --axis AXIS"),
+    ("phases-axis", None, ("phases", *ON, "--axis", "depth"), "unknown axis 'depth'"),
+    ("fit-x", None, ("fit", *ON, "--x", "depth"), "unknown axis 'depth'"),
+    ("fit-boot", None, ("fit", *ON, "--x", "width", "--n-boot", "-1"), "n_boot must be >= 0, got -1"),
+    ("fit-missing-x", None, ("fit", *ON), "the following arguments are required: --x"),
+    ("plot-suffix", None, ("plot", "phase", *ON, "-o", "{tmp}/p.bmp"), "cannot write a plot as '.bmp'"),
+    ("plot-kind", None, ("plot", "pie", *ON, "-o", "{tmp}/p.png"), "invalid choice: 'pie'"),
+    ("plot-fit-x", None, ("plot", "fit", *ON, "-o", "{tmp}/p.png"), "plot fit needs --x AXIS"),
+    ("plot-metric", None, ("plot", "curves", *ON, "--metric", "test_f1", "-o", "{tmp}/p.png"), "unknown metric 'test_f1'"),
+    ("report-sweep", None, ("report", "--sweep", "nope", "--store", "{store}", "-o", "{tmp}/r.html"), "unknown sweep 'nope'"),
+    ("export-sweep", None, ("export", "--sweep", "nope", "--store", "{store}", "-o", "{tmp}/e"), "unknown sweep 'nope'"),
+    ("export-out", None, ("export", "--sweep", "s", "--store", "{store}", "-o", "{file}/e"), "Not a directory; pass -o a folder you can write"),
+    ("tasks-format", None, ("tasks", "--format", "xml"), "invalid choice: 'xml'"),
+    ("models-argument", None, ("models", "mlp"), "unrecognized arguments: mlp"),
+    ("unknown-command", None, ("frob",), "invalid choice: 'frob'"),
+    ("no-command", None, (), "the following arguments are required: command"),
+]
+# rows also run as subprocesses: a spec error, an argparse error, a store error, a query error
+IN_SUBPROCESS = ("yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out")
+
+
+@pytest.fixture
+def place(tmp_path, make_store):
+    """Fill the placeholders: the spec, a synthetic store `s`, a path where no store is, a plain file."""
+    store = make_store(tmp_path / "store", "s", ["width", "train_size"], [
+        {"trial_id": f"t{w}{m}{seed}", "width": w, "train_size": m, "success": seed < w // 16,
+         "steps_to_success": 100 * m if seed < w // 16 else None, "samples_to_success": 3200 * m,
+         "flops_to_success": 1e6 * w * m, "n_params": 10 * w}
+        for w in (16, 32, 64) for m in (1, 2, 4) for seed in range(3)],
+        [{"trial_id": "t1610", "step": s, "samples": 32 * s, "test_error": 0.5 - s / 1000} for s in (0, 100, 200)])
+    (tmp_path / "spec.json").write_text("{}")
+    (tmp_path / "file").write_text("a plain file, not a folder\n")
+    return {"tmp": str(tmp_path), "store": str(store), "new": str(tmp_path / "new"), "file": str(tmp_path / "file"),
+            "json": str(tmp_path / "spec.json"), "spec": str(tmp_path / "spec.yaml")}
+
+
+def snapshot(root: Path) -> dict[str, bytes] | None:
+    """Every file under `root` with its bytes; None when there is no such folder."""
+    if not root.exists():
+        return None
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def prepare(spec, place) -> list[str]:
+    path = Path(place["spec"])
+    if isinstance(spec, bytes):
+        path.write_bytes(spec)
+    else:
+        path.write_text(SPEC if spec is None else spec)
+    return place
+
+
+def check(code: int, stderr: str, fragment: str, before, place) -> None:
+    lines = stderr.splitlines()
+    assert code == 2, stderr
+    assert len(lines) == 1 and lines[0].strip(), stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert snapshot(Path(place["store"])) == before  # nothing written to the store
+    assert not Path(place["new"]).exists()  # and no store created
+
+
+@pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_refused_in_process(spec, argv, fragment, place, capsys, monkeypatch):
+    monkeypatch.delenv("PARETOLAB_STORE", raising=False)
+    prepare(spec, place)
+    before = snapshot(Path(place["store"]))
+    capsys.readouterr()
+    code = main([a.format(**place) for a in argv])
+    out = capsys.readouterr()
+    check(code, out.err, fragment, before, place)
+    assert out.out == ""
+
+
+@pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES if c[0] in IN_SUBPROCESS], ids=IN_SUBPROCESS)
+def test_refused_in_a_subprocess(spec, argv, fragment, place):
+    prepare(spec, place)
+    before = snapshot(Path(place["store"]))
+    env = {k: v for k, v in os.environ.items() if k not in ("PARETOLAB_STORE", "RAY_ADDRESS")}
+    out = subprocess.run(["paretolab", *(a.format(**place) for a in argv)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    check(out.returncode, out.stderr, fragment, before, place)
+    assert out.stdout == ""
+
+
+def test_the_table_is_large_and_covers_every_command():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 30
+    covered = {c[2][0] for c in CASES if c[2]}
+    assert covered >= {"run", "status", "query", "sweeps", "cells", "frontier", "luck", "phases", "fit", "plot",
+                       "report", "export", "compact", "tasks", "models"}
