@@ -37,7 +37,7 @@ def export(store: Store, sweep: str, out: str | Path) -> dict[str, int]:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot create {out}: {e.strerror}") from None
+            raise StoreError(f"cannot create {out}: {e.strerror}; pass -o a folder you can write") from None
         queries = {
             "trials.parquet": "SELECT * FROM trials ORDER BY trial_id",
             "metrics.parquet": "SELECT * FROM metrics ORDER BY trial_id, step",

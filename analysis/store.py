@@ -239,7 +239,8 @@ class Store:
                 return fn(con)
             except duckdb.Error as e:
                 if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1 or not self._changed(snapshot):
-                    raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
+                    raise StoreError(f"query failed: {str(e).splitlines()[0]} (fix the SQL; views: trials, metrics, "
+                                     "sweeps, sweep_trials, and the raw trials_all, metrics_all, sweeps_all)") from None
             finally:
                 con.close()
 
@@ -316,7 +317,8 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
             fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise StoreError(f"cannot write the result store at {self.uri}: {e.strerror}") from None
+            raise StoreError(f"cannot write the result store at {self.uri}: {e.strerror}; "
+                             "pass --store a folder you can write") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ from paretolab.errors import UsageError
 
 DEFAULT_STORE = "results"
 COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
+CONFIRM_ABOVE_TRIALS = 10_000_000  # a bigger grid is most likely a typo: `run` wants `yes=True` (--yes)
 
 
 def store_path(store: str | Path | None = None) -> str | Path:
@@ -45,7 +47,7 @@ class RunSummary:
 
 
 def run(spec, store: str | Path | None = None, address: str | None = None, workers: int | None = None,
-        dry_run: bool = False, retry_failed: bool = False, observer=None) -> RunSummary:
+        dry_run: bool = False, retry_failed: bool = False, observer=None, yes: bool = False) -> RunSummary:
     """Run every trial of a sweep that the store does not hold yet.
 
     Args:
@@ -56,6 +58,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         dry_run: count and show trials, touch neither Ray nor the store.
         retry_failed: run again trials whose last attempt failed.
         observer: an `orchestrator.events.Observer` receiving progress events.
+        yes: run a sweep of more than `CONFIRM_ABOVE_TRIALS` trials (otherwise refused).
     Returns:
         A `RunSummary`.
     Raises:
@@ -70,6 +73,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+    _confirm_size(sweep, yes or dry_run)
     trials = list(expand(sweep))
     st = open_store(store)
     ended = st.ended(retry_failed) if st.exists() else set()
@@ -86,12 +90,12 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     start = time.monotonic()
     if sweep.search is not None or sweep.tune is not None:
         return _adaptive(sweep, trials, st, address, workers, observer, retry_failed, start)
-    with st.lock():
+    with _lock(st):
         writer = StoreWriter(st)
-        _record_sweep(st, writer, sweep, trials)
         if not pending:
+            _record_sweep(st, writer, sweep, trials)
             return RunSummary(**summary)
-        counts = _execute(sweep, pending, st, writer, address, workers, observer)
+        counts = _execute(sweep, pending, st, writer, address, workers, observer, record=trials)
         for table in ("trials", "metrics"):
             st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     return RunSummary(**summary, ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
@@ -134,7 +138,32 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
                       diverged=counts.diverged, wall_s=time.monotonic() - start, search=result)
 
 
-def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None):
+def _confirm_size(sweep, yes: bool) -> None:
+    from paretolab.orchestrator.grid import count
+
+    n = count(sweep)  # without expanding: a mistyped grid may hold more trials than memory does
+    if n > CONFIRM_ABOVE_TRIALS and not yes:
+        raise UsageError(f"{sweep.path}: grid has {n:,} trials (> {CONFIRM_ABOVE_TRIALS:,}); "
+                         "pass --yes to run it, or --dry-run to look first")
+
+
+@contextmanager
+def _lock(st: Store):
+    """`st.lock()`; a run refused before it wrote anything leaves no new store folder behind."""
+    existed = st.root is None or st.root.exists()
+    with st.lock():
+        try:
+            yield
+        except BaseException:
+            if not existed and not any(st.files(t) for t in ("trials", "metrics", "sweeps")):
+                (st.root / ".lock").unlink(missing_ok=True)  # nothing else was written
+                with suppress(OSError):
+                    st.root.rmdir()
+            raise
+
+
+def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None,
+             record: list | None = None):
     from paretolab.clusters.connect import connect, disconnect, slots
     from paretolab.orchestrator.scheduler import Scheduler
 
@@ -144,6 +173,8 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
         n = workers or slots(sweep.resources.cpu, sweep.resources.gpu)
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
+        if record is not None:  # the sweep's row, once the run can start: a refused run writes nothing
+            _record_sweep(st, writer, sweep, record)
         scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name)
         if adaptive is None:
             return scheduler.run(pending, attempts)
@@ -191,6 +222,6 @@ def compact(store: str | Path | None = None) -> dict[str, int]:
     if not st.exists():
         from paretolab.errors import StoreError
 
-        raise StoreError(f"no result store at {st.uri}")
+        raise StoreError(f"no result store at {st.uri} (run a sweep first, or pass --store PATH)")
     with st.lock():
         return {table: st.compact(table) for table in TABLES}

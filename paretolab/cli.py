@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="number of worker actors (default: fill the cluster)")
     r.add_argument("--dry-run", action="store_true", help="count the trials and show a few; run nothing")
     r.add_argument("--retry-failed", action="store_true", help="run again trials whose last attempt failed")
+    r.add_argument("--yes", action="store_true", help="run a sweep of more than 10,000,000 trials (refused without it)")
 
     s = sub.add_parser("status", help="done / failed / remaining per sweep, throughput and ETA")
     s.add_argument("--store", help=store_help)
@@ -162,7 +163,7 @@ def _run(args) -> int:
 
     view = ProgressView(out)
     try:
-        summary = api.run(args.spec, store=args.store, address=args.address, workers=args.workers,
+        summary = api.run(args.spec, store=args.store, address=args.address, workers=args.workers, yes=args.yes,
                           retry_failed=args.retry_failed, observer=view)
     except Interrupted:
         view.close()

@@ -107,7 +107,7 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     _no_unknown(raw, allowed, path, "")
     for key in REQUIRED:
         if raw.get(key) is None:
-            raise SpecError(f"{path}: {key}: required key is missing")
+            raise SpecError(f"{path}: {key}: required key is missing; add it (required: {', '.join(REQUIRED)})")
     name = raw["sweep"]
     if not isinstance(name, str) or not name.strip():
         raise SpecError(f"{path}: sweep: expected a non-empty name, got {name!r}")
