@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compact", help="merge each table's files into one (queries keep their answers)")
     c.add_argument("--store", help=store_help)
 
+    d = sub.add_parser("doctor", help="check every file of the store; move unreadable and leftover files to _quarantine/")
+    d.add_argument("--store", help=store_help)
+    d.add_argument("--check", action="store_true", help="only report (exit 1 if there are problems); move nothing")
+
     e = sub.add_parser("export", help="write a compacted, self-describing Parquet copy of one sweep")
     e.add_argument("--sweep", required=True)
     e.add_argument("-o", "--out", required=True, help="output folder (trials/metrics/sweep.parquet)")
@@ -140,6 +144,9 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"  # one line, no source
     err = _console(stderr=True)
     try:
         args = build_parser().parse_args(argv)
@@ -279,6 +286,22 @@ def _compact(args) -> int:
     return 0
 
 
+def _doctor(args) -> int:
+    from paretolab.analysis.doctor import doctor
+    from paretolab.api import open_store
+
+    store = open_store(args.store)
+    findings = doctor(store, repair=not args.check)
+    for f in findings:
+        print(f"{f.file}: {f.problem}: {f.action}", flush=True)
+    if not findings:
+        print(f"{store.uri}: every file reads; nothing to do")
+    elif args.check:
+        print(f"{len(findings)} problem(s); run `paretolab doctor{_store_arg(store.root or store.uri)}` to move them aside")
+        return 1
+    return 0
+
+
 def _export(args) -> int:
     from paretolab.analysis.export import export
     from paretolab.api import open_store
@@ -413,7 +436,7 @@ def _plugins(args) -> int:
 
 COMMANDS = {"tasks": _plugins, "models": _plugins, "frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
             "report": _report, "run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
-            "export": _export}
+            "export": _export, "doctor": _doctor}
 
 if __name__ == "__main__":
     sys.exit(main())
