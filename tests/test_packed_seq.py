@@ -186,3 +186,20 @@ def test_sequence_sweeps_pack_through_ray_with_rows_per_member(ray_cluster, tmp_
         assert sorted(c["trial_id"] for c in curves) == sorted(t.trial_id for t in ts)
         assert all(c["n"] == 3 and c["last"] == 40 for c in curves)  # steps 0, 20, 40 of each member
     assert outcomes["1"] == outcomes["auto"]
+
+
+@pytest.mark.parametrize("mode", ["clean", "full"])
+def test_flipflop_packed_loss_and_error_equal_each_members(mode):
+    import torch
+
+    from paretolab.tasks.flipflop import FlipFlop, FlipFlopArgs, read_mask
+
+    members = [FlipFlop(FlipFlopArgs(length=16, mode=mode), seed, 8) for seed in range(3)]
+    X, Y = FlipFlop.packed_batches(members)(6)
+    out = torch.randn(*Y.shape, 5, generator=torch.Generator().manual_seed(0))
+    out[0][~read_mask(Y[0])] = float("nan") if mode == "clean" else 0.0  # ignored by the clean loss
+    loss, error = members[0].packed_loss(out, Y, "cross_entropy"), members[0].packed_error(out, Y)
+    for i, m in enumerate(members):
+        torch.testing.assert_close(loss[i], m.loss(out[i], Y[i], "cross_entropy"))
+        torch.testing.assert_close(error[i], m.error(out[i], Y[i]))
+    assert torch.isfinite(loss).all()
