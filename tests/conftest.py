@@ -90,6 +90,57 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+class RayDir:
+    """A short private Ray temp dir (`RAY_TMPDIR`; unix socket paths under it must stay under 108
+    bytes, so not under tmp_path). Every process of a Ray started with it names it on its command
+    line, which tells them apart from other Ray clusters running on the machine."""
+
+    def __init__(self):
+        import tempfile
+
+        self.path = Path(tempfile.mkdtemp(prefix="plray", dir="/tmp"))
+
+    def env(self, **extra) -> dict:
+        # Token auth turns on by itself when ~/.ray/auth_token exists, and `ray start --address`
+        # nodes then fail to join: these clusters are local and private, so it is off.
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        return env | {"RAY_TMPDIR": str(self.path), "RAY_AUTH_MODE": "disabled"} | extra
+
+    def processes(self, name: str = "") -> list[tuple[int, str]]:
+        """(pid, command line) of the live processes whose command line names this dir (and `name`)."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(self.path) in cmd and name in cmd and state != "Z":
+                found.append((int(pid), cmd))
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL every process of this Ray and remove the dir."""
+        import shutil
+        import signal
+
+        for pid, _ in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_dirs():
+    """`ray_dirs()` makes a `RayDir`; any process still naming one is killed at the end of the session."""
+    made: list[RayDir] = []
+    yield lambda: made.append(RayDir()) or made[-1]
+    for d in made:
+        d.kill()
+
+
 @pytest.fixture
 def write_spec():
     """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""
