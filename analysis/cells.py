@@ -5,7 +5,9 @@ and differ only in seed. Costs are recomputed from the curves, so a stricter or 
 criterion than the one the sweep ran with can be asked for (trials that stopped early at the
 sweep's own criterion cannot show a later success: they count as not succeeding).
 
-Trials whose last attempt `failed` (raised) are left out: they are errors, not outcomes.
+Trials whose last attempt `failed` (raised) are left out: they are errors, not outcomes. So are
+trials an adaptive search `pruned` (stopped early as hopeless), unless `include_pruned` asks for
+them (then they count as seeds that did not succeed, unless their curve met the criterion).
 A `diverged` trial succeeded if its curve met the criterion before the loss became NaN/inf (as the
 workers record it); NaN and infinite metric values never meet a criterion.
 """
@@ -105,7 +107,7 @@ def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
 
 
-def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
+def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_pruned: bool = False) -> str:
     """SQL selecting every non-failed trial with its cost to success under `criterion`.
 
     Columns: every column of `trials` except the stored costs, then `steps_to_success`,
@@ -132,10 +134,11 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion) -> str:
             WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)}
               AND isfinite({ident(criterion.metric)}) GROUP BY trial_id
         ) s USING (trial_id)
-        WHERE t.status <> 'failed'"""
+        WHERE t.status <> 'failed'{'' if include_pruned else " AND t.status <> 'pruned'"}"""
 
 
-def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion) -> str:
+def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion,
+              include_pruned: bool = False) -> str:
     """SQL of one row per cell: the axes, `n_seeds`, `successes`, `p_success` with its 95% Wilson
     interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded.
 
@@ -148,7 +151,7 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
     z = WILSON_Z
     medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
     return f"""
-        WITH c AS ({costs_sql(con, criterion)}),
+        WITH c AS ({costs_sql(con, criterion, include_pruned)}),
         g AS (SELECT {keys + ',' if keys else ''} count(*) AS n_seeds, count(steps_to_success) AS successes, {medians}
               FROM c {'GROUP BY ' + keys if keys else ''}),
         w AS (SELECT *, successes / n_seeds AS _p, n_seeds AS _n FROM g)
@@ -177,7 +180,8 @@ def trial_costs(store: Store, sweep: str, success: str | None = None) -> pa.Tabl
         return con.sql(costs_sql(con, criterion)).to_arrow_table()
 
 
-def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str | None = None) -> pa.Table:
+def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str | None = None,
+          include_pruned: bool = False) -> pa.Table:
     """Success statistics per cell of `sweep` (cells over `axes`, default the sweep's own axes).
 
     Returns:
@@ -187,4 +191,5 @@ def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str 
         StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
     """
     with open_sweep(store, sweep, success) as (con, info, criterion):
-        return con.sql(cells_sql(con, tuple(axes) if axes is not None else info.axes, criterion)).to_arrow_table()
+        return con.sql(cells_sql(con, tuple(axes) if axes is not None else info.axes, criterion,
+                                 include_pruned)).to_arrow_table()

@@ -28,7 +28,7 @@ from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.packed import pack_key
 from paretolab.workers.train import failed
-from paretolab.workers.trial import Assignment, MetricRow, Report, TrialConfig, TrialResult
+from paretolab.workers.trial import Assignment, MetricRow, Pruning, Report, TrialConfig, TrialResult
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
 # With packing, one call per worker: a call is a pack that lasts seconds (round trips do not
@@ -97,15 +97,16 @@ class Scheduler:
         self._last_tick = 0.0
         self.observer.on_start(self.name, self.counts)
 
-    def submit(self, trials: list[TrialConfig], attempts: dict[str, int]) -> None:
-        """Queue `trials` (each once; `attempts[id]` is the last attempt already made, 0 if none)."""
+    def submit(self, trials: list[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
+        """Queue `trials` (each once; `attempts[id]` is the last attempt already made, 0 if none),
+        to run under the pruning rule `prune` if given."""
         if not trials:
             return
         if self.packing is None:
             # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
             self.packing = self.resources.pack_size != 1 and pack_key(trials[0]) is not None
         self.configs.update((t.trial_id, t) for t in trials)
-        self.queue.extend(Assignment(t, attempts.get(t.trial_id, 0) + 1) for t in trials)
+        self.queue.extend(Assignment(t, attempts.get(t.trial_id, 0) + 1, prune) for t in trials)
         self.counts.total += len(trials)
         while len(self.slots) < min(self.n_workers, self.counts.total):
             self.slots.append(self._spawn())
@@ -233,7 +234,7 @@ class Scheduler:
                 self._record(failed(a.trial, a.attempt, f"{reason}; gave up after {a.attempt} attempts"), call.slot.node)
             else:
                 self.counts.retried += 1
-                self.queue.appendleft(Assignment(a.trial, a.attempt + 1))
+                self.queue.appendleft(dataclasses.replace(a, attempt=a.attempt + 1))
 
     def _shutdown(self) -> None:
         for slot in self.slots:

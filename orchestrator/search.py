@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paretolab.analysis.store import Store
-from paretolab.workers.trial import TrialConfig, TrialResult
+from paretolab.workers.trial import Pruning, TrialConfig, TrialResult
 
 ENDED = ("finished", "diverged", "failed", "pruned")
+MEDIAN_STARTUP_TRIALS = 5  # Optuna's MedianPruner default n_startup_trials
+HALVING_RATE = 4  # Optuna's SuccessiveHalvingPruner default reduction_factor
 COST_METRICS = ("steps_to_success", "samples_to_success", "flops_to_success")
 RESULT_METRICS = (*COST_METRICS, "steps", "samples", "wall_s")
 
@@ -77,6 +79,10 @@ class Strategy(ABC):
     def start(self, n_workers: int) -> None:
         """Called once before the first `propose`, with the number of workers to keep busy."""
 
+    def pruning(self, store: Store) -> Pruning | None:
+        """The pruning rule for the trials proposed now (None: run them to their end)."""
+        return None
+
     def close(self) -> None:
         """Release what the strategy holds (storage handles); called once, also after an error."""
 
@@ -111,7 +117,8 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
             on_trials(batch)
             fresh = list({t.trial_id: t for t in batch if t.trial_id not in waiting}.values())
             known = stored_outcomes(store, [t.trial_id for t in fresh], retry_failed)
-            scheduler.submit([t for t in fresh if t.trial_id not in known], attempts)
+            to_run = [t for t in fresh if t.trial_id not in known]
+            scheduler.submit(to_run, attempts, strategy.pruning(store) if to_run else None)
             for t in batch:
                 waiting.setdefault(t.trial_id, []).append(t)
             if known:
@@ -235,7 +242,7 @@ class OptunaStrategy(Strategy):
             existing = 0
         self.study = optuna.create_study(
             storage=storage, study_name=sweep.name, load_if_exists=True,
-            sampler=self._sampler(self.spec.seed + existing), pruner=_pruner(self.spec.pruner),
+            sampler=self._sampler(self.spec.seed + existing),
             directions=[o.direction for o in self.spec.objectives])
         self.limit = min(self.spec.n_trials, _grid_size(self.spec)) if self.spec.sampler == "grid" else self.spec.n_trials
         self.batch = 1
@@ -243,6 +250,7 @@ class OptunaStrategy(Strategy):
         self.outcomes: dict[int, list[Outcome]] = {}
         self.resumed = [t for t in self.study.get_trials(deepcopy=False)
                         if t.state == optuna.trial.TrialState.RUNNING]
+        self.ended: dict[str, str] = {}  # trial id -> status, of this search's trials
 
     def _sampler(self, seed: int):
         import optuna.samplers as s
@@ -296,6 +304,7 @@ class OptunaStrategy(Strategy):
             seen = {o.trial_id for o in self.outcomes[number]}  # two asks may be the same point
             if trial.trial_id not in seen and any(t.trial_id == trial.trial_id for t in trials):
                 self.outcomes[number].append(outcome)
+                self.ended[trial.trial_id] = outcome.status
                 if len(self.outcomes[number]) == len(trials):
                     self._tell(number, trials[0], self.outcomes.pop(number))
                     del self.cells[number]
@@ -303,13 +312,47 @@ class OptunaStrategy(Strategy):
 
     def _tell(self, number: int, config: TrialConfig, outcomes: list[Outcome]) -> None:
         values = [_objective(o.metric, config, outcomes) for o in self.spec.objectives]
-        if any(v is None for v in values):
+        if all(o.status == "pruned" for o in outcomes):
+            self.study.tell(number, state=_state("PRUNED"), skip_if_finished=True)
+        elif any(v is None for v in values):
             self.study.tell(number, state=_state("FAIL"), skip_if_finished=True)
         else:
             self.study.tell(number, values, skip_if_finished=True)
 
     def done(self) -> bool:
         return not self.cells and not self.resumed and len(self.study.trials) >= self.limit
+
+    def pruning(self, store: Store) -> Pruning | None:
+        """Thresholds per evaluation step of the sweep's success metric, from this search's ended
+        trials' curves in the store: `median` (as Optuna's MedianPruner: after 5 completed trials, a
+        trial worse than the median of the completed ones at the same step stops) or
+        `successive_halving` (asynchronous: at rungs every x 4^k steps, a trial outside the best
+        quarter of the trials that reached the rung stops)."""
+        if self.spec.pruner is None:
+            return None
+        from paretolab.analysis.cells import ident
+
+        s = self.sweep.success
+        lower = s.op in ("<=", "<")
+        if self.spec.pruner == "median":
+            ids = [i for i, st in self.ended.items() if st in ("finished", "diverged")]
+            if len(ids) < MEDIAN_STARTUP_TRIALS:
+                return None
+            stat, where = f"median({ident(s.metric)})", "true"
+        else:
+            ids = list(self.ended)
+            rungs = []
+            step = self.sweep.eval.every
+            while step <= self.sweep.max_steps:
+                rungs.append(step)
+                step *= HALVING_RATE
+            q = 1 / HALVING_RATE if lower else 1 - 1 / HALVING_RATE
+            stat, where = f"quantile_cont({ident(s.metric)}, {q!r})", f"list_contains({rungs!r}, step)"
+        if not ids or not store.files("metrics"):
+            return None
+        rows = store.query(f"SELECT step, {stat} AS bar FROM metrics WHERE list_contains(?, trial_id) AND {where} "
+                           f"AND isfinite({ident(s.metric)}) GROUP BY step ORDER BY step", [ids]).to_pylist()
+        return Pruning(s.metric, tuple((r["step"], r["bar"]) for r in rows), lower) if rows else None
 
     def result(self) -> OptunaResult:
         from collections import Counter
@@ -350,15 +393,6 @@ def _state(name: str):
     import optuna
 
     return optuna.trial.TrialState[name]
-
-
-def _pruner(name: str | None):
-    import optuna.pruners as p
-
-    if name is None:
-        return p.NopPruner()
-    return {"median": p.MedianPruner, "successive_halving": p.SuccessiveHalvingPruner,
-            "hyperband": p.HyperbandPruner}[name]()
 
 
 def _grid_size(spec) -> int:

@@ -67,7 +67,7 @@ class OptunaSearch:
     n_trials: int
     space: tuple[SpaceAxis, ...]
     objectives: tuple[Objective, ...]
-    pruner: Literal["median", "hyperband", "successive_halving"] | None = None
+    pruner: Literal["median", "successive_halving"] | None = None
     seed: int = 0
 
 

@@ -102,6 +102,7 @@ def _analysis_parsers(sub, store_help: str) -> None:
     c = sub.add_parser("cells", help="success probability (95%% Wilson interval) and median costs per cell")
     common(c, plot=False)
     c.add_argument("--axes", help="comma-separated axes to pool over (default: the sweep's axes)")
+    c.add_argument("--include-pruned", action="store_true", help="count trials a search pruned as seeds (default: left out)")
 
     lk = sub.add_parser("luck", help="best-of-k: cost to the first success with k seeds, seeds needed")
     common(lk)
@@ -335,7 +336,8 @@ def _cells(args) -> int:
     from paretolab.analysis.cells import cells
     from paretolab.api import open_store
 
-    _emit(cells(open_store(args.store), args.sweep, axes=_split(args.axes), success=args.success), args.format)
+    _emit(cells(open_store(args.store), args.sweep, axes=_split(args.axes), success=args.success,
+                include_pruned=args.include_pruned), args.format)
     return 0
 
 

@@ -206,7 +206,7 @@ def _axis_values(spec, ftype, path, key) -> list:
 
 
 SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
-PRUNERS = ("median", "successive_halving", "hyperband")
+PRUNERS = ("median", "successive_halving")
 SEARCH_KEYS = {"frontier": ("mode", "axis", "by", "target_success", "seeds_per_probe", "max_seeds"),
                "optuna": ("mode", "sampler", "n_trials", "space", "objectives", "pruner", "seed")}
 # what an objective or a selection rule may name, besides the task's metrics and the parameters

@@ -159,3 +159,65 @@ search:
     rows, distinct = con.query("SELECT count(*), count(DISTINCT trial_id) FROM trials_all").to_pylist()[0].values()
     assert rows == distinct  # no trial that the store held ran again
     assert resumed.ran == distinct - stored
+
+
+# --- pruning -------------------------------------------------------------------------------------
+
+def tiny_trial(**train):
+    sweep = parse_yaml(spec(max_steps=300, stop="false") + "search: {n_trials: 1, space: {lr: [0.1]}, objectives: [{minimize: test_error}]}\n")
+    import dataclasses
+
+    from paretolab.orchestrator.grid import expand
+
+    point = dataclasses.replace(sweep, search=None, fixed=tuple(sorted({**dict(sweep.fixed), "lr": 0.1, **train}.items())))
+    return list(expand(point))[0]
+
+
+def test_a_trial_worse_than_the_threshold_is_pruned_solo_and_in_a_pack():
+    from paretolab.workers.actor import _solo
+    from paretolab.workers.packed import train_pack
+    from paretolab.workers.trial import Assignment, Pruning, TrialResult
+
+    never = Pruning("test_error", ((100, -1.0),))  # nothing is below -1: pruned at step 100
+    a = Assignment(tiny_trial(), 1, never)
+    result = [x for x in _solo(a, "cpu") if isinstance(x, TrialResult)][0]
+    assert (result.status, result.steps, result.success) == ("pruned", 100, False)
+    kept = Assignment(tiny_trial(lr=0.2), 1)
+    results = {x.trial_id: x for x in train_pack([a, kept]) if isinstance(x, TrialResult)}
+    assert (results[a.trial.trial_id].status, results[a.trial.trial_id].steps) == ("pruned", 100)
+    assert (results[kept.trial.trial_id].status, results[kept.trial.trial_id].steps) == ("finished", 300)
+    assert not Pruning("test_error", ((100, 2.0),)).hopeless(100, {"test_error": 0.5})
+    assert Pruning("test_acc", ((100, 0.9),), lower_is_better=False).hopeless(100, {"test_acc": 0.5})
+
+
+def test_cells_leave_pruned_trials_out_unless_asked(make_store, tmp_path):
+    from paretolab.analysis.cells import cells
+
+    trials = [{"trial_id": "a", "width": 1, "success": True}, {"trial_id": "b", "width": 1, "status": "pruned"}]
+    metrics = [{"trial_id": "a", "step": 0, "samples": 0, "test_error": 0.0},
+               {"trial_id": "b", "step": 0, "samples": 0, "test_error": 0.9}]
+    store = paretolab.open_store(make_store(tmp_path / "r", "p", ["width"], trials, metrics))
+    assert cells(store, "p").to_pylist()[0]["n_seeds"] == 1
+    both = cells(store, "p", include_pruned=True).to_pylist()[0]
+    assert (both["n_seeds"], both["successes"]) == (2, 1)
+
+
+def test_median_pruning_stops_hopeless_trials(ray_cluster, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(spec(name="pruned", max_steps=1000, stop="false", search="""\
+search:
+  sampler: random
+  seed: 1
+  n_trials: 14
+  pruner: median
+  space: {lr: {low: 0.0005, high: 0.3, log: true}}
+  objectives: [{minimize: test_error}]
+"""))
+    summary = paretolab.run(path, store=tmp_path / "r", workers=2)
+    store = paretolab.open_store(tmp_path / "r")
+    pruned = store.query("SELECT trial_id, steps FROM trials WHERE status = 'pruned'").to_pylist()
+    assert pruned and all(r["steps"] < 1000 for r in pruned)
+    states = [t.state.name for t in study(tmp_path / "r", "pruned").trials]
+    assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == 14 - len(pruned)
+    assert summary.ran == 14
+    assert paretolab.run(path, store=tmp_path / "r").ran == 0  # pruned trials are ended: not rerun

@@ -77,7 +77,7 @@ class Worker:
 def _solo(a: Assignment, device: str):
     """One trial alone: its metric rows, then its result (failed, with the error, if it raised)."""
     start = time.perf_counter()
-    attempt = train(a.trial, a.attempt, device)
+    attempt = train(a.trial, a.attempt, device, a.prune)
     try:
         while True:
             yield next(attempt)

@@ -158,6 +158,8 @@ def _ended(a: Assignment, step: int, metrics: dict, firsts: list, i: int, max_st
         firsts[i] = step
     if step == max_steps or (firsts[i] is not None and a.trial.success.stop_on_success):
         return "finished"
+    if firsts[i] is None and a.prune is not None and a.prune.hopeless(step, metrics):
+        return "pruned"
     return None
 
 

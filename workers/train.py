@@ -18,7 +18,7 @@ from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
 from paretolab.workers.schedule import lr_factor
-from paretolab.workers.trial import MetricRow, TrainArgs, TrialConfig, TrialResult
+from paretolab.workers.trial import MetricRow, Pruning, TrainArgs, TrialConfig, TrialResult
 
 # Training FLOPs per token: forward + backward is about 6 x parameters (Kaplan et al. 2020,
 # "Scaling Laws for Neural Language Models", Sec. 2.1: C = 6 N per token). A vector example is one
@@ -26,8 +26,10 @@ from paretolab.workers.trial import MetricRow, TrainArgs, TrialConfig, TrialResu
 FLOPS_PER_PARAM_PER_TOKEN = 6
 
 
-def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[MetricRow, None, TrialResult]:
-    """Run one attempt of `trial`, yielding its metric rows and returning how it ended."""
+def train(trial: TrialConfig, attempt: int, device: str = "cpu", prune: Pruning | None = None
+          ) -> Generator[MetricRow, None, TrialResult]:
+    """Run one attempt of `trial`, yielding its metric rows and returning how it ended (`pruned`
+    when `prune` finds it hopeless at an evaluation)."""
     start = time.perf_counter()
     task_cls = tasks()[trial.task]
     task = task_cls(trial.task_args, trial.seed, trial.eval.test_size, device)
@@ -58,6 +60,8 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu") -> Generator[Me
                 first_success = step
             if step == trial.max_steps or (first_success is not None and success.stop_on_success):
                 return _result(trial, attempt, "finished", step, start, first_success, model.n_params, tokens, metrics)
+            if first_success is None and prune is not None and prune.hopeless(step, metrics):
+                return _result(trial, attempt, "pruned", step, start, None, model.n_params, tokens, metrics)
         x, y = task.train_batch(B)
         tokens = x.shape[1] if io.kind == "sequence" else 1
         # The schedule is written into every parameter group at every step, rather than kept by a

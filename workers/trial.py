@@ -82,11 +82,33 @@ class TrialConfig:
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """Early stopping of hopeless trials (an adaptive search's pruner; never part of a trial's id).
+
+    At each evaluation step listed in `thresholds`, a trial that has not succeeded yet and whose
+    `metric` is worse than the step's threshold (above it when `lower_is_better`) ends as `pruned`.
+    """
+
+    metric: str
+    thresholds: tuple[tuple[int, float], ...]
+    lower_is_better: bool = True
+
+    def hopeless(self, step: int, metrics: dict[str, float | None]) -> bool:
+        bar = dict(self.thresholds).get(step)
+        value = metrics.get(self.metric)
+        if bar is None or value is None:
+            return False
+        return value > bar if self.lower_is_better else value < bar
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """A trial handed to a worker, with the number of this attempt (1 for the first)."""
+    """A trial handed to a worker, with the number of this attempt (1 for the first), and the
+    pruning rule it runs under, if any."""
 
     trial: TrialConfig
     attempt: int
+    prune: Pruning | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +123,7 @@ class MetricRow:
     values: dict[str, float | None]
 
 
-Status = Literal["finished", "diverged", "failed"]
+Status = Literal["finished", "diverged", "failed", "pruned"]
 
 
 @dataclass(frozen=True)
