@@ -39,10 +39,13 @@ from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 # tasks): a step of a pack costs about members x parameters x tokens. On the 2-core CPU
 # (benchmarks/packing.py) width-100 MLPs (5k parameters) gain 11-12x at packs of 64-256 while
 # width-1000 ones (52k) gain 1.4x at 8 and lose at 64: past ~5e5 parameters a pack's working set
-# leaves the caches. Sequence models agree: a 1-layer Transformer of width 16 on flip-flop T = 16
-# (3.7k parameters x 15 tokens) gained most at packs of 16, and one of width 32 at T = 64 (15k x 63,
-# over the budget alone) lost at every pack size (README, Performance). On a GPU packs stay
-# kernel-launch-bound far longer; 1e8 there is an estimate, not a measurement.
+# leaves the caches. For sequence models the forward and backward of a Transformer pack beat the
+# solo models one after the other at width 16 and T = 16 (3.7k parameters x 15 tokens: 11.3 ms
+# against 14.2 ms for 16 members) but lost at width 32 and T = 64 (15k x 63, over the budget alone:
+# 84 ms against 67 ms), best of 5, one thread (workers/transformer.py). Whole-run speed-ups of
+# benchmarks/packing.py on the loaded machine were too noisy to calibrate more finely (README,
+# Performance). On a GPU packs stay kernel-launch-bound far longer; 1e8 there is an estimate, not
+# a measurement.
 AUTO_PACK_PARAMS = {"cpu": 5 * 10**5, "cuda": 10**8}
 MAX_AUTO_PACK = 256
 PACK_OPTIMIZERS = ("sgd", "adam", "adamw")
