@@ -106,3 +106,24 @@ def test_a_run_that_lost_its_lease_stops_writing(s3_store):
     finally:
         lease.release()
     assert json.loads(store.loc.read_bytes(lease_mod.LEASE))["owner"] == "other"  # not ours to delete
+
+
+def test_unreadable_object_is_skipped_and_doctor_moves_it_aside(s3_store, capsys):
+    store = Store(s3_store)
+    writer = StoreWriter(store)
+    for b in range(3):
+        writer.append("trials", [{"trial_id": f"t{b}", "attempt": 1, "status": "finished"}])
+        writer.flush()
+    bad = store.loc.list("trials")[1]
+    whole = store.loc.read_bytes("trials", bad.name)
+    store.loc.put(("trials", bad.name), lambda out: out.write(whole[: len(whole) // 2]))  # as a cut upload would
+    with pytest.warns(StoreWarning, match=f"skipping unreadable file s3://{bad.path}"):
+        assert store.query("SELECT trial_id FROM trials ORDER BY 1").column(0).to_pylist() == ["t0", "t2"]
+
+    code, out, _ = cli(capsys, "doctor", "--check", "--store", s3_store)
+    assert code == 1 and f"s3://{bad.path}: unreadable" in out
+    code, out, _ = cli(capsys, "doctor", "--store", s3_store)
+    assert code == 0 and f"moved to _quarantine/trials/{bad.name}" in out
+    assert [e.name for e in store.loc.list("_quarantine/trials")] == [bad.name]
+    assert len(store.loc.list("trials")) == 2
+    assert cli(capsys, "doctor", "--store", s3_store)[0] == 0
