@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -327,7 +328,7 @@ class Store:
                 raise StoreError(f"the store {self.uri} is being written by another paretolab run "
                                  f"(pid {holder}); wait for it or use another --store") from None
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}".encode(), 0)  # named by a refused run
             yield
         finally:
             os.close(fd)
