@@ -83,6 +83,10 @@ class Strategy(ABC):
         """The pruning rule for the trials proposed now (None: run them to their end)."""
         return None
 
+    def records(self, sweep, used: list[TrialConfig]) -> list[tuple[object, list[TrialConfig]]]:
+        """The sweep rows to write, as (Sweep, its trials), given the trials proposed so far."""
+        return [(sweep, used)]
+
     def close(self) -> None:
         """Release what the strategy holds (storage handles); called once, also after an error."""
 
@@ -110,13 +114,15 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
         RuntimeError: the strategy proposes nothing, waits for nothing and is not done (a bug).
     """
     waiting: dict[str, list[TrialConfig]] = {}  # trial id -> proposals waiting for it
+    ended: dict[str, Outcome] = {}  # outcomes of this run (the store gets them only at its next flush)
     strategy.start(scheduler.n_workers)
     while not strategy.done():
         batch = strategy.propose()
         if batch:
             on_trials(batch)
             fresh = list({t.trial_id: t for t in batch if t.trial_id not in waiting}.values())
-            known = stored_outcomes(store, [t.trial_id for t in fresh], retry_failed)
+            known = {t.trial_id: ended[t.trial_id] for t in fresh if t.trial_id in ended}
+            known.update(stored_outcomes(store, [t.trial_id for t in fresh if t.trial_id not in known], retry_failed))
             to_run = [t for t in fresh if t.trial_id not in known]
             scheduler.submit(to_run, attempts, strategy.pruning(store) if to_run else None)
             for t in batch:
@@ -131,8 +137,9 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
                 break
             raise RuntimeError(f"{type(strategy).__name__} proposed nothing and waits for nothing")
         for r in scheduler.wait_any():
+            ended[r.trial_id] = Outcome.of_result(r)
             for t in waiting.pop(r.trial_id, []):
-                strategy.observe(t, Outcome.of_result(r))
+                strategy.observe(t, ended[r.trial_id])
     return strategy.result()
 
 

@@ -116,7 +116,8 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
         grew = any(t.trial_id not in used for t in batch)
         used.update((t.trial_id, t) for t in batch)
         if grew and time.monotonic() - last_write[0] >= 2.0:
-            _record_sweep(st, writer, sweep, list(used.values()))
+            for row_sweep, row_trials in strategy.records(sweep, list(used.values())):
+                _record_sweep(st, writer, row_sweep, row_trials)
             last_write[0] = time.monotonic()
 
     with st.lock():
@@ -128,7 +129,8 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
         finally:
             strategy.close()
             if used:
-                _record_sweep(st, writer, sweep, list(used.values()))
+                for row_sweep, row_trials in strategy.records(sweep, list(used.values())):
+                    _record_sweep(st, writer, row_sweep, row_trials)
         for table in ("trials", "metrics"):
             st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     from paretolab.orchestrator.grid import axes

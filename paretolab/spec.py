@@ -129,6 +129,8 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     search = _search(raw.get("search"), task, model, owners, {**fixed, **dict.fromkeys(axis_names)}, axis_names,
                      len(seeds), path)
     tune = _tune(raw.get("tune"), task, model, owners, {**fixed, **dict.fromkeys(axis_names)}, len(seeds), path)
+    if search is not None and tune is not None:
+        raise SpecError(f"{path}: tune: per-cell tuning runs over a grid, not with a search; drop one of them")
     return Sweep(
         name=name.strip(), task=task, model=model, fixed=tuple(sorted(fixed.items())),
         grid=grid, zips=zips, points=None, seeds=seeds,
