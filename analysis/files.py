@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -219,6 +219,3 @@ def full_read_error(loc: Location, entry: FileEntry) -> str | None:
         return str(e).splitlines()[0] or type(e).__name__
     return None
 
-
-def name_of(path: str) -> str:
-    return PurePosixPath(path).name

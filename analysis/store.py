@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from paretolab.analysis import files as _files
-from paretolab.analysis.files import FileEntry, Location, StoreWarning  # noqa: F401 - StoreWarning is re-exported
+from paretolab.analysis.files import FileEntry, Location
 from paretolab.errors import StoreError
 
 TABLES = ("trials", "metrics", "sweeps")
@@ -169,20 +169,20 @@ class Store:
         if not self.exists():
             raise StoreError(f"no result store at {self.uri} (run a sweep first, or pass --store PATH)")
         for retry in range(SNAPSHOT_RETRIES):
-            con = duckdb.connect()
+            con, snapshot = duckdb.connect(), []
             try:
-                snapshot = self._views(con)
+                self._views(con, snapshot)
                 break
             except duckdb.Error as e:
                 con.close()
-                if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1:
+                if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1 or not self._changed(snapshot):
                     raise StoreError(f"cannot read the store at {self.uri}: {str(e).splitlines()[0]}") from None
         if sweep is not None:
             self._restrict(con, sweep)
         return con, snapshot
 
-    def _views(self, con: duckdb.DuckDBPyConnection) -> list[FileEntry]:
-        snapshot = []
+    def _views(self, con: duckdb.DuckDBPyConnection, snapshot: list[FileEntry]) -> None:
+        """Create the views over a snapshot of the live files, which it appends to `snapshot`."""
         for table in TABLES:
             entries = self._live(table)
             snapshot += entries
@@ -197,7 +197,6 @@ class Store:
         for name in ("sweeps", "sweep_trials", "trials", "metrics"):
             body = VIEWS[name] if retried or name not in ("trials", "metrics") else f"SELECT * FROM {name}_all"
             con.execute(f"CREATE VIEW {name} AS {body}")
-        return snapshot
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, entries: list[FileEntry]) -> str:
         """A FROM clause over `entries`: DuckDB's own reader on a local disk, a pyarrow dataset elsewhere."""
@@ -324,7 +323,7 @@ class Store:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "?"
                 raise StoreError(f"the store {self.uri} is being written by another paretolab run "
                                  f"(pid {holder}); wait for it or use another --store") from None
             os.ftruncate(fd, 0)
