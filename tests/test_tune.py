@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 import paretolab
@@ -71,3 +73,8 @@ def test_each_cell_runs_its_full_budget_at_the_value_its_first_seeds_chose(ray_c
 
     again = paretolab.run(path, store=tmp_path / "r")
     assert again.ran == 0 and again.search.rows() == summary.search.rows()
+    out = subprocess.run(["paretolab", "run", str(path), "--store", str(tmp_path / "r"),
+                          "--address", ray_cluster.get_runtime_context().gcs_address],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "lr chosen per cell by steps_to_success" in out.stdout and "paretolab cells --sweep tuned.tune" in out.stdout
