@@ -41,7 +41,8 @@ class ProgressView(Observer):
                                  TextColumn("eta"), TimeRemainingColumn(), console=self.console)
             self._bar.start()
             self._task = self._bar.add_task(self.sweep, total=counts.total, detail="")
-        self._bar.update(self._task, completed=counts.done, detail=detail(counts))
+        # an adaptive search's total grows as it submits
+        self._bar.update(self._task, total=counts.total, completed=counts.done, detail=detail(counts))
 
     def close(self) -> None:
         if self._bar is not None:
