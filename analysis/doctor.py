@@ -20,10 +20,8 @@ import json
 from dataclasses import dataclass
 
 from paretolab.analysis import files as _files
-from paretolab.analysis.store import MANIFEST, TABLES, Store
+from paretolab.analysis.store import MANIFEST, QUARANTINE, TABLES, Store
 from paretolab.errors import StoreError
-
-QUARANTINE = "_quarantine"
 
 
 @dataclass(frozen=True)

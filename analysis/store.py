@@ -78,6 +78,7 @@ VIEWS = {
 
 T = TypeVar("T")
 MANIFEST = "_compactions.json"
+QUARANTINE = "_quarantine"  # where `paretolab doctor` moves files that do not read: <store>/_quarantine/<table>/
 # DuckDB errors raised before any file is read: bad SQL, not a bad or vanished file.
 SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 
@@ -271,16 +272,17 @@ class Store:
     def ended(self, retry_failed: bool = False) -> set[str]:
         """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`).
 
-        A finished or diverged trial whose curve has no row left (its metrics file was lost and
-        moved aside by `paretolab doctor`) has not ended: the store is a cache, so it runs again.
+        Once `paretolab doctor` has moved a curve file aside, a finished or diverged trial whose
+        curve has no row left has not ended either: the store is a cache, so it runs again. (Only
+        then: a store written by other means may hold results without curves.)
         """
         if not self.files("trials"):
             return set()
         ended = ["finished", "diverged"] + ([] if retry_failed else ["failed"])
-        rows = self.query("SELECT trial_id FROM trials t WHERE list_contains(?, status) AND (status = 'failed' "
-                          "OR (trial_id, attempt) IN (SELECT DISTINCT trial_id, attempt FROM metrics_all))",
-                          [ended]).column(0)
-        return set(rows.to_pylist())
+        sql = "SELECT trial_id FROM trials WHERE list_contains(?, status)"
+        if self.loc.list(f"{QUARANTINE}/metrics"):
+            sql += " AND (status = 'failed' OR (trial_id, attempt) IN (SELECT trial_id, attempt FROM metrics_all))"
+        return set(self.query(sql, [ended]).column(0).to_pylist())
 
     def last_attempts(self) -> dict[str, int]:
         """The highest attempt number recorded for each trial, in `trials` or `metrics`."""

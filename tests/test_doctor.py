@@ -120,3 +120,13 @@ def test_doctor_refuses_while_a_run_writes(tmp_path, make_store, capsys):
     assert "is being written by another paretolab run" in capsys.readouterr().err
     assert main(["doctor", "--store", str(tmp_path / "nowhere")]) == 2
     assert "no result store at" in capsys.readouterr().err
+
+
+def test_results_without_curves_count_as_ended_until_doctor_moved_a_curve_file(tmp_path, make_store):
+    root = make_store(tmp_path / "r", "s", ["width"], [{"trial_id": "a", "width": 8}, {"trial_id": "b", "width": 16}],
+                      [{"trial_id": "a", "step": 0, "samples": 0, "test_error": 0.5}])
+    store = paretolab.open_store(root)
+    assert store.ended() == {"a", "b"}  # b has no curve: a store written by other means may be so
+    (root / "_quarantine" / "metrics").mkdir(parents=True)
+    (root / "_quarantine" / "metrics" / "00000000000000000001-lost.parquet").write_bytes(b"PAR1")
+    assert store.ended() == {"a"}  # once a curve file is known lost, b runs again
