@@ -92,8 +92,7 @@ def test_compaction_keeps_every_answer(store):
     assert read_folder(store, "trials").num_rows == 120  # plain readers see each row once
 
 
-def test_reader_during_appends_and_compactions_sees_whole_batches_once(tmp_path):
-    store = Store(tmp_path)
+def test_reader_during_appends_and_compactions_sees_whole_batches_once(store):
     write_batches(store, 1)
     query = "SELECT count(*) AS n, count(DISTINCT (trial_id, step)) AS distinct_rows FROM metrics"
     seen, errors = [], []
@@ -119,7 +118,7 @@ def test_reader_during_appends_and_compactions_sees_whole_batches_once(tmp_path)
 
     reader = threading.Thread(target=read)
     reader.start()
-    writer = StoreWriter(Store(tmp_path))
+    writer = StoreWriter(store)
     with store.lock():
         for b in range(1, 40):
             reader_caught_up(len(seen))
