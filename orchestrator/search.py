@@ -280,6 +280,9 @@ class OptunaStrategy(Strategy):
         batch = []
         while self.resumed:
             ft = self.resumed.pop()
+            if set(ft.params) != {a.name for a in self.spec.space}:  # killed between ask and sampling
+                self.study.tell(ft.number, state=_state("FAIL"), skip_if_finished=True)
+                continue
             batch.extend(self._cell(ft.number, ft.params))
         while len(self.cells) < self.batch and len(self.study.trials) < self.limit:
             trial = self.study.ask()
@@ -294,7 +297,7 @@ class OptunaStrategy(Strategy):
         from paretolab.orchestrator.grid import expand
 
         point = dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **params}.items())),
-                                    search=None)
+                                    search=None, points=None)
         try:
             trials = list(expand(point))
         except SpecError as e:  # parameters invalid together (e.g. k > n): this point fails, the search goes on

@@ -135,7 +135,7 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
             st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     from paretolab.orchestrator.grid import axes
 
-    return RunSummary(sweep=sweep.name, store=st.root, total=len(used), already_done=len(used) - counts.done,
+    return RunSummary(sweep=sweep.name, store=st.root or st.uri, total=len(used), already_done=len(used) - counts.done,
                       axes=tuple(axes(sweep)), ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
                       diverged=counts.diverged, wall_s=time.monotonic() - start, search=result)
 
