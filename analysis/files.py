@@ -4,8 +4,9 @@ A `Location` gives the store the few operations it needs, each with the same gua
 filesystem: a file appears whole under its final name or not at all.
 
 - Local folders (and NFS mounts): write a hidden temporary name, fsync, rename.
-- Object stores: one PUT of the final name (`open_output_stream` writes the object when it is
-  closed, and S3 publishes an object only once its upload completes); there is no rename.
+- Object stores: the file is written locally first, then uploaded under its final name in one
+  call (one PUT for small files; S3 publishes an object only once its upload completes); there is
+  no rename.
 
 It also keeps, per process, what the footer of each Parquet file says (its schema, or why it cannot
 be read), keyed by (path, size): files are immutable, so a file is opened once per process.
@@ -14,6 +15,7 @@ be read), keyed by (path, size): files are immutable, so a file is opened once p
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,34 +114,41 @@ class Location:
         Raises:
             StoreError: the file cannot be written; no partial file is left under its name.
         """
+        def write_to(path: str) -> None:
+            with pa.OSFile(path, "wb") as out:
+                write(out)
+
+        self.put_path(parts, write_to)
+
+    def put_path(self, parts: tuple[str, ...], write_to: Callable[[str], None]) -> None:
+        """Create the file `parts` whole, with `write_to(path)` writing it at a temporary local path.
+
+        Locally the temporary file is beside the final one, fsynced and renamed. For an object store
+        it is in the system's temporary folder, and goes up in one call once complete: an object
+        store publishes whatever a stream held when it closes, so nothing is streamed to it that
+        could be cut short by an exception.
+
+        Raises:
+            StoreError: the file cannot be written; no partial file is left under its name.
+        """
         final = self.path(*parts)
         try:
             if self.local:
-                self._put_local(final, write)
+                self._put_local(Path(final), write_to)
             else:
-                with self.fs.open_output_stream(final) as out:  # one object, published on close
-                    write(out)
+                with tempfile.TemporaryDirectory(prefix="paretolab-") as folder:
+                    tmp = os.path.join(folder, parts[-1])
+                    write_to(tmp)
+                    pafs.copy_files(tmp, final, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
         except OSError as e:
             raise StoreError(f"cannot write to the result store at {self.uri}: {e}") from None
 
-    def put_path(self, parts: tuple[str, ...], write_to: Callable[[str], None]) -> None:
-        """On a local store: create the file `parts` whole, with `write_to(path)` writing it at a temporary path."""
-        assert self.local, "put_path is for local stores"
-        try:
-            self._put_local(self.path(*parts), write_to, to_path=True)
-        except OSError as e:
-            raise StoreError(f"cannot write to the result store at {self.uri}: {e}") from None
-
-    def _put_local(self, final: str, write: Callable, to_path: bool = False) -> None:
-        path = Path(final)
+    @staticmethod
+    def _put_local(path: Path, write_to: Callable[[str], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            if to_path:
-                write(str(tmp))
-            else:
-                with pa.OSFile(str(tmp), "wb") as out:
-                    write(out)
+            write_to(str(tmp))
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -8,7 +8,7 @@ Layout (one subfolder per table, many immutable files each):
 
 The folder may be local (or an NFS mount) or on any filesystem pyarrow supports (`s3://bucket/prefix`,
 `gs://...`); `files.Location` writes each file whole under its final name (a temporary name, fsync
-and rename on a local disk; one PUT on an object store), so a reader (DuckDB, pandas, polars,
+and rename on a local disk; one upload of a complete local file on an object store), so a reader (DuckDB, pandas, polars,
 pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed. DuckDB
 reads local files natively and other filesystems through pyarrow datasets (no DuckDB extension).
 
@@ -145,11 +145,8 @@ class Store:
                 scan = self._scan(con, table, entries)
                 # the manifest first: it hides nothing until the merged file below exists
                 self.loc.put((table, MANIFEST), lambda out: out.write(body))
-                if self.loc.local:
-                    self.loc.put_path((table, name), lambda tmp: con.execute(
-                        f"COPY (SELECT * FROM {scan}) TO '{_sql_str(tmp)}' (FORMAT parquet)"))
-                else:
-                    self.loc.put((table, name), lambda out: _write_stream(con.sql(f"SELECT * FROM {scan}"), out))
+                self.loc.put_path((table, name), lambda tmp: con.execute(
+                    f"COPY (SELECT * FROM {scan}) TO '{_sql_str(tmp)}' (FORMAT parquet)"))
         except (OSError, duckdb.Error) as e:
             raise StoreError(f"cannot compact {self.uri}/{table}: {e}") from None
         for e in entries:
@@ -382,13 +379,6 @@ class StoreWriter:
 
 def _new_name() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-
-
-def _write_stream(rel: duckdb.DuckDBPyRelation, out) -> None:
-    reader = rel.to_arrow_reader()
-    with pq.ParquetWriter(out, reader.schema) as w:
-        for batch in reader:
-            w.write_batch(batch)
 
 
 def _sql_str(s: str) -> str:

@@ -57,6 +57,16 @@ def test_writes_are_whole_files_with_no_temporaries_left(store):
     assert read_folder(store, "trials").num_rows == 30
 
 
+def test_a_write_cut_short_leaves_no_file(store):
+    def write_then_fail(out):
+        out.write(b"PAR1 half a file")
+        raise KeyboardInterrupt  # as Ctrl-C in the middle of a flush
+
+    with pytest.raises(KeyboardInterrupt):
+        store.loc.put(("trials", "00000000000000000001-cut.parquet"), write_then_fail)
+    assert store.loc.list("trials", suffix="") == []
+
+
 def test_columns_added_later_and_null_only_columns_union(store):
     writer = StoreWriter(store)
     writer.append("trials", [{"trial_id": "a", "attempt": 1, "train_size": None}])
