@@ -119,7 +119,9 @@ def test_sweep_spreads_over_the_worker_nodes(cluster, tmp_path):
 def test_lost_worker_node_mid_sweep(cluster, tmp_path):
     """A node dies while trials run on it: they are rerun elsewhere with attempt 2, every trial ends
     once as finished, and every curve holds each of its evaluation steps exactly once."""
-    max_steps, n_trials = 1500, 24
+    # long enough that each worker still has trials to run when the first results reach the store
+    # (the driver flushes every 2 s): on an idle machine 1500 steps let the sweep end before the kill
+    max_steps, n_trials = 6000, 24
     spec = tmp_path / "fault.yaml"
     spec.write_text(SPEC.format(name="fault", seeds=n_trials // 2, max_steps=max_steps, pack_size=1))
     store = paretolab.open_store(tmp_path / "r")
@@ -128,6 +130,8 @@ def test_lost_worker_node_mid_sweep(cluster, tmp_path):
     try:
         victim = wait_for_finished_trial_on_a_node(store, proc, deadline_s=180)
         cluster.kill_node(victim)
+        finished = store.query("SELECT count(*) FROM trials").column(0)[0].as_py()
+        assert finished <= n_trials // 2, f"{finished} of {n_trials} trials ended before the kill: too late to test"
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
