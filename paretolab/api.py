@@ -30,12 +30,13 @@ def open_store(store: str | Path | None = None) -> Store:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What `run` did. `ran` counts trials run now; `already_done` those the store already had."""
+    """What `run` did. `ran` counts trials run now; `already_done` those the store already had (None in
+    a dry run of a grid over `CONFIRM_ABOVE_TRIALS` trials, which is not checked against the store)."""
 
     sweep: str
     store: str | Path
     total: int
-    already_done: int
+    already_done: int | None
     axes: tuple[str, ...] = ()
     ran: int = 0
     succeeded: int = 0
@@ -73,9 +74,11 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
-    _confirm_size(sweep, yes or dry_run)
-    trials = list(expand(sweep))
+    n = _confirm_size(sweep, yes or dry_run)
     st = open_store(store)
+    if dry_run and n > CONFIRM_ABOVE_TRIALS:
+        return _large_dry_run(sweep, st, n)
+    trials = list(expand(sweep))
     ended = st.ended(retry_failed) if st.exists() else set()
     pending = [t for t in trials if t.trial_id not in ended]
     from paretolab.orchestrator.grid import axes
@@ -120,7 +123,7 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
                 _record_sweep(st, writer, row_sweep, row_trials)
             last_write[0] = time.monotonic()
 
-    with st.lock():
+    with _lock(st):
         writer = StoreWriter(st)
         strategy = strategy_for(sweep, candidates, st.root)
         try:
@@ -147,6 +150,19 @@ def _confirm_size(sweep, yes: bool) -> None:
     if n > CONFIRM_ABOVE_TRIALS and not yes:
         raise UsageError(f"{sweep.path}: grid has {n:,} trials (> {CONFIRM_ABOVE_TRIALS:,}); "
                          "pass --yes to run it, or --dry-run to look first")
+    return n
+
+
+def _large_dry_run(sweep, st: Store, n: int) -> RunSummary:
+    """A dry run of a grid too large to expand at once: its size and first trials; the store is not
+    checked against all of it (`already_done` is None)."""
+    from itertools import islice
+
+    from paretolab.orchestrator.grid import axes, expand
+
+    first = [t.columns() | {"trial_id": t.trial_id} for t in islice(expand(sweep), 5)]
+    return RunSummary(sweep=sweep.name, store=st.root or st.uri, total=n, already_done=None,
+                      axes=tuple(axes(sweep)), first_configs=first)
 
 
 @contextmanager

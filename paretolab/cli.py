@@ -200,14 +200,18 @@ def _run(args) -> int:
 
 
 def _dry_run(out, summary) -> int:
-    out.print(f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
-              f"{summary.total - summary.already_done} to run")
+    if summary.already_done is None:  # too large to check against the store without running it
+        out.print(f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
+                  "a grid this large is compared with the store when it runs)")
+    else:
+        out.print(f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
+                  f"{summary.total - summary.already_done} to run")
     if summary.search:
         out.print(f"  {summary.search}", markup=False)
     for cfg in summary.first_configs:
         out.print("  " + " ".join(f"{k}={v}" for k, v in cfg.items()), markup=False)
     if summary.total > len(summary.first_configs):
-        out.print(f"  ... and {summary.total - len(summary.first_configs)} more")
+        out.print(f"  ... and {summary.total - len(summary.first_configs):,} more")
     return 0
 
 

@@ -190,3 +190,27 @@ def test_the_table_is_large_and_covers_every_command():
     covered = {c[2][0] for c in CASES if c[2]}
     assert covered >= {"run", "status", "query", "sweeps", "cells", "frontier", "luck", "phases", "fit", "plot",
                        "report", "export", "compact", "tasks", "models"}
+
+
+def test_a_grid_too_large_to_run_without_yes_dry_runs_without_expanding(place, capsys, monkeypatch):
+    """What the refusal suggests works: a dry run counts the 12,000,000 trials and shows the first ones
+    without expanding the grid (which would take minutes and gigabytes) or creating a store."""
+    import paretolab.orchestrator.grid as grid
+
+    monkeypatch.delenv("PARETOLAB_STORE", raising=False)
+    huge = edit("[16, 32]", "{range: [1, 1201]}").replace("seeds: 2", "seeds: 10000")
+    prepare(huge, place)
+    drawn = []
+    real = grid.expand
+
+    def counting_expand(sweep):
+        for t in real(sweep):
+            drawn.append(t)
+            yield t
+
+    monkeypatch.setattr(grid, "expand", counting_expand)
+    assert main(["run", place["spec"], "--store", place["new"], "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12,000,000 trials (not checked against" in out and "... and 11,999,995 more" in out
+    assert "width=1 " in out and len(drawn) <= 6
+    assert not Path(place["new"]).exists()
