@@ -26,7 +26,7 @@ from paretolab.analysis.store import StoreWriter
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
-from paretolab.workers.packed import pack_key
+from paretolab.workers.packed import pack_key, pack_size_for
 from paretolab.workers.train import failed
 from paretolab.workers.trial import Assignment, MetricRow, Pruning, Report, TrialConfig, TrialResult
 
@@ -36,7 +36,6 @@ CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one end
 # packs one after the other instead of one pack of all its trials (benchmarks/vs_ray_tune.py).
 PACKED_CALLS_IN_FLIGHT = 1
 MAX_CHUNK = 256
-AUTO_CHUNK = 64  # trials per call when packs are sized automatically by the worker
 
 
 @dataclass
@@ -105,6 +104,8 @@ class Scheduler:
         if self.packing is None:
             # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
             self.packing = self.resources.pack_size != 1 and pack_key(trials[0]) is not None
+            device = "cuda" if self.resources.gpu > 0 else "cpu"
+            self._pack = pack_size_for(trials[0], device, self.resources.pack_size) if self.packing else 1
         self.configs.update((t.trial_id, t) for t in trials)
         self.queue.extend(Assignment(t, attempts.get(t.trial_id, 0) + 1, prune) for t in trials)
         self.counts.total += len(trials)
@@ -181,7 +182,7 @@ class Scheduler:
     def _chunk_size(self) -> int:
         # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
         # about `target_call_s` of work, and never more than a fair share of what is left.
-        pack = (self.resources.pack_size or AUTO_CHUNK) if self.packing else 1
+        pack = self._pack  # as the worker will size it (`pack_size: auto` included)
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
         balanced = math.ceil(len(self.queue) / (self._calls_in_flight() * len(self.slots)))
         return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from paretolab.orchestrator.grid import parameters
 from paretolab.tasks.base import IO
 # Everything through the registry module: it imports the other built-ins (see test_plugin_modules_import_first).
+from paretolab.workers.base import Model
 from paretolab.workers.models import LSTM, MLP, MLPArgs, Transformer, models
 
 TransformerArgs, LSTMArgs = Transformer.Args, LSTM.Args
@@ -121,6 +122,12 @@ def test_params_are_exactly_the_trainable_leaves(model_name):
     assert model.n_params == sum(p.numel() for p in model.params)
 
 
+def test_param_count_without_building_equals_n_params(model_name):
+    cls, args, io = tiny(model_name)
+    assert cls.param_count(args, io) == build(cls, args, io).n_params
+    assert Model.param_count.__func__(cls, args, io) == build(cls, args, io).n_params  # the generic way too
+
+
 def test_init_leaves_the_global_rng_alone(model_name):
     cls, args, io = tiny(model_name)
     state = torch.random.get_rng_state()
@@ -152,7 +159,8 @@ def test_mlp_parameter_count():
     w, n, o = 32, VECTOR.input_dim, VECTOR.output_dim
     assert build(MLP, MLPArgs(width=w), VECTOR).n_params == w * (n + 1) + o * (w + 1)
     # each layer beyond 2 adds a width x width layer with its bias
-    assert build(MLP, MLPArgs(width=w, depth=4), VECTOR).n_params == w * (n + 1) + 2 * w * (w + 1) + o * (w + 1)
+    assert build(MLP, MLPArgs(width=w, depth=4), VECTOR).n_params == w * (n + 1) + 2 * w * (w + 1) + o * (w + 1) \
+        == MLP.param_count(MLPArgs(width=w, depth=4), VECTOR)
 
 
 # --------------------------------------------------------------- MLP depth
@@ -214,7 +222,8 @@ def transformer_count(args: TransformerArgs, io: IO) -> int:
     TransformerArgs(n_layers=3, d_model=12, n_heads=3, pos_emb="none", tie_embeddings=True),
 ])
 def test_transformer_parameter_count(args):
-    assert build(Transformer, args, SEQUENCE).n_params == transformer_count(args, SEQUENCE)
+    assert build(Transformer, args, SEQUENCE).n_params == transformer_count(args, SEQUENCE) \
+        == Transformer.param_count(args, SEQUENCE)
 
 
 def test_default_transformer_has_about_19m_parameters():
@@ -231,7 +240,8 @@ def test_lstm_parameter_count():
     h, L, V, o = 16, 2, SEQUENCE.input_dim, SEQUENCE.output_dim
     # embedding V h; per layer W_ih, W_hh (4h x h each) and two biases (4h each); head o h + o
     expected = V * h + L * (8 * h * h + 8 * h) + o * h + o
-    assert build(LSTM, LSTMArgs(n_layers=L, hidden=h), SEQUENCE).n_params == expected
+    assert build(LSTM, LSTMArgs(n_layers=L, hidden=h), SEQUENCE).n_params == expected \
+        == LSTM.param_count(LSTMArgs(n_layers=L, hidden=h), SEQUENCE)
     assert build(LSTM, LSTMArgs(), IO("sequence", 5, 5, 512)).n_params == 5 * 128 + 8 * 128**2 + 8 * 128 + 5 * 128 + 5
 
 

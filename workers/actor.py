@@ -14,7 +14,7 @@ import traceback
 import ray
 import torch
 
-from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key, train_pack
+from paretolab.workers.packed import pack_key, pack_size_for, train_pack
 from paretolab.workers.train import failed, train
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialResult
 
@@ -56,22 +56,13 @@ class Worker:
             while key is not None and j < len(assignments) and pack_key(assignments[j].trial) == key:
                 j += 1
             group = assignments[i:j]
-            # only a packable group needs a pack size (and `_auto` builds the model on the meta
+            # only a packable group needs a pack size (and `pack_size_for` builds the model on the meta
             # device, where the Transformer's and LSTM's dropout generators cannot be made)
-            size = 1 if key is None else self.pack_size or self._auto(group[0])
+            size = 1 if key is None else pack_size_for(group[0].trial, self.device, self.pack_size)
             for k in range(0, len(group), size):
                 chunk = group[k:k + size]
                 yield train_pack(chunk, self.device) if len(chunk) > 1 else _solo(chunk[0], self.device)
             i = j
-
-    def _auto(self, a: Assignment) -> int:
-        from paretolab.tasks.registry import tasks
-        from paretolab.workers.models import models
-
-        task_cls = tasks()[a.trial.task]
-        model = models()[a.trial.model](a.trial.model_args, task_cls.io(a.trial.task_args),
-                                        torch.Generator().manual_seed(0), "meta")
-        return auto_pack_size(model.n_params, self.device, example_tokens(task_cls.io(a.trial.task_args)))
 
 
 def _solo(a: Assignment, device: str):

@@ -81,6 +81,11 @@ class LSTM(Model):
             h = dropout(layer(h)[0], self.p, self.dropout_g)
         return h @ self.W.T + self.b
 
+    @classmethod
+    def param_count(cls, args: LSTMArgs, io: IO) -> int:
+        h = args.hidden  # embedding; per layer W_ih, W_hh (4h x h) and two biases (4h); the head
+        return io.input_dim * h + args.n_layers * (8 * h * h + 8 * h) + io.output_dim * h + io.output_dim
+
     @staticmethod
     def stack(members: list[LSTM]) -> PackedLSTM:
         return PackedLSTM(members)

@@ -72,6 +72,11 @@ class MLP(Model):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _forward(self.params, x)
 
+    @classmethod
+    def param_count(cls, args: MLPArgs, io: IO) -> int:
+        w, n, o = args.width, io.input_dim, io.output_dim
+        return (n * w + w) + (args.depth - 2) * (w * w + w) + (w * o + o)
+
     @staticmethod
     def stack(members: list[MLP]) -> PackedMLP:
         return PackedMLP(members)

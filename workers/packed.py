@@ -76,6 +76,15 @@ def auto_pack_size(n_params: int, device: str = "cpu", tokens: int = 1) -> int:
     return max(1, min(MAX_AUTO_PACK, budget // max(1, n_params * tokens)))
 
 
+def pack_size_for(trial, device: str, pack_size: int | None) -> int:
+    """Members per pack for packable trials like `trial`: `pack_size`, or under `auto` (None)
+    `auto_pack_size` of its model's parameter count."""
+    if pack_size is not None:
+        return pack_size
+    io = tasks()[trial.task].io(trial.task_args)
+    return auto_pack_size(models()[trial.model].param_count(trial.model_args, io), device, example_tokens(io))
+
+
 def example_tokens(io) -> int:
     """Tokens in one example of a task of shape `io` (`tasks.base.IO`): its maximum length for a
     sequence task, 1 for a vector task."""

@@ -109,6 +109,16 @@ class Transformer(Model):
         m.params, m.dropout_g = list(params), dropout_g
         return m
 
+    @classmethod
+    def param_count(cls, args: TransformerArgs, io: IO) -> int:
+        # per block 2 LayerNorms (4d), qkv (3d^2 + 3d), attention output (d^2 + d), MLP in (r d^2 +
+        # r d) and out (r d^2 + d); then token embedding, learned positions, final LayerNorm, head
+        d, r = args.d_model, args.mlp_ratio
+        blocks = args.n_layers * ((4 + 2 * r) * d * d + (9 + r) * d)
+        positions = io.length * d if args.pos_emb == "learned" else 0
+        head = 0 if args.tie_embeddings else io.output_dim * d
+        return blocks + io.input_dim * d + positions + 2 * d + head
+
     @staticmethod
     def stack(members: list[Transformer]) -> PackedTransformer:
         return PackedTransformer(members)
