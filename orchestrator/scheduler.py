@@ -6,7 +6,7 @@ writer of the store. It keeps every worker busy with up to two calls in
 flight, each a chunk of assignments sized so that one call lasts about `target_call_s` (tiny trials
 travel many per round trip; long ones one at a time). Workers stream `Report`s back; rows go to
 the `StoreWriter` as they arrive. A worker that dies has its unfinished assignments re-queued
-with attempt + 1 (up to `max_attempts`) and is replaced.
+with attempt + 1 (up to `max_attempts`) and is replaced; work goes only to workers that are up.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import signal
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from datetime import datetime, timezone
 import ray
 
 from paretolab.analysis.store import StoreWriter
+from paretolab.errors import ClusterError
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
@@ -36,14 +38,19 @@ CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one end
 # packs one after the other instead of one pack of all its trials (benchmarks/vs_ray_tune.py).
 PACKED_CALLS_IN_FLIGHT = 1
 MAX_CHUNK = 256
+# Workers that die before they are up, one after another, mean they cannot start (a broken install
+# on the nodes, say): the run stops with the error rather than replacing them forever.
+MAX_START_FAILURES = 3
 
 
 @dataclass
 class _Slot:
     actor: object
+    ready: object  # resolves once the actor is placed and constructed
     calls: list[_Call] = field(default_factory=list)
     node: str = ""
     dead: bool = False
+    up: bool = False
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Scheduler:
         self.report_every_s = report_every_s
         self.target_call_s = target_call_s
         self._trial_s: float | None = None  # running estimate of one trial's duration
+        self._start_failures = 0
 
     def run(self, trials: list[TrialConfig], attempts: dict[str, int]) -> Counts:
         """Run every trial once to its end; `attempts[id]` is the last attempt already made (0 if none).
@@ -152,9 +160,13 @@ class Scheduler:
         while busy():
             self._dispatch()
             calls = {c.gen: c for s in self.slots for c in s.calls}
-            ready, _ = ray.wait(list(calls), num_returns=1, timeout=0.2)
-            for gen in ready:
-                self._receive(calls[gen])
+            starting = {s.ready: s for s in self.slots if not s.up}
+            ready, _ = ray.wait([*calls, *starting], num_returns=1, timeout=0.2)
+            for ref in ready:
+                if ref in starting:
+                    self._started(starting[ref])
+                else:
+                    self._receive(calls[ref])
             self.writer.maybe_flush()
             if time.monotonic() - self._last_tick > 0.25:
                 self.counts.running = sum(1 for s in self.slots if s.calls)  # an actor trains one at a time
@@ -165,7 +177,24 @@ class Scheduler:
         r = self.resources
         actor = ray.remote(Worker).options(num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0)
         device = "cuda" if r.gpu > 0 else "cpu"
-        return _Slot(actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size))
+        handle = actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size)
+        return _Slot(handle, handle.__ray_ready__.remote())
+
+    def _started(self, slot: _Slot) -> None:
+        """A worker is up (it gets work from now on), or died starting (it is replaced). Work goes
+        only to workers that are up, so a replacement that the cluster cannot place (a lost node on
+        a fixed-size cluster) holds no trials: the others run them."""
+        try:
+            ray.get(slot.ready)
+        except ray.exceptions.RayError as e:
+            self._start_failures += 1
+            if self._start_failures >= MAX_START_FAILURES:
+                raise ClusterError(f"{self._start_failures} worker actors died while starting; the last: "
+                                   f"{_root_cause(e)}") from None
+            ray.kill(slot.actor, no_restart=True)
+            self.slots[self.slots.index(slot)] = self._spawn()
+            return
+        slot.up, self._start_failures = True, 0
 
     def _calls_in_flight(self) -> int:
         return PACKED_CALLS_IN_FLIGHT if self.packing else CALLS_IN_FLIGHT
@@ -173,7 +202,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         for _ in range(self._calls_in_flight()):  # round-robin: every worker gets its share first
             for slot in self.slots:
-                if self.queue and len(slot.calls) < self._calls_in_flight():
+                if slot.up and self.queue and len(slot.calls) < self._calls_in_flight():
                     chunk = [self.queue.popleft() for _ in range(min(self._chunk_size(), len(self.queue)))]
                     call = _Call(slot, chunk)
                     call.gen = slot.actor.run.remote(chunk)
@@ -241,6 +270,14 @@ class Scheduler:
         for slot in self.slots:
             ray.kill(slot.actor, no_restart=True)
         self.writer.flush()
+
+
+def _root_cause(error: Exception) -> str:
+    """The line of a Ray error that names what went wrong inside the worker (its last `...Error:`
+    line), without terminal colours."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    causes = [line for line in lines if re.match(r"[\w.]*(Error|Exception): ", line)]
+    return causes[-1] if causes else next((line for line in lines if line), type(error).__name__)
 
 
 def _exit_now() -> None:

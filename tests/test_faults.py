@@ -242,3 +242,35 @@ def test_a_second_driver_on_the_same_store_is_refused(tmp_path, ray_tmp):
     assert "2 trials (2 run now, 0 already in the store)" in out
     check_every_trial_once(store, total=2)
     assert count(store, "SELECT count(*) AS n FROM sweeps_all") == 1  # the refused run wrote nothing
+
+
+class _BrokenWorker:
+    """A worker actor whose construction fails, as on a node where the worker code cannot import."""
+
+    def __init__(self, *args):
+        raise ImportError("the worker code does not import on this node")
+
+
+def test_workers_that_cannot_start_stop_the_run_with_the_reason(ray_cluster, tmp_path):
+    import ray
+
+    from paretolab.analysis.store import Store, StoreWriter
+    from paretolab.errors import ClusterError
+    from paretolab.orchestrator.grid import expand
+    from paretolab.orchestrator.scheduler import MAX_START_FAILURES, Scheduler, _Slot
+    from paretolab.orchestrator.sweep import Resources
+    from paretolab.spec import load_spec
+
+    spawned = []
+
+    class Unstartable(Scheduler):
+        def _spawn(self):
+            handle = ray.remote(_BrokenWorker).options(num_cpus=1, max_restarts=0).remote()
+            spawned.append(handle)
+            return _Slot(handle, handle.__ray_ready__.remote())
+
+    trials = list(expand(load_spec(write_spec(tmp_path, seeds=2))))
+    scheduler = Unstartable(StoreWriter(Store(tmp_path / "r")), 1, Resources(cpu=1))
+    with pytest.raises(ClusterError, match="worker actors died while starting.*does not import"):
+        scheduler.run(trials, {})
+    assert len(spawned) == MAX_START_FAILURES  # replaced until the limit, then stopped

@@ -166,3 +166,28 @@ def wait_for_finished_trial_on_a_node(store, proc, deadline_s: float) -> str:
         time.sleep(0.1)  # polling interval, not a synchronization
     raise AssertionError(f"no trial finished within {deadline_s} s")
 
+
+
+def test_a_lost_node_on_a_full_cluster_leaves_its_work_to_the_others(cluster, tmp_path):
+    """Every CPU holds a worker, so the lost worker's replacement cannot be placed: it must hold no
+    trials (work goes only to workers that are up) and the remaining workers finish the sweep."""
+    nodes = live_nodes(cluster)
+    assert len(nodes) >= 2
+    max_steps, n_trials = 6000, 16
+    spec = tmp_path / "full.yaml"
+    spec.write_text(SPEC.format(name="full", seeds=n_trials // 2, max_steps=max_steps, pack_size=1))
+    store = paretolab.open_store(tmp_path / "r")
+    proc = run_cli(cluster, spec, tmp_path / "r", "--workers", str(len(nodes)))
+    try:
+        victim = wait_for_finished_trial_on_a_node(store, proc, deadline_s=180)
+        cluster.kill_node(victim)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    trials = store.query("SELECT trial_id, status, attempt, node FROM trials").to_pylist()
+    assert len(trials) == len({t["trial_id"] for t in trials}) == n_trials
+    assert all(t["status"] == "finished" for t in trials), trials
+    rerun = [t for t in trials if t["attempt"] == 2]
+    assert rerun and all(t["node"] in nodes - {victim} for t in rerun)
