@@ -11,6 +11,7 @@ import pytest
 PLUGINS = str(Path(__file__).parent / "plugins")
 # The test plugin registers a task through a real entry point; Ray workers inherit PYTHONPATH.
 sys.path.insert(0, PLUGINS)
+sys.path.insert(0, str(Path(__file__).parent))  # tests/support.py
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, os.environ.get("PYTHONPATH")) if p)
 
 TINY = """\

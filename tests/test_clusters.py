@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml
 
 import paretolab
 import paretolab.clusters
+from support import free_ports
 
 PROFILES = Path(paretolab.clusters.__file__).parent
 LAUNCHER = ["aws.yaml", "gcp.yaml"]
@@ -115,16 +115,6 @@ while [ $# -gt 0 ]; do
 done
 exec "$@"
 """
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def test_slurm_script_starts_ray_over_the_allocation_and_runs_the_sweep(ray_dirs, tmp_path, write_spec):

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
 import paretolab
+from support import free_ports
 
 # The head has no CPU and each worker node one, so a worker actor of `cpu: 1` fits one per node:
 # the spread over nodes is forced, not hoped for.
@@ -31,16 +31,6 @@ eval: {{every: 100, test_size: 256}}
 success: {{metric: test_error, op: "<", value: 0.0}}
 resources: {{cpu: 1, pack_size: {pack_size}}}
 """
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class LocalCluster:

@@ -13,8 +13,8 @@ from paretolab.orchestrator.grid import expand
 from paretolab.orchestrator.events import Observer
 from paretolab.spec import parse_yaml
 from paretolab.workers.packed import pack_key, train_pack
-from paretolab.workers.train import train
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from support import solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,15 +38,6 @@ success: {{metric: test_error, op: "<=", value: {target}}}
 
 def trials(momentum=0.0, max_steps=300, target=0.1, extra=""):
     return list(expand(parse_yaml(SPEC.format(momentum=momentum, max_steps=max_steps, target=target) + extra)))
-
-
-def solo(trial):
-    rows, run = [], train(trial, 1)
-    try:
-        while True:
-            rows.append(next(run))
-    except StopIteration as end:
-        return rows, end.value
 
 
 def packed(ts):

@@ -14,8 +14,8 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
 from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key, train_pack
-from paretolab.workers.train import train
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from support import solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,15 +49,6 @@ def trials(task="flipflop", model="transformer", optimizer="adamw", max_steps=60
     text = SPEC.format(task=task, task_args=TASKS[task], model=model, model_args=model_args or MODELS[model],
                        optimizer=optimizer, max_steps=max_steps)
     return list(expand(parse_yaml(text + extra)))
-
-
-def solo(trial):
-    rows, run = [], train(trial, 1)
-    try:
-        while True:
-            rows.append(next(run))
-    except StopIteration as end:
-        return rows, end.value
 
 
 def packed(ts):

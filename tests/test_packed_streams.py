@@ -11,8 +11,8 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks import sparse_parity
 from paretolab.tasks.registry import tasks
 from paretolab.workers.packed import pack_key, train_pack
-from paretolab.workers.train import train
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from support import solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,12 +66,8 @@ def test_packed_curves_equal_solo_curves_with_members_ending_apart(train_size):
     ends = {r.trial_id: r.steps for r in items if isinstance(r, TrialResult)}
     assert len(set(ends.values())) > 1  # the pack was re-stacked along the way
     for t in ts:
-        run, solo_rows = train(t, 1), []
-        try:
-            while True:
-                solo_rows.append(next(run))
-        except StopIteration as end:
-            assert end.value.steps == ends[t.trial_id]
+        solo_rows, solo_result = solo(t)
+        assert solo_result.steps == ends[t.trial_id]
         mine = [r for r in items if isinstance(r, MetricRow) and r.trial_id == t.trial_id]
         assert [r.step for r in mine] == [r.step for r in solo_rows]
         for a, b in zip(mine, solo_rows):
