@@ -142,6 +142,59 @@ def ray_dirs():
         d.kill()
 
 
+class Driver:
+    """`paretolab run SPEC --store STORE --address ADDRESS` as a subprocess in its own process group,
+    to be SIGKILLed mid-run: `wait_until(condition, what)` polls with a deadline while it runs."""
+
+    def __init__(self, spec: Path, store: Path, address: str):
+        import subprocess
+
+        self.command = ["paretolab", "run", str(spec), "--store", str(store), "--address", address]
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+
+    def wait_until(self, condition, what: str, timeout_s: float = 180):
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not (value := condition()):
+            assert self.proc.poll() is None, f"the run ended before {what}: {self.proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, f"not {what} within {timeout_s} s"
+            time.sleep(0.2)  # polling interval, not synchronization
+        return value
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def driver(ray_cluster):
+    """`driver(spec, store)` starts a `Driver` on the session's Ray; one still running at the end is killed."""
+    started: list[Driver] = []
+    address = ray_cluster.get_runtime_context().gcs_address
+    yield lambda spec, store: started.append(Driver(spec, store, address)) or started[-1]
+    for d in started:
+        d.kill()
+
+
+def store_count(store: Path, sql: str = "SELECT count(*) FROM trials") -> int:
+    """The one value of `sql` over the store (0 while it holds no trials)."""
+    import paretolab
+
+    st = paretolab.open_store(store)
+    return st.query(sql).column(0)[0].as_py() if st.files("trials") else 0
+
+
+@pytest.fixture
+def count_in():
+    """`count_in(store, sql)`: the one value of a count query over a store, 0 while it holds no trials."""
+    return store_count
+
+
 @pytest.fixture
 def write_spec():
     """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""

@@ -132,27 +132,14 @@ def test_example_spec_is_a_frontier_search():
     assert "frontier search" in out.stdout
 
 
-def test_a_killed_frontier_search_resumes_from_the_store(ray_cluster, tmp_path):
-    import os
-    import signal
-    import time
-
+def test_a_killed_frontier_search_resumes_from_the_store(ray_cluster, driver, count_in, tmp_path):
     (tmp_path / "search.yaml").write_text(PROBLEM.format(name="killed") + SEARCH)
     store = tmp_path / "r"
     address = ray_cluster.get_runtime_context().gcs_address
-    child = subprocess.Popen(["paretolab", "run", str(tmp_path / "search.yaml"), "--store", str(store),
-                              "--address", address], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             start_new_session=True)
-    deadline, held = time.monotonic() + 180, 0
-    while held < 8:  # two probes' worth of trials written
-        assert child.poll() is None, child.stderr.read().decode()
-        assert time.monotonic() < deadline, "no 8 trials in the store within 180 s"
-        st = paretolab.open_store(store)
-        held = st.query("SELECT count(*) FROM trials").column(0)[0].as_py() if st.files("trials") else 0
-        time.sleep(0.2)  # polling interval, not synchronization
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait(timeout=30)
-    held = paretolab.open_store(store).query("SELECT count(*) FROM trials").column(0)[0].as_py()
+    child = driver(tmp_path / "search.yaml", store)
+    child.wait_until(lambda: count_in(store) >= 8, "8 trials in the store")  # two probes' worth
+    child.kill()
+    held = count_in(store)
 
     resumed = paretolab.run(tmp_path / "search.yaml", store=store)
     assert resumed.already_done >= held and resumed.ran == resumed.total - resumed.already_done

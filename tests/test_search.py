@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-
 import optuna
 import pytest
 
@@ -119,7 +114,7 @@ search:
     assert again.ran == 0 and len(study(tmp_path / "r", "tpe").trials) == 6
 
 
-def test_a_killed_search_resumes_without_rerunning_stored_trials(ray_cluster, tmp_path):
+def test_a_killed_search_resumes_without_rerunning_stored_trials(ray_cluster, driver, count_in, tmp_path):
     path = tmp_path / "s.yaml"
     n_trials = 16
     path.write_text(spec(name="killed", max_steps=1500, stop="false", search=f"""\
@@ -130,26 +125,21 @@ search:
   objectives: [{{minimize: test_error}}]
 """))
     store = tmp_path / "r"
-    address = ray_cluster.get_runtime_context().gcs_address
-    child = subprocess.Popen(["paretolab", "run", str(path), "--store", str(store), "--address", address],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 180
-    told = 0
-    while told < 3:
-        assert child.poll() is None, child.stderr.read().decode()
-        assert time.monotonic() < deadline, "the search told no 3 trials within 180 s"
-        if (store / "_optuna" / "killed.log").exists():
-            try:
-                told = sum(t.state.name == "COMPLETE" for t in study(store, "killed").trials)
-            except KeyError:  # the study is being created
-                pass
-        time.sleep(0.2)  # polling interval, not synchronization
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait(timeout=30)
+    child = driver(path, store)
+
+    def told() -> int:
+        if not (store / "_optuna" / "killed.log").exists():
+            return 0
+        try:
+            return sum(t.state.name == "COMPLETE" for t in study(store, "killed").trials)
+        except KeyError:  # the study is being created
+            return 0
+
+    child.wait_until(lambda: told() >= 3, "3 trials told")
+    child.kill()
     before = study(store, "killed").trials
     assert len([t for t in before if t.state.name != "RUNNING"]) < n_trials  # it really was cut short
-    stored = paretolab.open_store(store).query("SELECT count(*) FROM trials").column(0)[0].as_py() \
-        if paretolab.open_store(store).files("trials") else 0
+    stored = count_in(store)
 
     resumed = paretolab.run(path, store=store)
     after = study(store, "killed").trials

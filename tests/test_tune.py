@@ -78,3 +78,44 @@ def test_each_cell_runs_its_full_budget_at_the_value_its_first_seeds_chose(ray_c
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "lr chosen per cell by steps_to_success" in out.stdout and "paretolab cells --sweep tuned.tune" in out.stdout
+
+
+def test_a_killed_tuning_resumes_without_rerunning_stored_trials(ray_cluster, driver, count_in, tmp_path):
+    path = tmp_path / "t.yaml"
+    # one trial per worker call and every trial to max_steps: the second phase lasts seconds
+    path.write_text(SPEC.replace("sweep: tuned", "sweep: killed").replace("seeds: 4", "seeds: 8")
+                    .replace("max_steps: 1000", "max_steps: 2000").replace('value: 0.1}', 'value: 0.1, stop_on_success: false}')
+                    + "resources: {cpu: 1, pack_size: 1}\n"
+                    + "tune: {param: lr, values: [0.02, 0.3], select: min steps_to_success, seeds: 2}\n")
+    store = tmp_path / "r"
+    every = 4 * (2 * 2 + 6)  # 4 cells: 2 values x seeds 0, 1; then seeds 2..7 at the chosen value
+    child = driver(path, store)
+    # killed once some cell's second phase has begun (the first phase ran first: other cells are
+    # still in it or waiting for their choice's seeds)
+    child.wait_until(lambda: count_in(store, "SELECT count(*) FROM trials WHERE seed >= 2") >= 1,
+                     "a second-phase trial in the store")
+    child.kill()
+    before = {r["trial_id"]: r for r in paretolab.open_store(store).query(
+        "SELECT trial_id, attempt, finished_at FROM trials_all").to_pylist()}
+    assert len(before) < every  # it really was cut short
+
+    out = subprocess.run(child.command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"killed: {every} trials ({every - len(before)} run now, {len(before)} already in the store)" in out.stdout
+    store_ = paretolab.open_store(store)
+    after = store_.query("SELECT trial_id, attempt, finished_at FROM trials_all").to_pylist()
+    assert len(after) == len({r["trial_id"] for r in after}) == every  # every trial once
+    assert all(before[r["trial_id"]] == r for r in after if r["trial_id"] in before)  # none of them rerun
+
+    # each cell's choice is what its first-phase results choose (as an uninterrupted run does)
+    first = cells(store_, "killed.tune").to_pylist()
+    assert len(first) == 8 and all(c["n_seeds"] == 2 for c in first)
+    chosen = {(r["width"], r["train_size"]): r["lrs"] for r in store_.query(
+        "SELECT width, train_size, list(DISTINCT lr) AS lrs FROM trials GROUP BY ALL", sweep="killed").to_pylist()}
+    assert len(chosen) == 4 and all(c["n_seeds"] == 8 for c in cells(store_, "killed").to_pylist())
+    for key, lrs in chosen.items():
+        ranked = [(2 * c["successes"] < c["n_seeds"], c["steps_to_success"] or 0, -c["successes"], c["lr"])
+                  for c in first if (c["width"], c["train_size"]) == key]
+        assert lrs == [min(ranked)[-1]], (key, ranked)
+    again = paretolab.run(path, store=store)
+    assert again.ran == 0 and {(r["width"], r["train_size"]): [r["lr"]] for r in again.search.rows()} == chosen
