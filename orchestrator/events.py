@@ -10,14 +10,16 @@ from paretolab.workers.trial import Report
 
 @dataclass
 class Counts:
-    """Progress of a run. `done` counts every ended trial, `failed` and `diverged` included;
-    `running` counts busy workers (each trains one trial at a time)."""
+    """Progress of a run. `done` counts every ended trial, `failed`, `diverged` and `pruned` (stopped
+    early by a search's pruner; not failed) included; `running` counts busy workers (each trains one
+    trial at a time)."""
 
     total: int
     done: int = 0
     succeeded: int = 0
     failed: int = 0
     diverged: int = 0
+    pruned: int = 0
     running: int = 0
     retried: int = 0
     started_at: float = field(default_factory=time.monotonic)

@@ -242,6 +242,7 @@ class Scheduler:
         c.succeeded += result.success
         c.failed += result.status == "failed"
         c.diverged += result.status == "diverged"
+        c.pruned += result.status == "pruned"
         self._ended.append(result)
         if result.wall_s > 0:
             self._trial_s = result.wall_s if self._trial_s is None else 0.8 * self._trial_s + 0.2 * result.wall_s

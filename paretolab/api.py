@@ -42,6 +42,7 @@ class RunSummary:
     succeeded: int = 0
     failed: int = 0
     diverged: int = 0
+    pruned: int = 0  # stopped early by a search's pruner (not failed)
     wall_s: float = 0.0
     first_configs: list[dict] = field(default_factory=list)
     search: object = None  # an adaptive run's answer (frontier boundaries, Optuna's best trials, tuned values); a dry run: what it will do
@@ -140,7 +141,7 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
 
     return RunSummary(sweep=sweep.name, store=st.root or st.uri, total=len(used), already_done=len(used) - counts.done,
                       axes=tuple(axes(sweep)), ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
-                      diverged=counts.diverged, wall_s=time.monotonic() - start, search=result)
+                      diverged=counts.diverged, pruned=counts.pruned, wall_s=time.monotonic() - start, search=result)
 
 
 def _confirm_size(sweep, yes: bool) -> None:

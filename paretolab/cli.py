@@ -182,7 +182,8 @@ def _run(args) -> int:
         view.close()
     store = _store_arg(summary.store)
     out.print(f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already in the store); "
-              f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged in {summary.wall_s:.1f} s")
+              f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
+              + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
     out.print(f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
     if summary.search is not None:
         import pyarrow as pa
