@@ -182,13 +182,26 @@ def describe(sweep) -> str | None:
     elif isinstance(sweep.search, s.OptunaSearch):
         o = sweep.search
         goals = ", ".join(f"{x.direction} {x.metric}" for x in o.objectives)
-        parts.append(f"optuna search ({o.sampler}): {o.n_trials} points x {len(sweep.seeds)} seeds, {goals}"
-                     + (f", {o.pruner} pruning" if o.pruner else ""))
+        parts.append(f"optuna search ({o.sampler} sampler, seed {o.seed}): {n_points(o)} points x {len(sweep.seeds)} seeds, "
+                     f"{goals}" + (f", {o.pruner} pruning" if o.pruner else "")
+                     + f"; space: {', '.join(_axis_text(a) for a in o.space)}")
     if sweep.tune is not None:
         t = sweep.tune
         parts.append(f"tuning {t.param} per cell over {len(t.values)} values on {t.seeds} seeds "
                      f"({'min' if t.direction == 'minimize' else 'max'} {t.metric}), then every seed")
     return "; ".join(parts) or None
+
+
+def n_points(spec) -> int:
+    """The number of points an Optuna search asks: `n_trials`, or fewer for a grid sampler over a smaller grid."""
+    return min(spec.n_trials, _grid_size(spec)) if spec.sampler == "grid" else spec.n_trials
+
+
+def _axis_text(a) -> str:
+    if a.choices is not None:
+        return f"{a.name} in [{', '.join(map(str, a.choices))}]"
+    kind = ", ".join(k for k in ("int" if a.is_int else "", "log" if a.log else "", f"step {a.step:g}" if a.step else "") if k)
+    return f"{a.name} {a.low:g}..{a.high:g}" + (f" ({kind})" if kind else "")
 
 
 @dataclass(frozen=True)
@@ -251,7 +264,7 @@ class OptunaStrategy(Strategy):
             storage=storage, study_name=sweep.name, load_if_exists=True,
             sampler=self._sampler(self.spec.seed + existing),
             directions=[o.direction for o in self.spec.objectives])
-        self.limit = min(self.spec.n_trials, _grid_size(self.spec)) if self.spec.sampler == "grid" else self.spec.n_trials
+        self.limit = n_points(self.spec)
         self.batch = 1
         self.cells: dict[int, list[TrialConfig]] = {}  # Optuna trial number -> its trials
         self.outcomes: dict[int, list[Outcome]] = {}

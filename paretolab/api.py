@@ -31,7 +31,8 @@ def open_store(store: str | Path | None = None) -> Store:
 @dataclass(frozen=True)
 class RunSummary:
     """What `run` did. `ran` counts trials run now; `already_done` those the store already had (None in
-    a dry run of a grid over `CONFIRM_ABOVE_TRIALS` trials, which is not checked against the store)."""
+    a dry run of a grid over `CONFIRM_ABOVE_TRIALS` trials, which is not checked against the store, and
+    in a dry run of an Optuna search, whose `total` is its most trials: points x seeds)."""
 
     sweep: str
     store: str | Path
@@ -87,8 +88,12 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     summary = dict(sweep=sweep.name, store=st.root or st.uri, total=len(trials), already_done=len(trials) - len(pending),
                    axes=tuple(axes(sweep)))
     if dry_run:
-        from paretolab.orchestrator.search import describe
+        from paretolab.orchestrator.search import describe, n_points
+        from paretolab.orchestrator.sweep import OptunaSearch
 
+        if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
+            return RunSummary(**summary | dict(total=n_points(sweep.search) * len(sweep.seeds), already_done=None),
+                              search=describe(sweep))
         return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]],
                           search=describe(sweep))
     start = time.monotonic()

@@ -201,7 +201,10 @@ def _run(args) -> int:
 
 
 def _dry_run(out, summary) -> int:
-    if summary.already_done is None:  # too large to check against the store without running it
+    if summary.already_done is None and summary.search:  # an optuna search: its trials are asked as it runs
+        out.print(f"{summary.sweep}: up to {summary.total} trials, chosen as the search runs (none listed ahead; "
+                  f"those {summary.store} holds are not run again)")
+    elif summary.already_done is None:  # too large to check against the store without running it
         out.print(f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
                   "a grid this large is compared with the store when it runs)")
     else:
@@ -211,7 +214,7 @@ def _dry_run(out, summary) -> int:
         out.print(f"  {summary.search}", markup=False)
     for cfg in summary.first_configs:
         out.print("  " + " ".join(f"{k}={v}" for k, v in cfg.items()), markup=False)
-    if summary.total > len(summary.first_configs):
+    if summary.first_configs and summary.total > len(summary.first_configs):
         out.print(f"  ... and {summary.total - len(summary.first_configs):,} more")
     return 0
 

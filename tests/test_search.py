@@ -154,6 +154,37 @@ search:
     assert resumed.ran == distinct - stored
 
 
+def test_a_dry_run_says_what_the_search_will_do_and_lists_no_trial(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(spec(name="dry", seeds=3, search="""\
+search:
+  sampler: grid
+  n_trials: 50
+  seed: 7
+  space: {lr: [0.05, 0.1], train_size: [64, 128, 256], depth: [1, 2]}
+  objectives: [{minimize: test_error}]
+  pruner: median
+"""))
+    summary = paretolab.run(path, store=tmp_path / "r", dry_run=True)
+    assert (summary.total, summary.already_done, summary.first_configs) == (12 * 3, None, [])  # the grid has 12 points
+    out = subprocess.run(["paretolab", "run", str(path), "--store", str(tmp_path / "r"), "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("dry: up to 36 trials, chosen as the search runs (none listed ahead")
+    assert ("optuna search (grid sampler, seed 7): 12 points x 3 seeds, minimize test_error, median pruning; "
+            "space: lr in [0.05, 0.1], train_size in [64, 128, 256], depth in [1, 2]") in out.stdout
+    assert "trial_id=" not in out.stdout and "more" not in out.stdout and len(out.stdout.splitlines()) == 2
+    assert not (tmp_path / "r").exists()  # nothing written, not even the study
+    ranged = spec(name="dry", search="search: {n_trials: 5, space: {lr: {low: 0.01, high: 0.5, log: true}, "
+                                      "depth: {low: 1, high: 4}, weight_decay: {low: 0, high: 0.1, step: 0.01}}, "
+                                      "objectives: [{minimize: test_error}]}\n")
+    from paretolab.orchestrator.search import describe
+
+    assert describe(parse_yaml(ranged.replace("weight_decay: 0.01, ", ""))) == (
+        "optuna search (tpe sampler, seed 0): 5 points x 1 seeds, minimize test_error; "
+        "space: lr 0.01..0.5 (log), depth 1..4 (int), weight_decay 0..0.1 (step 0.01)")
+
+
 # --- pruning -------------------------------------------------------------------------------------
 
 def tiny_trial(**train):
