@@ -87,6 +87,11 @@ class Strategy(ABC):
         """The sweep rows to write, as (Sweep, its trials), given the trials proposed so far."""
         return [(sweep, used)]
 
+    def answered(self, store: Store) -> list[TrialConfig] | None:
+        """The trials the search used, if it is over before it starts and `store` holds each of them
+        (its answer then needs no run); else None."""
+        return None
+
     def close(self) -> None:
         """Release what the strategy holds (storage handles); called once, also after an error."""
 
@@ -344,6 +349,26 @@ class OptunaStrategy(Strategy):
 
     def done(self) -> bool:
         return not self.cells and not self.resumed and len(self.study.trials) >= self.limit
+
+    def answered(self, store: Store) -> list[TrialConfig] | None:
+        """A study that holds its `n_trials` points, every one told, whose trials the store all holds."""
+        import dataclasses
+
+        from paretolab.errors import SpecError
+        from paretolab.orchestrator.grid import expand
+
+        if not self.done():
+            return None
+        used: dict[str, TrialConfig] = {}
+        for ft in self.study.get_trials(deepcopy=False):
+            point = dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **ft.params}.items())),
+                                        search=None, points=None)
+            try:
+                used.update((t.trial_id, t) for t in expand(point))
+            except SpecError:  # a point told FAIL before it ran (parameters invalid together, or never sampled)
+                continue
+        ids = list(used)
+        return list(used.values()) if len(stored_outcomes(store, ids)) == len(ids) else None
 
     def pruning(self, store: Store) -> Pruning | None:
         """Thresholds per evaluation step of the sweep's success metric, from this search's ended

@@ -133,8 +133,14 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
         writer = StoreWriter(st)
         strategy = strategy_for(sweep, candidates, st.root)
         try:
-            counts, result = _execute(sweep, None, st, writer, address, workers, observer,
-                                      lambda sched, attempts: drive(strategy, sched, st, attempts, on_trials, retry_failed))
+            if (held := strategy.answered(st)) is not None:  # a finished search: its answer, without Ray
+                from paretolab.orchestrator.events import Counts
+
+                used.update((t.trial_id, t) for t in held)
+                counts, result = Counts(total=0), strategy.result()
+            else:
+                counts, result = _execute(sweep, None, st, writer, address, workers, observer,
+                                          lambda sched, attempts: drive(strategy, sched, st, attempts, on_trials, retry_failed))
         finally:
             strategy.close()
             if used:

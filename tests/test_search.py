@@ -115,6 +115,16 @@ search:
     assert first.search.best[0]["test_error"] == min(t.values[0] for t in trials)
     again = paretolab.run(path, store=tmp_path / "r", workers=2)
     assert again.ran == 0 and len(study(tmp_path / "r", "tpe").trials) == 6
+    assert (again.total, again.already_done, again.search) == (6, 6, first.search)
+    # a finished search answers from its study and the store without Ray: an address where no Ray
+    # listens is never dialled
+    out = subprocess.run(["paretolab", "run", str(path), "--store", str(tmp_path / "r"), "--address", "127.0.0.1:9"],
+                         capture_output=True, text=True, timeout=60)  # dialling it would hang past this
+    assert out.returncode == 0, out.stderr
+    assert "tpe: 6 trials (0 run now, 6 already in the store)" in out.stdout
+    assert "search: optuna best trial over test_error (6 complete; study in" in out.stdout
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.stdout.splitlines() if line.startswith("│")]
+    assert [r[0] for r in rows] == [str(first.search.best[0]["number"])]  # the best trial, as the first run found
 
 
 def test_a_killed_search_resumes_without_rerunning_stored_trials(ray_cluster, driver, count_in, tmp_path):
