@@ -11,10 +11,11 @@ alive across batches.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from paretolab.analysis.store import Store
 from paretolab.workers.trial import Pruning, TrialConfig, TrialResult
@@ -59,6 +60,11 @@ class Strategy(ABC):
     same trial). `propose()` may return nothing while it waits for outcomes; the search ends when
     `done()` holds.
     """
+
+    # Whether `observe` records outcomes somewhere outside the store (Optuna's journal): the driver
+    # then writes every arrived result to the store first, so that a driver killed between the two
+    # never leaves a study that counts a trial the store does not hold.
+    persists: ClassVar[bool] = False
 
     @abstractmethod
     def propose(self) -> list[TrialConfig]:
@@ -141,7 +147,10 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
             if strategy.done():
                 break
             raise RuntimeError(f"{type(strategy).__name__} proposed nothing and waits for nothing")
-        for r in scheduler.wait_any():
+        results = scheduler.wait_any()
+        if strategy.persists and results:
+            scheduler.writer.flush()  # the store holds a result before the study may record it
+        for r in results:
             ended[r.trial_id] = Outcome.of_result(r)
             for t in waiting.pop(r.trial_id, []):
                 strategy.observe(t, ended[r.trial_id])
@@ -244,6 +253,8 @@ class OptunaStrategy(Strategy):
     is asked. Samplers are seeded with `seed` + the number of trials already in the study, so a
     resumed random search does not replay its first points.
     """
+
+    persists: ClassVar[bool] = True
 
     def __init__(self, sweep, store_root):
         import optuna

@@ -263,3 +263,30 @@ search:
     succeeded = store.query("SELECT count(*) FROM trials WHERE success").column(0)[0].as_py()
     assert (int(line[1]), int(line[2])) == (succeeded, len(pruned))
     assert paretolab.run(path, store=tmp_path / "r").ran == 0  # pruned trials are ended: not rerun
+
+
+def test_the_store_holds_each_result_before_the_study_records_it(ray_cluster, tmp_path, monkeypatch):
+    """A driver killed between the two must not leave a study that counts a trial the store lacks:
+    every result is flushed to the store before the study is told."""
+    from paretolab.orchestrator.search import OptunaStrategy
+
+    store = paretolab.open_store(tmp_path / "r")
+    unstored = []
+    observe = OptunaStrategy.observe
+
+    def checked(self, trial, outcome):
+        held = store.query("SELECT count(*) FROM trials_all WHERE trial_id = ?", [trial.trial_id]) if store.files("trials") else None
+        if held is None or held.column(0)[0].as_py() == 0:
+            unstored.append(trial.trial_id)
+        return observe(self, trial, outcome)
+
+    monkeypatch.setattr(OptunaStrategy, "observe", checked)
+    path = tmp_path / "s.yaml"
+    path.write_text(spec(name="order", seeds=2, max_steps=200, search="""\
+search:
+  n_trials: 4
+  space: {lr: {low: 0.01, high: 0.5, log: true}}
+  objectives: [{minimize: test_error}]
+"""))
+    summary = paretolab.run(path, store=tmp_path / "r", workers=2)
+    assert summary.ran == 8 and unstored == []
