@@ -26,7 +26,7 @@ is checked to have completed every trial (Tune: one result per trial, no error, 
 ids; paretolab: that many finished trial rows, one attempt each), and the success counts are compared
 (Tune runs the same code as the loop, so it matches it exactly; packing changes only rounding).
 
-Targets (from the issue): paretolab at least 10x faster than Ray Tune at its best setting and at
+Targets: paretolab at least 10x faster than Ray Tune at its best setting and at
 least 5x faster than the plain loop. "x faster" = other wall / paretolab wall. The API row (Ray up) is
 compared with Tune's `fit()` (Ray up); the CLI row, which includes Ray's start, with Tune's `fit()`
 plus its `ray.init()`.
