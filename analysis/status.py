@@ -22,6 +22,7 @@ SELECT s.sweep,
        count(*) FILTER (e.success) AS succeeded,
        count(*) FILTER (e.status = 'failed') AS failed,
        count(*) FILTER (e.status = 'diverged') AS diverged,
+       count(*) FILTER (e.status = 'pruned') AS pruned,
        (SELECT count(*) FROM started WHERE started.sweep = s.sweep) AS started,
        count(*) FILTER (e.finished_at > (SELECT t FROM last) - INTERVAL {RATE_WINDOW_S} SECOND) AS recent,
        epoch(max(e.finished_at) - min(e.finished_at) FILTER (
@@ -43,6 +44,7 @@ class SweepStatus:
     succeeded: int
     failed: int
     diverged: int
+    pruned: int
     started: int
     rate_per_s: float | None
 
@@ -66,7 +68,7 @@ def status(store: Store, sweep: str | None = None) -> list[SweepStatus]:
     rows = store.query(STATUS_SQL, [sweep, sweep]).to_pylist()
     return [
         SweepStatus(r["sweep"], r["total"], r["ended"], r["succeeded"], r["failed"], r["diverged"],
-                    r["started"], _rate(r["recent"], r["recent_span_s"]))
+                    r["pruned"], r["started"], _rate(r["recent"], r["recent_span_s"]))
         for r in rows
     ]
 

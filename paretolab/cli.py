@@ -232,10 +232,11 @@ def _status(args) -> int:
     from paretolab.api import open_store
 
     rows = status(open_store(args.store), args.sweep)
-    table = Table("sweep", "total", "ended", "succeeded", "failed", "diverged", "running/interrupted", "trials/s", "eta")
+    table = Table("sweep", "total", "ended", "succeeded", "failed", "diverged", "pruned", "running/interrupted",
+                  "trials/s", "eta")
     for s in rows:
         table.add_row(s.sweep, str(s.total), str(s.ended), str(s.succeeded), str(s.failed), str(s.diverged),
-                      str(s.started), f"{s.rate_per_s:.2f}" if s.rate_per_s else "-",
+                      str(s.pruned), str(s.started), f"{s.rate_per_s:.2f}" if s.rate_per_s else "-",
                       _duration(s.eta_s) if s.remaining else "done")
     _console().print(table)
     return 0

@@ -263,6 +263,10 @@ search:
     succeeded = store.query("SELECT count(*) FROM trials WHERE success").column(0)[0].as_py()
     assert (int(line[1]), int(line[2])) == (succeeded, len(pruned))
     assert paretolab.run(path, store=tmp_path / "r").ran == 0  # pruned trials are ended: not rerun
+    from paretolab.analysis.status import status
+
+    (st,) = status(store, "pruned")  # `paretolab status` counts them apart too
+    assert (st.ended, st.pruned, st.failed) == (14, len(pruned), 0)
 
 
 def test_the_store_holds_each_result_before_the_study_records_it(ray_cluster, tmp_path, monkeypatch):
