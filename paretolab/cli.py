@@ -207,11 +207,17 @@ def _dry_run(out, summary) -> int:
     elif summary.already_done is None:  # too large to check against the store without running it
         out.print(f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
                   "a grid this large is compared with the store when it runs)")
+    elif summary.search:  # a frontier search or tuning: it runs some of the grid's trials, chosen as it goes
+        out.print(f"{summary.sweep}: up to {summary.total} trials (the grid's), {summary.already_done} already in "
+                  f"{summary.store}; the search runs only those it needs")
     else:
         out.print(f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
                   f"{summary.total - summary.already_done} to run")
     if summary.search:
         out.print(f"  {summary.search}", markup=False)
+    label = "the grid's first trials:" if summary.search else None
+    if summary.first_configs and label:
+        out.print(f"  {label}")
     for cfg in summary.first_configs:
         out.print("  " + " ".join(f"{k}={v}" for k, v in cfg.items()), markup=False)
     if summary.first_configs and summary.total > len(summary.first_configs):

@@ -130,6 +130,9 @@ def test_example_spec_is_a_frontier_search():
     out = subprocess.run(["paretolab", "run", str(example), "--dry-run"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "frontier search" in out.stdout
+    # the grid is an upper bound, not what the search runs
+    assert "frontier-search: up to 240 trials (the grid's)" in out.stdout and "the search runs only those it needs" in out.stdout
+    assert "to run" not in out.stdout
 
 
 def test_a_killed_frontier_search_resumes_from_the_store(ray_cluster, driver, count_in, tmp_path):
