@@ -338,7 +338,7 @@ def test_lr_factor_refuses_an_unknown_schedule():
 @pytest.mark.parametrize("args, message", [
     (TrainArgs(warmup_steps=-1), "warmup_steps must be >= 0, got -1"),
     (TrainArgs(schedule="step"), "schedule must be one of constant, linear, cosine; got 'step'"),
-    (TrainArgs(precision="fp16"), "precision must be fp32 or bf16, got 'fp16'"),
+    (TrainArgs(precision="fp16"), "precision must be fp32, bf16 or tf32, got 'fp16'"),
 ])
 def test_train_args_check(args, message):
     with pytest.raises(ValueError, match=message):
@@ -386,6 +386,32 @@ def test_bf16_autocast_is_for_cuda_devices_only():
         warnings.simplefilter("ignore")
         ctx = train_module.autocast("bf16", "cuda:0")
     assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.bfloat16
+
+
+def test_tf32_is_switched_on_for_a_cuda_trial_and_restored_after():
+    m, c = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (m.fp32_precision, c.fp32_precision)
+    with train_module.matmul_precision("tf32", "cuda:0"):  # settable without a GPU; what CUDA kernels read
+        assert (m.fp32_precision, c.fp32_precision) == ("tf32", "tf32")
+    assert (m.fp32_precision, c.fp32_precision) == before
+    for precision, device in (("tf32", "cpu"), ("fp32", "cuda:0"), ("bf16", "cuda:0")):
+        with train_module.matmul_precision(precision, device):
+            assert (m.fp32_precision, c.fp32_precision) == before
+
+
+def test_tf32_trials_run_in_fp32_on_cpu_through_a_worker(ray_cluster, tmp_path, write_spec):
+    import paretolab
+
+    curves = {}
+    for precision in ("fp32", "tf32"):
+        spec = write_spec(tmp_path, name=precision, widths="[16]", seeds=2, max_steps=100,
+                          extra=f"resources: {{pack_size: 1}}\n").read_text()
+        spec = spec.replace("fixed: {lr: 0.1, batch_size: 32}", f"fixed: {{lr: 0.1, batch_size: 32, precision: {precision}}}")
+        (tmp_path / f"{precision}.yaml").write_text(spec)
+        paretolab.run(tmp_path / f"{precision}.yaml", store=tmp_path / precision, workers=1)
+        curves[precision] = paretolab.open_store(tmp_path / precision).query(
+            "SELECT t.seed, m.step, m.test_loss FROM metrics m JOIN trials t USING (trial_id) ORDER BY t.seed, m.step").to_pylist()
+    assert curves["tf32"] == curves["fp32"] and len(curves["fp32"]) > 2
 
 
 # --------------------------------------------------------------- depth

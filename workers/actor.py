@@ -15,7 +15,7 @@ import ray
 import torch
 
 from paretolab.workers.packed import pack_key, pack_size_for, train_pack
-from paretolab.workers.train import failed, train
+from paretolab.workers.train import failed, matmul_precision, train
 from paretolab.workers.trial import Assignment, MetricRow, Report, TrialResult
 
 
@@ -39,16 +39,18 @@ class Worker:
         rows: list[MetricRow] = []
         results: list[TrialResult] = []
         last = time.monotonic()
-        for unit in self._units(assignments):
-            for item in unit:
-                (results if isinstance(item, TrialResult) else rows).append(item)
-                if time.monotonic() - last >= self.report_every_s:
-                    yield Report(rows, results, self.pid, self.node)
-                    rows, results, last = [], [], time.monotonic()
+        for precision, unit in self._units(assignments):
+            with matmul_precision(precision, self.device):
+                for item in unit:
+                    (results if isinstance(item, TrialResult) else rows).append(item)
+                    if time.monotonic() - last >= self.report_every_s:
+                        yield Report(rows, results, self.pid, self.node)
+                        rows, results, last = [], [], time.monotonic()
         yield Report(rows, results, self.pid, self.node)
 
     def _units(self, assignments: list[Assignment]):
-        """Packs of consecutive packable assignments, and solo runs of the rest."""
+        """(precision, unit): packs of consecutive packable assignments, and solo runs of the rest
+        (a pack's members share their precision: it is part of `pack_key`)."""
         i = 0
         while i < len(assignments):
             key = pack_key(assignments[i].trial) if self.pack_size != 1 else None
@@ -61,7 +63,8 @@ class Worker:
             size = 1 if key is None else pack_size_for(group[0].trial, self.device, self.pack_size)
             for k in range(0, len(group), size):
                 chunk = group[k:k + size]
-                yield train_pack(chunk, self.device) if len(chunk) > 1 else _solo(chunk[0], self.device)
+                unit = train_pack(chunk, self.device) if len(chunk) > 1 else _solo(chunk[0], self.device)
+                yield chunk[0].trial.train.precision, unit
             i = j
 
 

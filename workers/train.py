@@ -90,6 +90,22 @@ def autocast(precision: str, device: str):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def matmul_precision(precision: str, device: str):
+    """The context a trial (or a pack) trains in: for `tf32` on a CUDA device, TensorFloat-32 in
+    CUDA's fp32 matmuls and in cuDNN (process-wide settings, restored on exit: a worker trains one
+    unit at a time); nothing otherwise. Off by default, for results equal to fp32's up to rounding."""
+    if precision != "tf32" or torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.fp32_precision = saved
+
+
 def _optimizer(params: list[torch.Tensor], args: TrainArgs) -> torch.optim.Optimizer:
     if args.optimizer == "adam":
         return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)

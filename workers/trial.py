@@ -16,8 +16,9 @@ class TrainArgs:
     lr: the peak learning rate; schedule and warmup_steps shape it over the run (see
     `workers.schedule.lr_factor`): a linear warmup from 0 over the first `warmup_steps` steps, then
     `constant`, or a `linear` or `cosine` decay to 0 at `max_steps`. precision: `bf16` runs each
-    training step's forward pass and loss under bfloat16 autocast on CUDA devices; on a CPU it is
-    fp32 (the weights, the optimizer and evaluation are fp32 on every device).
+    training step's forward pass and loss under bfloat16 autocast on CUDA devices; `tf32` lets
+    CUDA's fp32 matmuls and cuDNN use TensorFloat-32 while the trial trains; on a CPU both are fp32
+    (the weights, the optimizer and evaluation are fp32 on every device).
     """
 
     lr: float = 0.1
@@ -28,7 +29,7 @@ class TrainArgs:
     loss: str = "hinge"  # the task's first loss when not given (see orchestrator.grid.expand)
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "tf32"] = "fp32"
 
     def check(self) -> None:
         if self.lr <= 0:
@@ -43,8 +44,8 @@ class TrainArgs:
             raise ValueError(f"schedule must be one of constant, linear, cosine; got {self.schedule!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "tf32"):
+            raise ValueError(f"precision must be fp32, bf16 or tf32, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
