@@ -9,7 +9,7 @@
 each `--length`, batch 32, AdamW. `--steps` steps, evaluation only at the start and the end (so the
 figures are training throughput). Solo: `workers.train.train`, one trial after another. Packed:
 `workers.packed.train_pack` on packs of P trials (different seeds). Both on one torch thread, as a
-worker with `resources.cpu: 1` runs. Prints trials per hour, the speed-up, and the fraction of this
+worker with `resources.cpu: 1` runs, on `--device` (a GPU when one is visible, else the CPU). Prints trials per hour, the speed-up, and the fraction of this
 machine's measured fp32 matmul FLOP/s that the pack achieves (training FLOPs = 6 x parameters x
 tokens, Kaplan et al. 2020).
 """
@@ -72,36 +72,46 @@ def cases(a, seeds: int) -> list[tuple[str, str]]:
 
 
 def n_params_and_tokens(trial) -> tuple[int, int]:
-    task_cls = tasks()[trial.task]
-    io = task_cls.io(trial.task_args)
-    model = models()[trial.model](trial.model_args, io, torch.Generator().manual_seed(0), "meta")
-    return model.n_params, (io.length - 1 if io.kind == "sequence" else 1)  # flip-flop reads T - 1 tokens
+    io = tasks()[trial.task].io(trial.task_args)
+    n_params = models()[trial.model].param_count(trial.model_args, io)
+    return n_params, (io.length - 1 if io.kind == "sequence" else 1)  # flip-flop reads T - 1 tokens
 
 
-def matmul_flops() -> float:
-    """Measured fp32 matmul FLOP/s of one thread: the best of a few 512 x 512 products."""
-    a, b = torch.randn(512, 512), torch.randn(512, 512)
+def matmul_flops(device: str) -> float:
+    """Measured fp32 matmul FLOP/s of one thread (CPU) or of the GPU: the best of a few n x n products
+    (n = 512 on a CPU, 4096 on a GPU)."""
+    n = 4096 if device.startswith("cuda") else 512
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     best = 0.0
     for _ in range(20):
+        sync(device)
         start = time.perf_counter()
         for _ in range(10):
             a @ b
-        best = max(best, 10 * 2 * 512**3 / (time.perf_counter() - start))
+        sync(device)
+        best = max(best, 10 * 2 * n**3 / (time.perf_counter() - start))
     return best
 
 
-def run_solo(trials) -> float:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_solo(trials, device: str) -> float:
     start = time.perf_counter()
     for t in trials:
-        for _ in train(t, 1):
+        for _ in train(t, 1, device):
             pass
+    sync(device)
     return time.perf_counter() - start
 
 
-def run_pack(trials) -> float:
+def run_pack(trials, device: str) -> float:
     start = time.perf_counter()
-    for _ in train_pack([Assignment(t, 1) for t in trials]):
+    for _ in train_pack([Assignment(t, 1) for t in trials], device):
         pass
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -113,26 +123,31 @@ def main() -> None:
     p.add_argument("--length", default="16,64", help="flip-flop lengths T (sequence models)")
     p.add_argument("--packs", default=None, help="default: 8,64,256 for mlp, 4,16,64 for the sequence models")
     p.add_argument("--solo-trials", type=int, default=4, help="solo trials timed (their mean is used)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda[:i] (default: cuda when a GPU is visible)")
     a = p.parse_args()
     sequence = a.model != "mlp"
     a.steps = a.steps or (200 if sequence else 2000)
     a.widths = a.widths or {"mlp": "100,1000", "transformer": "16,32", "lstm": "16,128"}[a.model]
     a.packs = a.packs or ("4,16,64" if sequence else "8,64,256")
     torch.set_num_threads(1)
-    peak = matmul_flops()
+    peak = matmul_flops(a.device)
     print(machine_line())
-    print(f"one-thread fp32 matmul: {peak / 1e9:.1f} GFLOP/s (512 x 512)")
+    if a.device.startswith("cuda"):
+        print(f"device {a.device}: {torch.cuda.get_device_name(a.device)}; fp32 matmul {peak / 1e12:.1f} TFLOP/s (4096 x 4096)")
+    else:
+        print(f"one-thread fp32 matmul: {peak / 1e9:.1f} GFLOP/s (512 x 512)")
     print(f"model {a.model}, {a.steps} steps")
     print(f"{'case':>16}{'params':>9}{'pack':>6}{'trials/hour':>14}{'speed-up':>10}{'of matmul peak':>16}")
     packs = [int(x) for x in a.packs.split(",")]
     for label, spec in cases(a, seeds=max(packs + [a.solo_trials])):
         trials = list(expand(parse_yaml(spec)))
         n_params, tokens = n_params_and_tokens(trials[0])
-        solo_s = run_solo(trials[: a.solo_trials]) / a.solo_trials
+        solo_s = run_solo(trials[: a.solo_trials], a.device) / a.solo_trials
         flops = 6 * n_params * tokens * 32 * a.steps
         print(f"{label:>16}{n_params:>9}{1:>6}{3600 / solo_s:>14.0f}{1.0:>9.1f}x{flops / solo_s / peak:>15.1%}")
         for P in packs:
-            pack_s = run_pack(trials[:P])
+            pack_s = run_pack(trials[:P], a.device)
             print(f"{label:>16}{n_params:>9}{P:>6}{3600 * P / pack_s:>14.0f}{solo_s * P / pack_s:>9.1f}x"
                   f"{P * flops / pack_s / peak:>15.1%}")
 
