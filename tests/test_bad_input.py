@@ -80,6 +80,10 @@ CASES = [
     ("workers-type", None, ("run", "{spec}", "--store", "{new}", "--workers", "two"), "invalid int value: 'two'"),
     ("unwritable-store", None, ("run", "{spec}", "--store", "{file}/results"), "Not a directory; pass --store a folder you can write"),
     # the store and its sweeps
+    ("query-copy", None, ("query", "COPY (SELECT 1) TO 'out.csv'", "--store", "{store}"),
+     "query only reads (SELECT, WITH ..., EXPLAIN), got COPY; use `paretolab export`"),
+    ("query-two-statements", None, ("query", "SELECT 1; SELECT 2", "--store", "{store}"),
+     "query takes one statement, got 2; run them one at a time"),
     ("status-no-store", None, ("status", "--store", "{new}"), "no result store at"),
     ("status-unknown-sweep", None, ("status", "--sweep", "nope", "--store", "{store}"), "unknown sweep 'nope'"),
     ("sweeps-no-store", None, ("sweeps", "--store", "{new}"), "no result store at"),
