@@ -107,6 +107,14 @@ def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
 
 
+CURVE_KEYS = ("trial_id", "attempt", "step", "samples", "wall_s")  # the metrics columns that are not metrics
+
+
+def metric_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The metrics recorded in the store's curves."""
+    return [c for c in columns(con, "metrics") if c not in CURVE_KEYS]
+
+
 def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_pruned: bool = False) -> str:
     """SQL selecting every non-failed trial with its cost to success under `criterion`.
 
@@ -116,7 +124,7 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_prun
     Raises:
         UsageError: the criterion names a metric the store does not record, or a bad operator.
     """
-    known = [c for c in columns(con, "metrics") if c not in ("trial_id", "attempt", "step", "samples", "wall_s")]
+    known = metric_names(con)
     if criterion.metric not in known:
         raise UsageError(f"unknown metric {criterion.metric!r}; recorded: {', '.join(known)}")
     if criterion.op not in OPS:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from paretolab.analysis.cells import cells, trial_costs
+from paretolab.analysis.cells import cells, metric_names, trial_costs
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -139,7 +139,7 @@ def plot_curves(store: Store, sweep: str, metric: str = "test_error", trial_ids:
 
     con = store.connect(sweep)
     try:
-        have = [r[0] for r in con.execute("DESCRIBE metrics").fetchall()]
+        have = metric_names(con)
         if metric not in have:
             raise UsageError(f"unknown metric {metric!r}; recorded: {', '.join(have)}")
         ids = trial_ids or _representatives(con, store, sweep, max_trials)

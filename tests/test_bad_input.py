@@ -112,7 +112,8 @@ CASES = [
     ("plot-suffix", None, ("plot", "phase", *ON, "-o", "{tmp}/p.bmp"), "cannot write a plot as '.bmp'"),
     ("plot-kind", None, ("plot", "pie", *ON, "-o", "{tmp}/p.png"), "invalid choice: 'pie'"),
     ("plot-fit-x", None, ("plot", "fit", *ON, "-o", "{tmp}/p.png"), "plot fit needs --x AXIS"),
-    ("plot-metric", None, ("plot", "curves", *ON, "--metric", "test_f1", "-o", "{tmp}/p.png"), "unknown metric 'test_f1'"),
+    ("plot-metric", None, ("plot", "curves", *ON, "--metric", "test_f1", "-o", "{tmp}/p.png"),
+     "unknown metric 'test_f1'; recorded: test_error"),  # metrics only: not trial_id, attempt, step, ...
     ("report-sweep", None, ("report", "--sweep", "nope", "--store", "{store}", "-o", "{tmp}/r.html"), "unknown sweep 'nope'"),
     ("export-sweep", None, ("export", "--sweep", "nope", "--store", "{store}", "-o", "{tmp}/e"), "unknown sweep 'nope'"),
     ("export-out", None, ("export", "--sweep", "s", "--store", "{store}", "-o", "{file}/e"), "Not a directory; pass -o a folder you can write"),
