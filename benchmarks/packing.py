@@ -3,6 +3,7 @@
     python benchmarks/packing.py [--steps 2000] [--widths 100,1000] [--packs 8,64,256]
     python benchmarks/packing.py --model transformer [--steps 200] [--widths 16,32] [--length 16,64] [--packs 4,16,64]
     python benchmarks/packing.py --model lstm [--steps 200] [--widths 16,128] [--length 16,64] [--packs 4,16,64]
+    python benchmarks/packing.py --project examples/parity_frontier.yaml [--device cuda]
 
 `mlp` (the default): offline (50, 3)-sparse parity, training set 1000, batch 32, SGD. `transformer`
 (1 layer of width `--widths`, 2 heads) and `lstm` (1 layer, hidden `--widths`): online flip-flop of
@@ -12,6 +13,13 @@ figures are training throughput). Solo: `workers.train.train`, one trial after a
 worker with `resources.cpu: 1` runs, on `--device` (a GPU when one is visible, else the CPU). Prints trials per hour, the speed-up, and the fraction of this
 machine's measured fp32 matmul FLOP/s that the pack achieves (training FLOPs = 6 x parameters x
 tokens, Kaplan et al. 2020).
+
+`--project SPEC`: the device-hours a sweep of MLP trials needs with packing, printed with its
+arithmetic. For each model width of the spec's grid, one pack of `pack_size: auto` members (on
+this device) of that width, its first trials in grid order, trains one evaluation period of the
+spec (`eval.every` steps, then an evaluation), timed from the first evaluation on (set-up left out);
+its member-steps per second give the hours of that width's trials at `max_steps` each. The sum is
+an upper bound (trials that reach success stop early) for one worker on the device.
 """
 
 from __future__ import annotations
@@ -115,6 +123,49 @@ def run_pack(trials, device: str) -> float:
     return time.perf_counter() - start
 
 
+def period_rate(trials, steps: int, device: str) -> float:
+    """Member-steps per second of `trials` (one pack, or one trial alone) over `steps` steps and the
+    evaluation that ends them, timed from the first evaluation on."""
+    items = train_pack([Assignment(t, 1) for t in trials], device) if len(trials) > 1 else train(trials[0], 1, device)
+    start = None
+    for _ in items:
+        if start is None:
+            start = time.perf_counter()
+    sync(device)
+    return len(trials) * steps / (time.perf_counter() - start)
+
+
+def project(spec_path: str, device: str) -> None:
+    """Print the device-hours of the MLP sweep at `spec_path` under packing, with the arithmetic."""
+    import dataclasses
+    from collections import defaultdict
+
+    from paretolab.spec import load_spec
+    from paretolab.workers.packed import pack_size_for
+
+    sweep = load_spec(spec_path)
+    by_width = defaultdict(list)
+    for t in expand(sweep):
+        by_width[t.model_args.width].append(t)
+    total_h = 0.0
+    steps = sweep.eval.every
+    print(f"projection of {spec_path} on {device}: {sum(map(len, by_width.values())):,} trials, "
+          f"at most {sweep.max_steps:,} steps each; per width one pack of `auto` size timed over {steps} steps "
+          f"and an evaluation on {sweep.eval.test_size:,} points")
+    print(f"{'width':>7}{'trials':>8}{'pack':>6}{'member-steps/s':>16}{'hours':>10}   arithmetic")
+    for width, trials in sorted(by_width.items()):
+        P = min(len(trials), pack_size_for(trials[0], device, None))
+        short = [dataclasses.replace(t, max_steps=steps, eval=dataclasses.replace(t.eval, every=steps))
+                 for t in trials[:P]]
+        rate = period_rate(short, steps, device)
+        hours = len(trials) * sweep.max_steps / rate / 3600
+        total_h += hours
+        print(f"{width:>7}{len(trials):>8}{P:>6}{rate:>16,.0f}{hours:>10.2f}   "
+              f"{len(trials)} x {sweep.max_steps:,} / {rate:,.0f} / 3600")
+    print(f"total: {total_h:,.1f} {device.split(':')[0].upper()}-hours with one worker "
+          f"(an upper bound: every trial runs all {sweep.max_steps:,} steps and its evaluations)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("mlp", "transformer", "lstm"), default="mlp")
@@ -123,9 +174,16 @@ def main() -> None:
     p.add_argument("--length", default="16,64", help="flip-flop lengths T (sequence models)")
     p.add_argument("--packs", default=None, help="default: 8,64,256 for mlp, 4,16,64 for the sequence models")
     p.add_argument("--solo-trials", type=int, default=4, help="solo trials timed (their mean is used)")
+    p.add_argument("--project", default=None, metavar="SPEC",
+                   help="print the device-hours of an MLP sweep spec under packing, with the arithmetic")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda[:i] (default: cuda when a GPU is visible)")
     a = p.parse_args()
+    if a.project:
+        torch.set_num_threads(1)
+        print(machine_line())
+        project(a.project, a.device)
+        return
     sequence = a.model != "mlp"
     a.steps = a.steps or (200 if sequence else 2000)
     a.widths = a.widths or {"mlp": "100,1000", "transformer": "16,32", "lstm": "16,128"}[a.model]
