@@ -192,18 +192,22 @@ def describe(sweep) -> str | None:
     if isinstance(sweep.search, s.FrontierSearch):
         f = sweep.search
         parts.append(f"frontier search of {f.axis} at p_success >= {f.target_success:g} per {', '.join(f.by) or 'sweep'}: "
-                     f"probes of {f.seeds_per_probe} seeds (up to {f.max_seeds}) among the grid's trials")
+                     f"probes of {_n(f.seeds_per_probe, 'seed')} (up to {f.max_seeds}) among the grid's trials")
     elif isinstance(sweep.search, s.OptunaSearch):
         o = sweep.search
         goals = ", ".join(f"{x.direction} {x.metric}" for x in o.objectives)
-        parts.append(f"optuna search ({o.sampler} sampler, seed {o.seed}): {n_points(o)} points x {len(sweep.seeds)} seeds, "
+        parts.append(f"optuna search ({o.sampler} sampler, seed {o.seed}): {_n(n_points(o), 'point')} x {_n(len(sweep.seeds), 'seed')}, "
                      f"{goals}" + (f", {o.pruner} pruning" if o.pruner else "")
                      + f"; space: {', '.join(_axis_text(a) for a in o.space)}")
     if sweep.tune is not None:
         t = sweep.tune
-        parts.append(f"tuning {t.param} per cell over {len(t.values)} values on {t.seeds} seeds "
+        parts.append(f"tuning {t.param} per cell over {len(t.values)} values on {_n(t.seeds, 'seed')} "
                      f"({'min' if t.direction == 'minimize' else 'max'} {t.metric}), then every seed")
     return "; ".join(parts) or None
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def n_points(spec) -> int:

@@ -191,7 +191,7 @@ search:
     from paretolab.orchestrator.search import describe
 
     assert describe(parse_yaml(ranged.replace("weight_decay: 0.01, ", ""))) == (
-        "optuna search (tpe sampler, seed 0): 5 points x 1 seeds, minimize test_error; "
+        "optuna search (tpe sampler, seed 0): 5 points x 1 seed, minimize test_error; "
         "space: lr 0.01..0.5 (log), depth 1..4 (int), weight_decay 0..0.1 (step 0.01)")
 
 
