@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 PLUGINS = str(Path(__file__).parent / "plugins")
+TESTS = str(Path(__file__).parent)  # tests/support.py, imported by test modules whose classes Ray workers load
 # The test plugin registers a task through a real entry point; Ray workers inherit PYTHONPATH.
-sys.path.insert(0, PLUGINS)
-sys.path.insert(0, str(Path(__file__).parent))  # tests/support.py
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, os.environ.get("PYTHONPATH")) if p)
+sys.path[:0] = [PLUGINS, TESTS]
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, TESTS, os.environ.get("PYTHONPATH")) if p)
 
 TINY = """\
 sweep: {name}
@@ -154,14 +154,9 @@ class Driver:
                                      start_new_session=True)
 
     def wait_until(self, condition, what: str, timeout_s: float = 180):
-        import time
+        from support import wait_for
 
-        deadline = time.monotonic() + timeout_s
-        while not (value := condition()):
-            assert self.proc.poll() is None, f"the run ended before {what}: {self.proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, f"not {what} within {timeout_s} s"
-            time.sleep(0.2)  # polling interval, not synchronization
-        return value
+        return wait_for(condition, what, timeout_s, self.proc)
 
     def kill(self) -> None:
         import signal

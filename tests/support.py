@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 
 def solo(trial):
@@ -15,6 +16,18 @@ def solo(trial):
             rows.append(next(run))
     except StopIteration as end:
         return rows, end.value
+
+
+def wait_for(condition, what: str = "the condition", timeout_s: float = 180, proc=None, interval_s: float = 0.2):
+    """Poll `condition` until it returns something truthy, and return that. Fails after `timeout_s`,
+    or as soon as `proc` (a subprocess that must still be running meanwhile) has ended."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout_s} s"
+        time.sleep(interval_s)  # polling interval, not a synchronization
+    return value
 
 
 def free_ports(n: int) -> list[int]:

@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import paretolab
+from support import wait_for
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -75,20 +74,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, write_spec, args, message):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
-def wait_for(predicate, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
     # trials that never reach the target run their full 20,000 steps (a few seconds each)
     spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=20000, every=1000, target=-1)
     store = tmp_path / "r"
     proc = subprocess.Popen(["paretolab", "run", str(spec), "--store", str(store), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: any((store / "trials").glob("*.parquet")) or proc.poll() is not None)
+    wait_for(lambda: any((store / "trials").glob("*.parquet")) or proc.poll() is not None, "a trials file", 120,
+             interval_s=0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

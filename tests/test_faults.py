@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 import paretolab
+import support
 
 # Trials that never meet the criterion (test_error <= -1) run all their steps: a few seconds each,
 # with an evaluation (a metric row) every 1,000 steps, so steps 0, 1000, ..., MAX_STEPS.
@@ -66,11 +66,7 @@ def start(spec: Path, store: Path, ray_tmp: str) -> subprocess.Popen:
 
 
 def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S):
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout_s} s"
-        time.sleep(0.2)
-    return value
+    return support.wait_for(predicate, what, timeout_s)
 
 
 def processes() -> dict[int, tuple[int, str]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
 
 import paretolab
+from support import wait_for
 
 RAY_DAEMONS = ("raylet/raylet", "gcs_server")
 
@@ -24,12 +24,6 @@ def start_run(ray_dir, spec, store) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_dir.env())
 
 
-def wait_for(condition, proc, deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)  # polling interval, not a synchronization
 
 
 def daemons(ray_dir) -> set[str]:
@@ -55,10 +49,10 @@ def test_run_leaves_no_ray_process(outcome, ray_dirs, tmp_path, write_spec):
     ray_dir = ray_dirs()
     spec = write_spec(tmp_path, widths="[16, 32]", seeds=seeds, max_steps=max_steps, target=0.0, extra=extra)
     proc = start_run(ray_dir, spec, tmp_path / "r")
-    wait_for(lambda: daemons(ray_dir) == set(RAY_DAEMONS), proc)  # this run's Ray is up
+    wait_for(lambda: daemons(ray_dir) == set(RAY_DAEMONS), "this run's Ray up", 120, proc, interval_s=0.05)
     if outcome == "interrupted":
         store = paretolab.open_store(tmp_path / "r")
-        wait_for(lambda: bool(store.files("metrics")), proc, deadline_s=180)  # trials are running
+        wait_for(lambda: bool(store.files("metrics")), "trials running", 180, proc, interval_s=0.05)
         proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == status, err

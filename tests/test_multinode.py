@@ -8,12 +8,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 import paretolab
-from support import free_ports
+from support import free_ports, wait_for
 
 # The head has no CPU and each worker node one, so a worker actor of `cpu: 1` fits one per node:
 # the spread over nodes is forced, not hoped for.
@@ -146,15 +145,13 @@ def test_lost_worker_node_mid_sweep(cluster, tmp_path):
 
 def wait_for_finished_trial_on_a_node(store, proc, deadline_s: float) -> str:
     """Poll the store until a trial has finished on some node, while the sweep still runs; that node."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
+    def first_node():
         if store.files("trials"):
             nodes = store.query("SELECT node FROM trials ORDER BY finished_at LIMIT 1").column(0).to_pylist()
-            if nodes:
-                return nodes[0]
-        time.sleep(0.1)  # polling interval, not a synchronization
-    raise AssertionError(f"no trial finished within {deadline_s} s")
+            return nodes[0] if nodes else None
+        return None
+
+    return wait_for(first_node, "a finished trial", deadline_s, proc, interval_s=0.1)
 
 
 
