@@ -210,10 +210,13 @@ class Scheduler:
 
     def _chunk_size(self) -> int:
         # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
-        # about `target_call_s` of work, and never more than a fair share of what is left.
+        # about `target_call_s` of work, and never more than a fair share of what is left: of the
+        # queue and of what the calls in flight have not ended yet, so that the first worker up
+        # does not take the share of a worker still starting, and a later one not less than its own.
         pack = self._pack  # as the worker will size it (`pack_size: auto` included)
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
-        balanced = math.ceil(len(self.queue) / (self._calls_in_flight() * len(self.slots)))
+        held = sum(len(c.chunk) - len(c.ended) for s in self.slots for c in s.calls)
+        balanced = math.ceil((len(self.queue) + held) / (self._calls_in_flight() * len(self.slots)))
         return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))
 
     def _receive(self, call: _Call) -> None:
