@@ -64,7 +64,7 @@ class SparseParity(SampledTask):
         return IO("vector", args.n, 1)
 
     def _sample(self, m: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.randint(0, 2, (m, self.args.n), generator=g, device=self.device).float() * 2 - 1
+        x = signs(random_bytes(g, (m, byte_count(self.args.n)), self.device), self.args.n).contiguous()
         y = x[:, self.support].prod(dim=1)
         if noise > 0:
             flip = torch.rand(m, generator=g, device=self.device) < noise
@@ -144,11 +144,10 @@ def _offline_batches(members: list[SparseParity]):
 def _online_batches(members: list[SparseParity]):
     supports = torch.stack([m.support for m in members]).unsqueeze(1)  # (P, 1, k)
     n = members[0].args.n
-    # drawn as floats 0/1 (the same numbers as integers) straight into the block, then mapped to ±1
-    draws = _Draws(members, (n,), torch.float32, lambda m, out: torch.randint(0, 2, out.shape, generator=m._data, out=out))
+    draws = _Draws(members, (byte_count(n),), torch.uint8, lambda m, out: random_bytes(m._data, out=out))
 
     def next_batches(B: int):
-        X = draws.next(B) * 2 - 1
+        X = signs(draws.next(B), n)  # a step's bytes at a time: the inputs stay in cache for the forward
         return X, X.gather(2, supports.expand(-1, B, -1)).prod(dim=2)
 
     return next_batches
@@ -186,6 +185,34 @@ class _Draws:
         self.pos = 0
         for i, m in enumerate(self.members):
             m._ahead = (self, i)
+
+
+def byte_count(n: int) -> int:
+    """Random bytes per example of `n` inputs: one per 8 inputs."""
+    return (n + 7) // 8
+
+
+def random_bytes(g: torch.Generator, shape: tuple[int, ...] = (), device: str = "cpu", out=None) -> torch.Tensor:
+    """Uniform random bytes from `g` (into `out` if given), one generator draw each."""
+    if out is not None:
+        return torch.randint(0, 256, out.shape, generator=g, out=out)
+    return torch.randint(0, 256, shape, generator=g, device=device, dtype=torch.uint8)
+
+
+def signs(raw: torch.Tensor, n: int) -> torch.Tensor:
+    """Uniform ±1 inputs `(..., n)` from random bytes `(..., byte_count(n))`: bit i of byte j is
+    input 8j + i (+1 where set), read through a 256 x 8 table in one pass; a view when `n` is not a
+    multiple of 8. Eight inputs per draw rather than one made drawing a pack's inputs 4.6x faster
+    (it was a fifth of a pack's time)."""
+    table = _SIGN_TABLES.get(raw.device)
+    if table is None:
+        bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1
+        table = _SIGN_TABLES[raw.device] = (bits * 2 - 1).float().to(raw.device)
+    x = table.index_select(0, raw.reshape(-1).long()).view(*raw.shape[:-1], raw.shape[-1] * 8)
+    return x if x.shape[-1] == n else x[..., :n]
+
+
+_SIGN_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
 def _losses(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:

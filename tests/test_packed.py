@@ -199,3 +199,25 @@ eval: {every: 5, test_size: 16}
 """)
     summary = paretolab.run(spec, store=tmp_path / "r")
     assert summary.ran == 2 and summary.failed == 0
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_the_mlp_packs_backward_gives_autograds_gradients(depth):
+    import torch
+
+    from paretolab.tasks.base import IO
+    from paretolab.workers.mlp import MLP, MLPArgs
+
+    g = torch.Generator().manual_seed(0)
+    nets = [MLP(MLPArgs(width=24, depth=depth), IO("vector", 10, 1), g) for _ in range(5)]
+    X = torch.randn(5, 16, 10, generator=g)
+    Y = torch.randn(5, 16, 1, generator=g)
+    by_autograd, by_hand = MLP.stack(nets), MLP.stack(nets)
+    ((by_autograd.forward(X) - Y) ** 2).sum().backward()
+    out = by_hand.forward_for_backward(X)
+    ((out - Y) ** 2).sum().backward()
+    by_hand.backward(out.grad)
+    assert torch.allclose(out, by_autograd.forward(X))
+    for a, b in zip(by_autograd.params, by_hand.params):
+        assert a.grad.shape == b.grad.shape and b.grad.abs().sum() > 0
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6)

@@ -30,13 +30,26 @@ success: {{metric: test_error, op: "<=", value: 0.05}}
 """
 
 
-@pytest.mark.parametrize("values", [(0, 2, (32, 10)), (0, 300, (32,))])
+@pytest.mark.parametrize("values", [(0, 256, (32, 2), torch.uint8), (0, 300, (32,), torch.int64)])
 def test_one_draw_of_many_steps_equals_the_steps_drawn_one_by_one(values):
-    low, high, shape = values  # the property the ahead-drawing relies on, for both streams
+    low, high, shape, dtype = values  # the property the ahead-drawing relies on, for both streams
     g = torch.Generator().manual_seed(3)
-    one_by_one = torch.cat([torch.randint(low, high, shape, generator=g) for _ in range(64)])
+    one_by_one = torch.cat([torch.randint(low, high, shape, generator=g, dtype=dtype) for _ in range(64)])
     g = torch.Generator().manual_seed(3)
-    assert torch.equal(one_by_one, torch.randint(low, high, (64 * shape[0], *shape[1:]), generator=g))
+    assert torch.equal(one_by_one, torch.randint(low, high, (64 * shape[0], *shape[1:]), generator=g, dtype=dtype))
+
+
+def test_inputs_are_the_bits_of_the_drawn_bytes():
+    raw = torch.tensor([[0b00000101, 0b10], [255, 0]], dtype=torch.uint8)
+    assert sparse_parity.signs(raw, 10).tolist() == [
+        [1, -1, 1, -1, -1, -1, -1, -1, -1, 1],
+        [1, 1, 1, 1, 1, 1, 1, 1, -1, -1]]
+    every_byte = sparse_parity.signs(torch.arange(256, dtype=torch.uint8).unsqueeze(1), 8)
+    assert len({tuple(r) for r in every_byte.tolist()}) == 256  # each byte its own 8 inputs
+    g = torch.Generator().manual_seed(0)
+    x = sparse_parity.signs(sparse_parity.random_bytes(g, (20000, 7)), 50)
+    assert x.shape == (20000, 50)
+    assert x.mean(0).abs().max() < 0.05 and (x.T @ x / 20000 - torch.eye(50)).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("train_size", ["null", 150])

@@ -114,6 +114,8 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     schedule, warmup_steps, precision = first.train.schedule, first.train.warmup_steps, first.train.precision
     n_params = nets[0].n_params
     sequence = task_cls.io(first.task_args).kind == "sequence"
+    # a pack with its own backward (the MLP's) uses it in float32; under bf16 autocast, autograd
+    by_hand = hasattr(pack, "backward") and precision != "bf16"
     tokens = 1  # tokens per example, as the solo loop counts them (train._result)
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
@@ -146,12 +148,14 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                 loss_sum, error_sum, count = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device), 0
             X, Y = next_batches(B)
             tokens = X.shape[2] if sequence else 1
-            with autocast(precision, device):
-                out = pack.forward(X)
-                losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
             for p in pack.params:
                 p.grad = None
+            with autocast(precision, device):
+                out = pack.forward_for_backward(X) if by_hand else pack.forward(X)
+                losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
             losses.sum().backward()  # members share no weight, so each gets exactly its own gradient
+            if by_hand:
+                pack.backward(out.grad)
             with torch.no_grad():
                 opt.step(pack.params, lr_factor(step, max_steps, schedule, warmup_steps))
                 loss_sum += losses.detach()
