@@ -24,8 +24,9 @@ class Model(ABC):
     accepts: ClassVar[tuple[str, ...]]
     params: list[torch.Tensor]
     # Packing (workers/packed.py): a packable model has `stack(members) -> pack` whose pack has
-    # `params`, `forward(X)` over stacked inputs, `member(i)` and `keep(idx)`. `pack_free` names the
-    # arguments that may differ inside a pack.
+    # `params`, `forward(X)` over stacked inputs, `member(i)` and `keep(idx)`, and optionally its
+    # own backward (`forward_for_backward(X)`, then `backward(dloss/doutput)` sets the gradients;
+    # the MLP's). `pack_free` names the arguments that may differ inside a pack.
     packable: ClassVar[bool] = False
     pack_free: ClassVar[tuple[str, ...]] = ()
 
