@@ -18,6 +18,15 @@ def solo(trial):
         return rows, end.value
 
 
+def packed(trials):
+    """Train `trials` as one pack: (every member's metric rows, {trial id: its `TrialResult`})."""
+    from paretolab.workers.packed import train_pack
+    from paretolab.workers.trial import Assignment, TrialResult
+
+    items = list(train_pack([Assignment(t, 1) for t in trials]))
+    return [r for r in items if not isinstance(r, TrialResult)], {r.trial_id: r for r in items if isinstance(r, TrialResult)}
+
+
 def wait_for(condition, what: str = "the condition", timeout_s: float = 180, proc=None, interval_s: float = 0.2):
     """Poll `condition` until it returns something truthy, and return that. Fails after `timeout_s`,
     or as soon as `proc` (a subprocess that must still be running meanwhile) has ended."""

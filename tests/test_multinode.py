@@ -93,7 +93,10 @@ def live_nodes(cluster) -> set[str]:
 
 def test_sweep_spreads_over_the_worker_nodes(cluster, tmp_path):
     spec = tmp_path / "spread.yaml"
-    spec.write_text(SPEC.format(name="spread", seeds=6, max_steps=300, pack_size="auto"))
+    # Work goes only to workers that are up, a fair share of what is left at a time: the packs must
+    # last longer than the gap between the first and the last worker's start (1-3 s on 2 busy
+    # cores), or the first ones finish everything before the last is up.
+    spec.write_text(SPEC.format(name="spread", seeds=6, max_steps=5000, pack_size="auto"))
     proc = run_cli(cluster, spec, tmp_path / "r")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

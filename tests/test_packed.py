@@ -12,9 +12,9 @@ import paretolab
 from paretolab.orchestrator.grid import expand
 from paretolab.orchestrator.events import Observer
 from paretolab.spec import parse_yaml
-from paretolab.workers.packed import pack_key, train_pack
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
-from support import solo
+from paretolab.workers.packed import pack_key
+from paretolab.workers.trial import MetricRow
+from support import packed, solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,13 +40,6 @@ def trials(momentum=0.0, max_steps=300, target=0.1, extra=""):
     return list(expand(parse_yaml(SPEC.format(momentum=momentum, max_steps=max_steps, target=target) + extra)))
 
 
-def packed(ts):
-    items = list(train_pack([Assignment(t, 1) for t in ts]))
-    rows = [r for r in items if isinstance(r, MetricRow)]
-    results = [r for r in items if isinstance(r, TrialResult)]
-    return rows, results
-
-
 def packed_against_solo(ts):
     """Train `ts` as one pack and each alone; check every member's curve against its solo curve,
     and yield (packed result, solo result) per trial."""
@@ -57,7 +50,7 @@ def packed_against_solo(ts):
         assert len(mine) == len(solo_rows)
         for a, b in zip(mine, solo_rows):
             assert_close(a, b)
-        yield next(r for r in results if r.trial_id == t.trial_id), solo_result
+        yield results[t.trial_id], solo_result
 
 
 def assert_close(a: MetricRow, b: MetricRow):
@@ -83,9 +76,9 @@ def test_members_follow_their_solo_curves(momentum):
 def test_members_end_on_their_own_and_stop_costing():
     ts = trials(max_steps=2000)
     rows, results = packed(ts)
-    ends = sorted(r.steps for r in results)
+    ends = sorted(r.steps for r in results.values())
     assert ends[0] < ends[-1]  # members stopped at different evaluations
-    for r in results:  # no row after a member's end: it was dropped from the pack
+    for r in results.values():  # no row after a member's end: it was dropped from the pack
         assert max(x.step for x in rows if x.trial_id == r.trial_id) == r.steps
 
 
@@ -94,8 +87,7 @@ def test_a_diverging_member_does_not_disturb_the_others():
     bad = trials(max_steps=200, target=-1, extra="")[0]
     import dataclasses
     bad = dataclasses.replace(bad, trial_id="bad", train=dataclasses.replace(bad.train, lr=1e30))
-    rows, results = packed([bad, *ts[:3]])
-    by_id = {r.trial_id: r for r in results}
+    rows, by_id = packed([bad, *ts[:3]])
     assert by_id["bad"].status == "diverged"
     for t in ts[:3]:
         mine = [r for r in rows if r.trial_id == t.trial_id]
@@ -107,7 +99,7 @@ def test_a_diverging_member_does_not_disturb_the_others():
 def test_a_pack_that_raises_fails_its_members_with_the_error():
     ts = list(expand(parse_yaml(SPEC.format(momentum=0, max_steps=100, target=0.1).replace("sparse_parity", "exploding"))))
     _, results = packed(ts[:4])
-    assert len(results) == 4 and all(r.status == "failed" and "boom at batch 4" in r.error for r in results)
+    assert len(results) == 4 and all(r.status == "failed" and "boom at batch 4" in r.error for r in results.values())
 
 
 def test_what_cannot_share_a_pack():

@@ -13,9 +13,9 @@ from paretolab.orchestrator.grid import expand
 from paretolab.spec import parse_yaml
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
-from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key, train_pack
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
-from support import solo
+from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key
+from paretolab.workers.trial import MetricRow
+from support import packed, solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,11 +49,6 @@ def trials(task="flipflop", model="transformer", optimizer="adamw", max_steps=60
     text = SPEC.format(task=task, task_args=TASKS[task], model=model, model_args=model_args or MODELS[model],
                        optimizer=optimizer, max_steps=max_steps)
     return list(expand(parse_yaml(text + extra)))
-
-
-def packed(ts):
-    items = list(train_pack([Assignment(t, 1) for t in ts]))
-    return [r for r in items if isinstance(r, MetricRow)], {r.trial_id: r for r in items if isinstance(r, TrialResult)}
 
 
 def assert_close(a: MetricRow, b: MetricRow):
