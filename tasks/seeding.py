@@ -24,3 +24,9 @@ def generator(seed: int, purpose: str, device: str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(seed, purpose))
     return g
+
+
+def hidden_subset(seed: int, n: int, k: int, device: str = "cpu") -> torch.Tensor:
+    """A task's hidden `k` of `n` coordinates (e.g. a parity's support), sorted, drawn from the
+    trial's stream "support"."""
+    return torch.randperm(n, generator=generator(seed, "support"))[:k].sort().values.to(device)

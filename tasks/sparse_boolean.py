@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
-from paretolab.tasks.seeding import generator
+from paretolab.tasks.seeding import hidden_subset
 
 FUNCTIONS = ("parity", "and", "or", "majority")
 EVAL_TOKENS = 2**16  # test sequences go through the model in chunks of about this many tokens
@@ -84,8 +84,7 @@ class SparseBoolean(SampledTask):
     def __init__(self, args: SparseBooleanArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args = args
         self.device = device
-        g = generator(seed, "support")
-        self.support = torch.randperm(args.length, generator=g)[: args.k].sort().values.to(device)
+        self.support = hidden_subset(seed, args.length, args.k, device)
         self._init_streams(seed, test_size, device)
 
     @staticmethod

@@ -16,7 +16,7 @@ import torch
 
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
-from paretolab.tasks.seeding import generator
+from paretolab.tasks.seeding import hidden_subset
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ class SparseParity(SampledTask):
     def __init__(self, args: SparseParityArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args = args
         self.device = device
-        g = generator(seed, "support")
-        self.support = torch.randperm(args.n, generator=g)[: args.k].sort().values.to(device)
+        self.support = hidden_subset(seed, args.n, args.k, device)
         self._init_streams(seed, test_size, device)
 
     @staticmethod
