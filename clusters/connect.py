@@ -46,9 +46,32 @@ def connect(address: str | None = None) -> bool:
 
 
 def disconnect() -> None:
+    """Shut down this process's Ray. A Ctrl-C meanwhile is held until the shutdown is done and then
+    raised (a second one exits at once, status 130): a KeyboardInterrupt inside `ray.shutdown()`
+    left the driver half shut down, and the process exited with status 1 instead of 130."""
+    import signal
+    import threading
+
     import ray
 
-    ray.shutdown()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # not ours to hold
+        ray.shutdown()
+        return
+    held: list[int] = []
+
+    def hold(*_):
+        if held:
+            os._exit(130)
+        held.append(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 def slots(cpu: float, gpu: float) -> int:

@@ -74,9 +74,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, write_spec, args, message):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
+def test_ctrl_c_while_ray_shuts_down_is_held_until_it_is_down(monkeypatch):
+    # A Ctrl-C inside `ray.shutdown()` left the driver half shut down and the CLI exited 1 (seen when
+    # Ctrl-C came as the last trials ended). Now the shutdown finishes, then the interrupt is raised.
+    import ray
+
+    from paretolab.clusters.connect import disconnect
+
+    steps = []
+
+    def shutdown():
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler right after this call
+        steps.append("shut down")
+
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    with pytest.raises(KeyboardInterrupt):
+        disconnect()
+    assert steps == ["shut down"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
     # trials that never reach the target run their full 20,000 steps (a few seconds each)
-    spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=20000, every=1000, target=-1)
+    # (unpacked: packed, the six would end together, at the end of the run)
+    spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=20000, every=1000, target=-1,
+                      extra="resources: {pack_size: 1}\n")
     store = tmp_path / "r"
     proc = subprocess.Popen(["paretolab", "run", str(spec), "--store", str(store), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
