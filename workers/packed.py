@@ -37,9 +37,9 @@ from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
 # `pack_size: auto` fills a pack up to this many parameters x tokens per example (1 for vector
 # tasks): a step of a pack costs about members x parameters x tokens. On the 2-core CPU
-# (benchmarks/packing.py) width-100 MLPs (5k parameters) gain 11-12x at packs of 64-256 while
-# width-1000 ones (52k) gain 1.4x at 8 and lose at 64: past ~5e5 parameters a pack's working set
-# leaves the caches. For sequence models the forward and backward of a Transformer pack beat the
+# (benchmarks/packing.py) width-100 MLPs (5k parameters) gain 15-16x at packs of 64-256 while
+# width-1000 ones (52k) gain 2.0x at 8, 1.3x at 64 and lose at 256: past ~5e5 parameters a pack's
+# working set leaves the caches. For sequence models the forward and backward of a Transformer pack beat the
 # solo models one after the other at width 16 and T = 16 (3.7k parameters x 15 tokens: 11.3 ms
 # against 14.2 ms for 16 members) but lost at width 32 and T = 64 (15k x 63, over the budget alone:
 # 84 ms against 67 ms), best of 5, one thread (workers/transformer.py). Whole-run speed-ups of
