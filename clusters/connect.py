@@ -45,10 +45,11 @@ def connect(address: str | None = None) -> bool:
     return True
 
 
-def disconnect() -> None:
-    """Shut down this process's Ray. A Ctrl-C meanwhile is held until the shutdown is done and then
-    raised (a second one exits at once, status 130): a KeyboardInterrupt inside `ray.shutdown()`
-    left the driver half shut down, and the process exited with status 1 instead of 130."""
+def disconnect() -> bool:
+    """Shut down this process's Ray; True if a Ctrl-C came meanwhile. Such a Ctrl-C is held until
+    the shutdown is done (a second one, once Python runs again, exits at once with status 130): a
+    KeyboardInterrupt inside `ray.shutdown()` left the driver half shut down, and the process
+    exited with status 1. The caller decides what the held Ctrl-C means."""
     import signal
     import threading
 
@@ -57,7 +58,7 @@ def disconnect() -> None:
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # not ours to hold
         ray.shutdown()
-        return
+        return False
     held: list[int] = []
 
     def hold(*_):
@@ -70,8 +71,7 @@ def disconnect() -> None:
         ray.shutdown()
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if held:
-        raise KeyboardInterrupt
+    return bool(held)
 
 
 def slots(cpu: float, gpu: float) -> int:

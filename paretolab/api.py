@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -195,6 +196,7 @@ def _lock(st: Store):
 def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None,
              record: list | None = None):
     from paretolab.clusters.connect import connect, disconnect, slots
+    from paretolab.orchestrator.events import Interrupted
     from paretolab.orchestrator.scheduler import Scheduler
 
     attempts = st.last_attempts()
@@ -216,8 +218,9 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
         return scheduler.counts, result
     finally:
         writer.flush()
-        if started:
-            disconnect()
+        # a Ctrl-C held during Ray's shutdown interrupts the run, unless an error is already on its way
+        if started and disconnect() and sys.exc_info()[0] is None:
+            raise Interrupted()
 
 
 def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:

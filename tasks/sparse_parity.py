@@ -118,7 +118,7 @@ class SparseParity(SampledTask):
 PACKED_GATHER_FLOATS = 64 * 2**20
 # On CPU a member draws the random numbers of up to this many steps in one call, within this many
 # drawn values per pack: torch's CPU generator gives one draw of K*B values exactly as K draws of B
-# (tests/test_packed.py checks it), so every member's stream is its solo stream. One call per member
+# (tests/test_packed_streams.py checks it), so every member's stream is its solo stream. One call per member
 # per step was 29% of a 100-member pack's time (benchmarks/vs_ray_tune.py's grid, profiled). CUDA
 # generators offset each call, so on a GPU members draw step by step.
 PREFETCH_STEPS = 64

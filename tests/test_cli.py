@@ -76,10 +76,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, write_spec, args, message):
 
 def test_ctrl_c_while_ray_shuts_down_is_held_until_it_is_down(monkeypatch):
     # A Ctrl-C inside `ray.shutdown()` left the driver half shut down and the CLI exited 1 (seen when
-    # Ctrl-C came as the last trials ended). Now the shutdown finishes, then the interrupt is raised.
+    # Ctrl-C came as the last trials ended). Now the shutdown finishes, and the run then ends as
+    # interrupted (CLI: 130), unless an error is already on its way out: that error is kept.
     import ray
 
-    from paretolab.clusters.connect import disconnect
+    from paretolab import api
+    from paretolab.clusters import connect
+    from paretolab.errors import ClusterError
+    from paretolab.orchestrator.events import Interrupted
 
     steps = []
 
@@ -88,10 +92,31 @@ def test_ctrl_c_while_ray_shuts_down_is_held_until_it_is_down(monkeypatch):
         steps.append("shut down")
 
     monkeypatch.setattr(ray, "shutdown", shutdown)
-    with pytest.raises(KeyboardInterrupt):
-        disconnect()
-    assert steps == ["shut down"]
+    assert connect.disconnect() is True and steps == ["shut down"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    class Writer:
+        def flush(self):
+            pass
+
+    class Store:
+        def last_attempts(self):
+            return {}
+
+    monkeypatch.setattr(connect, "connect", lambda address: True)
+    monkeypatch.setattr(connect, "slots", lambda cpu, gpu: 1)
+    monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", lambda self, pending, attempts: "counts")
+    sweep = type("Sweep", (), {"resources": type("R", (), {"cpu": 1, "gpu": 0})(), "max_attempts": 1, "name": "s"})()
+    with pytest.raises(Interrupted):
+        api._execute(sweep, [], Store(), Writer(), None, 1, None)
+
+    def refuse(self, pending, attempts):
+        raise ClusterError("no room")
+
+    monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", refuse)
+    with pytest.raises(ClusterError):
+        api._execute(sweep, [], Store(), Writer(), None, 1, None)
+    assert steps == ["shut down"] * 3
 
 
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):

@@ -193,17 +193,17 @@ eval: {every: 5, test_size: 16}
     assert summary.ran == 2 and summary.failed == 0
 
 
-@pytest.mark.parametrize("depth", [2, 3])
-def test_the_mlp_packs_backward_gives_autograds_gradients(depth):
+@pytest.mark.parametrize("depth, outputs", [(2, 1), (3, 1), (2, 3), (4, 2)])
+def test_the_mlp_packs_backward_gives_autograds_gradients(depth, outputs):
     import torch
 
     from paretolab.tasks.base import IO
     from paretolab.workers.mlp import MLP, MLPArgs
 
     g = torch.Generator().manual_seed(0)
-    nets = [MLP(MLPArgs(width=24, depth=depth), IO("vector", 10, 1), g) for _ in range(5)]
+    nets = [MLP(MLPArgs(width=24, depth=depth), IO("vector", 10, outputs), g) for _ in range(5)]
     X = torch.randn(5, 16, 10, generator=g)
-    Y = torch.randn(5, 16, 1, generator=g)
+    Y = torch.randn(5, 16, outputs, generator=g)
     by_autograd, by_hand = MLP.stack(nets), MLP.stack(nets)
     ((by_autograd.forward(X) - Y) ** 2).sum().backward()
     out = by_hand.forward_for_backward(X)

@@ -1,11 +1,21 @@
-"""How the scheduler splits the queue into calls (no Ray needed: the sizing is the driver's alone)."""
+"""How the scheduler splits the queue into calls (no Ray needed: `_dispatch` is the driver's alone;
+the workers are stand-ins that accept calls)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from paretolab.orchestrator.scheduler import Scheduler, _Call, _Slot
+from paretolab.orchestrator.scheduler import Scheduler, _Slot
 from paretolab.orchestrator.sweep import Resources
+
+
+class Accepting:
+    """A worker actor stand-in: `run.remote(chunk)` accepts the call."""
+
+    class run:
+        @staticmethod
+        def remote(chunk):
+            return object()
 
 
 def packing_scheduler(queued: int, workers: int, pack: int) -> Scheduler:
@@ -13,15 +23,12 @@ def packing_scheduler(queued: int, workers: int, pack: int) -> Scheduler:
     s.start()
     s.packing, s._pack = True, pack
     s.queue = deque(range(queued))
-    s.slots = [_Slot(actor=None, ready=None) for _ in range(workers)]
+    s.slots = [_Slot(actor=Accepting(), ready=None) for _ in range(workers)]
     return s
 
 
-def take(s: Scheduler, slot: _Slot) -> _Call:
-    """What `_dispatch` does for `slot`, without a worker to call."""
-    call = _Call(slot, [s.queue.popleft() for _ in range(min(s._chunk_size(), len(s.queue)))])
-    slot.calls.append(call)
-    return call
+def chunks(slot: _Slot) -> list[int]:
+    return [len(c.chunk) for c in slot.calls]
 
 
 def test_the_first_worker_up_leaves_the_others_their_share():
@@ -30,19 +37,22 @@ def test_the_first_worker_up_leaves_the_others_their_share():
     # must not get half of what is left (it made two packs run one after the other).
     s = packing_scheduler(200, workers=2, pack=256)
     a, b = s.slots
-    assert len(take(s, a).chunk) == 100
-    assert len(take(s, b).chunk) == 100 and not s.queue
+    a.up = True
+    s._dispatch()
+    assert chunks(a) == [100] and chunks(b) == []  # b is not up: no work for it yet
+    b.up = True
+    s._dispatch()
+    assert chunks(a) == [100] and chunks(b) == [100] and not s.queue
 
 
 def test_a_worker_that_frees_up_takes_a_fair_share_of_what_is_left():
     s = packing_scheduler(100, workers=2, pack=16)
     a, b = s.slots
-    first, second = take(s, a), take(s, b)
-    assert len(first.chunk) == len(second.chunk) == 16
-    a.calls.remove(first)  # a ended its pack; b's has 6 of 16 members left
-    second.ended.update(second.chunk[:10])
-    # queue 68 + 6 in flight over 2 workers: 37, capped at a pack
-    assert len(take(s, a).chunk) == 16
+    a.up = b.up = True
+    s._dispatch()
+    assert chunks(a) == chunks(b) == [16]  # at most a pack each
+    a.calls.clear()  # a ended its pack; 6 of b's 16 members are still training
+    b.calls[0].ended.update(b.calls[0].chunk[:10])
     s.queue = deque(range(20))
-    a.calls.clear()
-    assert len(take(s, a).chunk) == 13  # (20 + 6) / 2: the rest goes to b when it frees up
+    s._dispatch()
+    assert chunks(a) == [13] and len(s.queue) == 7  # (20 queued + 6 held) / 2; the rest waits for b

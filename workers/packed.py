@@ -32,7 +32,7 @@ from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
 from paretolab.workers.schedule import lr_factor
-from paretolab.workers.train import _result, autocast, failed
+from paretolab.workers.train import _result, autocast, autocasts, failed
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
 # `pack_size: auto` fills a pack up to this many parameters x tokens per example (1 for vector
@@ -115,7 +115,7 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     n_params = nets[0].n_params
     sequence = task_cls.io(first.task_args).kind == "sequence"
     # a pack with its own backward (the MLP's) uses it in float32; under bf16 autocast, autograd
-    by_hand = hasattr(pack, "backward") and precision != "bf16"
+    by_hand = hasattr(pack, "backward") and not autocasts(precision, device)
     tokens = 1  # tokens per example, as the solo loop counts them (train._result)
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)

@@ -85,9 +85,12 @@ def autocast(precision: str, device: str):
     """The context of a training step's forward pass and loss: bfloat16 autocast for `bf16` on a
     CUDA device, nothing otherwise. `bf16` is a GPU throughput setting: on a CPU the same trial
     trains in fp32, so a sweep meant for GPUs can be tried on a laptop unchanged."""
-    if precision == "bf16" and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16) if autocasts(precision, device) else contextlib.nullcontext()
+
+
+def autocasts(precision: str, device: str) -> bool:
+    """Whether `autocast(precision, device)` changes anything (bf16 on a CUDA device)."""
+    return precision == "bf16" and torch.device(device).type == "cuda"
 
 
 @contextlib.contextmanager
