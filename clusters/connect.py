@@ -45,33 +45,10 @@ def connect(address: str | None = None) -> bool:
     return True
 
 
-def disconnect() -> bool:
-    """Shut down this process's Ray; True if a Ctrl-C came meanwhile. Such a Ctrl-C is held until
-    the shutdown is done (a second one, once Python runs again, exits at once with status 130): a
-    KeyboardInterrupt inside `ray.shutdown()` left the driver half shut down, and the process
-    exited with status 1. The caller decides what the held Ctrl-C means."""
-    import signal
-    import threading
-
+def disconnect() -> None:
     import ray
 
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # not ours to hold
-        ray.shutdown()
-        return False
-    held: list[int] = []
-
-    def hold(*_):
-        if held:
-            os._exit(130)
-        held.append(signal.SIGINT)
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        ray.shutdown()
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    return bool(held)
+    ray.shutdown()
 
 
 def slots(cpu: float, gpu: float) -> int:

@@ -74,10 +74,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, write_spec, args, message):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
-def test_ctrl_c_while_ray_shuts_down_is_held_until_it_is_down(monkeypatch):
+def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     # A Ctrl-C inside `ray.shutdown()` left the driver half shut down and the CLI exited 1 (seen when
-    # Ctrl-C came as the last trials ended). Now the shutdown finishes, and the run then ends as
-    # interrupted (CLI: 130), unless an error is already on its way out: that error is kept.
+    # Ctrl-C came as the last trials ended). Now the last flush and the shutdown finish, and the run
+    # then ends as interrupted (CLI: 130), unless an error is already on its way out: that is kept.
     import ray
 
     from paretolab import api
@@ -85,38 +85,43 @@ def test_ctrl_c_while_ray_shuts_down_is_held_until_it_is_down(monkeypatch):
     from paretolab.errors import ClusterError
     from paretolab.orchestrator.events import Interrupted
 
-    steps = []
+    steps, ctrl_c_at = [], []
 
-    def shutdown():
-        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler right after this call
-        steps.append("shut down")
-
-    monkeypatch.setattr(ray, "shutdown", shutdown)
-    assert connect.disconnect() is True and steps == ["shut down"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    def step(name):
+        def call(*_):
+            if name in ctrl_c_at:
+                os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler right after this call
+            steps.append(name)
+        return call
 
     class Writer:
-        def flush(self):
-            pass
+        flush = step("flushed")
 
     class Store:
         def last_attempts(self):
             return {}
 
+    monkeypatch.setattr(ray, "shutdown", step("shut down"))
     monkeypatch.setattr(connect, "connect", lambda address: True)
     monkeypatch.setattr(connect, "slots", lambda cpu, gpu: 1)
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", lambda self, pending, attempts: "counts")
     sweep = type("Sweep", (), {"resources": type("R", (), {"cpu": 1, "gpu": 0})(), "max_attempts": 1, "name": "s"})()
-    with pytest.raises(Interrupted):
-        api._execute(sweep, [], Store(), Writer(), None, 1, None)
+    for at in ("flushed", "shut down"):
+        ctrl_c_at[:] = [at]
+        steps.clear()
+        with pytest.raises(Interrupted):
+            api._execute(sweep, [], Store(), Writer(), None, 1, None)
+        assert steps == ["flushed", "shut down"], at
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     def refuse(self, pending, attempts):
         raise ClusterError("no room")
 
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", refuse)
+    steps.clear()
     with pytest.raises(ClusterError):
         api._execute(sweep, [], Store(), Writer(), None, 1, None)
-    assert steps == ["shut down"] * 3
+    assert steps == ["flushed", "shut down"]
 
 
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
