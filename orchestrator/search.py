@@ -323,16 +323,20 @@ class OptunaStrategy(Strategy):
             batch.extend(self._cell(trial.number, params, trial))
         return batch
 
-    def _cell(self, number: int, params: dict, trial=None) -> list[TrialConfig]:
+    def _point(self, params: dict) -> list[TrialConfig]:
+        """The trials of the point `params` (every seed); SpecError if the parameters are invalid together."""
         import dataclasses
 
-        from paretolab.errors import SpecError
         from paretolab.orchestrator.grid import expand
 
-        point = dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **params}.items())),
-                                    search=None, points=None)
+        return list(expand(dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **params}.items())),
+                                               search=None, points=None)))
+
+    def _cell(self, number: int, params: dict, trial=None) -> list[TrialConfig]:
+        from paretolab.errors import SpecError
+
         try:
-            trials = list(expand(point))
+            trials = self._point(params)
         except SpecError as e:  # parameters invalid together (e.g. k > n): this point fails, the search goes on
             if trial is not None:
                 trial.set_user_attr("error", str(e))
@@ -367,19 +371,14 @@ class OptunaStrategy(Strategy):
 
     def answered(self, store: Store) -> list[TrialConfig] | None:
         """A study that holds its `n_trials` points, every one told, whose trials the store all holds."""
-        import dataclasses
-
         from paretolab.errors import SpecError
-        from paretolab.orchestrator.grid import expand
 
         if not self.done():
             return None
         used: dict[str, TrialConfig] = {}
         for ft in self.study.get_trials(deepcopy=False):
-            point = dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **ft.params}.items())),
-                                        search=None, points=None)
             try:
-                used.update((t.trial_id, t) for t in expand(point))
+                used.update((t.trial_id, t) for t in self._point(ft.params))
             except SpecError:  # a point told FAIL before it ran (parameters invalid together, or never sampled)
                 continue
         ids = list(used)

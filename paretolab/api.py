@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager, suppress
+from itertools import islice
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,7 +98,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
             return RunSummary(**summary | dict(total=n_points(sweep.search) * len(sweep.seeds), already_done=None),
                               search=describe(sweep))
-        return RunSummary(**summary, first_configs=[t.columns() | {"trial_id": t.trial_id} for t in trials[:5]],
+        return RunSummary(**summary, first_configs=_first_configs(trials),
                           search=describe(sweep))
     start = time.monotonic()
     if sweep.search is not None or sweep.tune is not None:
@@ -124,12 +125,15 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
     used: dict[str, object] = {}
     last_write = [0.0]
 
+    def record_used() -> None:
+        for row_sweep, row_trials in strategy.records(sweep, list(used.values())):
+            _record_sweep(st, writer, row_sweep, row_trials)
+
     def on_trials(batch) -> None:
         grew = any(t.trial_id not in used for t in batch)
         used.update((t.trial_id, t) for t in batch)
         if grew and time.monotonic() - last_write[0] >= 2.0:
-            for row_sweep, row_trials in strategy.records(sweep, list(used.values())):
-                _record_sweep(st, writer, row_sweep, row_trials)
+            record_used()
             last_write[0] = time.monotonic()
 
     with _lock(st):
@@ -147,8 +151,7 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
         finally:
             strategy.close()
             if used:
-                for row_sweep, row_trials in strategy.records(sweep, list(used.values())):
-                    _record_sweep(st, writer, row_sweep, row_trials)
+                record_used()
         for table in ("trials", "metrics"):
             st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     from paretolab.orchestrator.grid import axes
@@ -158,7 +161,8 @@ def _adaptive(sweep, candidates, st: Store, address, workers, observer, retry_fa
                       diverged=counts.diverged, pruned=counts.pruned, wall_s=time.monotonic() - start, search=result)
 
 
-def _confirm_size(sweep, yes: bool) -> None:
+def _confirm_size(sweep, yes: bool) -> int:
+    """The sweep's trial count; UsageError above `CONFIRM_ABOVE_TRIALS` unless `yes`."""
     from paretolab.orchestrator.grid import count
 
     n = count(sweep)  # without expanding: a mistyped grid may hold more trials than memory does
@@ -171,13 +175,15 @@ def _confirm_size(sweep, yes: bool) -> None:
 def _large_dry_run(sweep, st: Store, n: int) -> RunSummary:
     """A dry run of a grid too large to expand at once: its size and first trials; the store is not
     checked against all of it (`already_done` is None)."""
-    from itertools import islice
-
     from paretolab.orchestrator.grid import axes, expand
 
-    first = [t.columns() | {"trial_id": t.trial_id} for t in islice(expand(sweep), 5)]
     return RunSummary(sweep=sweep.name, store=st.root or st.uri, total=n, already_done=None,
-                      axes=tuple(axes(sweep)), first_configs=first)
+                      axes=tuple(axes(sweep)), first_configs=_first_configs(islice(expand(sweep), 5)))
+
+
+def _first_configs(trials) -> list[dict]:
+    """What a dry run shows of its first five trials: their columns and ids."""
+    return [t.columns() | {"trial_id": t.trial_id} for t in islice(trials, 5)]
 
 
 @contextmanager

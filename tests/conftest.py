@@ -14,28 +14,8 @@ TESTS = str(Path(__file__).parent)  # tests/support.py, imported by test modules
 sys.path[:0] = [PLUGINS, TESTS]
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, TESTS, os.environ.get("PYTHONPATH")) if p)
 
-TINY = """\
-sweep: {name}
-task: {task}
-task_args: {{n: 10, k: 2}}
-model: mlp
-grid:
-  width: {widths}
-fixed: {{lr: 0.1, batch_size: 32}}
-seeds: {seeds}
-max_steps: {max_steps}
-eval: {{every: {every}, test_size: 256}}
-success: {{metric: test_error, op: "<=", value: {target}}}
-"""
+import support  # noqa: E402 - importable once TESTS is on the path
 
-
-def _write_spec(folder: Path, name: str = "tiny", task: str = "sparse_parity", widths="[16, 32]", seeds=2,
-               max_steps=300, every=50, target=0.1, extra: str = "") -> Path:
-    """Write a small sparse-parity spec and return its path."""
-    path = folder / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, task=task, widths=widths, seeds=seeds, max_steps=max_steps,
-                                every=every, target=target) + extra)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -193,7 +173,7 @@ def count_in():
 @pytest.fixture
 def write_spec():
     """`write_spec(folder, name=..., widths=..., seeds=..., ...)` writes a small spec and returns its path."""
-    return _write_spec
+    return support.write_spec
 
 
 def _make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], metrics: list[dict] = (),

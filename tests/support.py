@@ -4,6 +4,31 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
+
+
+TINY = """\
+sweep: {name}
+task: {task}
+task_args: {{n: 10, k: 2}}
+model: mlp
+grid:
+  width: {widths}
+fixed: {{lr: 0.1, batch_size: 32}}
+seeds: {seeds}
+max_steps: {max_steps}
+eval: {{every: {every}, test_size: 256}}
+success: {{metric: test_error, op: "<=", value: {target}}}
+"""
+
+
+def write_spec(folder: Path, name: str = "tiny", task: str = "sparse_parity", widths="[16, 32]", seeds=2,
+               max_steps=300, every=50, target=0.1, extra: str = "") -> Path:
+    """Write a small sparse-parity spec (widths x seeds, MLP, lr 0.1, batch 32) and return its path."""
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, task=task, widths=widths, seeds=seeds, max_steps=max_steps,
+                                every=every, target=target) + extra)
+    return path
 
 
 def solo(trial):

@@ -25,27 +25,13 @@ import support
 # with an evaluation (a metric row) every 1,000 steps, so steps 0, 1000, ..., MAX_STEPS.
 MAX_STEPS, EVERY = 20000, 1000
 ROWS_PER_TRIAL = MAX_STEPS // EVERY + 1
-SPEC = """\
-sweep: faults
-task: sparse_parity
-task_args: {{n: 10, k: 2}}
-model: mlp
-grid:
-  width: [16, 32]
-fixed: {{lr: 0.1, batch_size: 32}}
-seeds: {seeds}
-max_steps: {max_steps}
-eval: {{every: {every}, test_size: 256}}
-success: {{metric: test_error, op: "<=", value: -1}}
-max_attempts: 3
-"""
 DEADLINE_S = 300  # generous: the 2-core machine may be shared with other test runs
 
 
 def write_spec(folder: Path, seeds: int, extra: str = "") -> Path:
-    path = folder / "faults.yaml"
-    path.write_text(SPEC.format(seeds=seeds, max_steps=MAX_STEPS, every=EVERY) + extra)
-    return path
+    """The faults sweep: widths 16 and 32 x `seeds`, never succeeding, 3 attempts at most."""
+    return support.write_spec(folder, name="faults", seeds=seeds, max_steps=MAX_STEPS, every=EVERY, target=-1,
+                              extra="max_attempts: 3\n" + extra)
 
 
 @pytest.fixture

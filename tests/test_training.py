@@ -405,7 +405,7 @@ def test_tf32_trials_run_in_fp32_on_cpu_through_a_worker(ray_cluster, tmp_path, 
     curves = {}
     for precision in ("fp32", "tf32"):
         spec = write_spec(tmp_path, name=precision, widths="[16]", seeds=2, max_steps=100,
-                          extra=f"resources: {{pack_size: 1}}\n").read_text()
+                          extra="resources: {pack_size: 1}\n").read_text()
         spec = spec.replace("fixed: {lr: 0.1, batch_size: 32}", f"fixed: {{lr: 0.1, batch_size: 32, precision: {precision}}}")
         (tmp_path / f"{precision}.yaml").write_text(spec)
         paretolab.run(tmp_path / f"{precision}.yaml", store=tmp_path / precision, workers=1)

@@ -92,24 +92,26 @@ class PackedMLP:
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Outputs (P, B, o) of inputs X (P, B, n), member p on its own slice: one baddbmm per layer."""
-        H = X
-        for j in range(0, len(self.params) - 2, 2):
-            W, b = self.params[j], self.params[j + 1]
-            H = torch.relu(torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2)))
-        W, b = self.params[-2:]
-        return torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2))
+        return self._layers(X, [])
 
     def forward_for_backward(self, X: torch.Tensor) -> torch.Tensor:
         """`forward(X)` outside autograd, keeping the activations that `backward` needs; the output
         is a leaf that requires grad, so a loss of it back-propagates to it alone."""
+        self._inputs = []
         with torch.no_grad():
-            self._inputs = [X]  # each layer's input
-            for j in range(0, len(self.params) - 2, 2):
-                W, b = self.params[j], self.params[j + 1]
-                self._inputs.append(torch.relu(torch.baddbmm(b.unsqueeze(1), self._inputs[-1], W.transpose(1, 2))))
-            W, b = self.params[-2:]
-            out = torch.baddbmm(b.unsqueeze(1), self._inputs[-1], W.transpose(1, 2))
+            out = self._layers(X, self._inputs)
         return out.requires_grad_()
+
+    def _layers(self, X: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The forward pass; each layer's input is appended to `inputs`."""
+        H = X
+        for j in range(0, len(self.params) - 2, 2):
+            inputs.append(H)
+            W, b = self.params[j], self.params[j + 1]
+            H = torch.relu(torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2)))
+        inputs.append(H)
+        W, b = self.params[-2:]
+        return torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2))
 
     @torch.no_grad()
     def backward(self, G: torch.Tensor) -> None:
