@@ -58,8 +58,8 @@ class Worker:
             while key is not None and j < len(assignments) and pack_key(assignments[j].trial) == key:
                 j += 1
             group = assignments[i:j]
-            # only a packable group needs a pack size (and `pack_size_for` builds the model on the meta
-            # device, where the Transformer's and LSTM's dropout generators cannot be made)
+            # only a packable group needs a pack size (a model without a closed-form `param_count`
+            # is built on the meta device for it)
             size = 1 if key is None else pack_size_for(group[0].trial, self.device, self.pack_size)
             for k in range(0, len(group), size):
                 chunk = group[k:k + size]
