@@ -31,7 +31,7 @@ def export(store: Store, sweep: str, out: str | Path) -> dict[str, int]:
         StoreError: unknown sweep, or `out` cannot be written.
     """
     out = Path(out)
-    con = store.connect(sweep)
+    con = store.connect(sweep, writes_files=True)
     try:
         info = sweep_info(con, sweep)
         try:

@@ -2,9 +2,9 @@
 
 Layout (one subfolder per table, many immutable files each):
 
-    results/trials/<time>-<id>.parquet    one row per finished attempt
-    results/metrics/<time>-<id>.parquet   one row per evaluation (the curves)
-    results/sweeps/<time>-<id>.parquet    one row per submitted version of a sweep
+    results/trials/<time>-<id>.crc32-<crc>.parquet    one row per finished attempt
+    results/metrics/<time>-<id>.crc32-<crc>.parquet   one row per evaluation (the curves)
+    results/sweeps/<time>-<id>.crc32-<crc>.parquet    one row per submitted version of a sweep
 
 The folder may be local (or an NFS mount) or on any filesystem pyarrow supports (`s3://bucket/prefix`,
 `gs://...`); `files.Location` writes each file whole under its final name (a temporary name, fsync
@@ -12,15 +12,30 @@ and rename on a local disk; one upload of a complete local file on an object sto
 pyarrow) never sees a partial file and a killed writer loses only rows it had not flushed. DuckDB
 reads local files natively and other filesystems through pyarrow datasets (no DuckDB extension).
 
-Compaction merges many small files of a table into one without changing any answer of
-paretolab's views: `<table>/_compactions.json` first records which files the merged file will
-replace, then the merged file appears (the single atomic step: a rename, or a PUT), and
-`Store.files` hides a replaced file only once its replacement exists. The replaced files are
-deleted right after (a plain glob reader can see both for that instant; a paretolab query that
-loses a file mid-way is retried on a fresh snapshot).
+A trial ends only with its whole curve. `StoreWriter` writes the curves of a flush before the
+results of that flush, each file durable (fsynced, and its folder too) before the next is begun,
+and each trial row holds `curve_rows`, the number of metric rows its attempt reported: a driver
+killed between two files, or a disk that fills up, leaves curves without results (the trial runs
+again, as the next attempt), never a result without its curve. `Store.ended` counts a trial as
+ended only when its attempt's curve has all its rows, so a curve lost later (a file moved aside
+by `paretolab doctor`) makes its trial run again too.
 
-A file that cannot be read (truncated by a full disk, corrupt) is skipped by every query, with a
-warning naming it; `paretolab doctor` (`analysis/doctor.py`) moves it aside.
+Every file is sealed with its CRC-32 (`files.py`), checked once per process before any query
+reads the file. A file that cannot be read, or whose bytes changed (a full disk, a crash, a flipped
+bit), is skipped by every query, with a warning naming it; `paretolab doctor` (`analysis/doctor.py`)
+moves it aside, and the next run of its sweep runs its trials again.
+
+Compaction merges many small files of a table into one without changing any answer of
+paretolab's views: the merged file lists in its own footer (`paretolab.replaces`) the files it
+replaces, so its appearance (a rename, or a PUT) is the single atomic step that adds its rows and
+hides theirs. The replaced files are deleted right after (a plain glob reader can see both for
+that instant; a paretolab query that loses a file mid-way is retried on a fresh snapshot).
+Stores compacted before merged files listed what they replace keep that list in
+`<table>/_compactions.json`, which is still read.
+
+Query connections cannot write or reach the network: DuckDB's external access is off (it reads
+only the snapshot's own files), extensions are neither installed nor loaded, and the configuration
+is locked before a query runs.
 """
 
 from __future__ import annotations
@@ -46,6 +61,9 @@ from paretolab.analysis.files import FileEntry, Location
 from paretolab.errors import StoreError
 
 TABLES = ("trials", "metrics", "sweeps")
+# The order a flush writes the tables in: a trial's curve (and its sweep's row) before its result.
+FLUSH_ORDER = ("sweeps", "metrics", "trials")
+REPLACES = b"paretolab.replaces"  # footer key of a merged file: the JSON list of the files it replaces
 SNAPSHOT_RETRIES = 5
 
 # Columns each view has even when its table has no file yet, so queries on an empty store work.
@@ -77,7 +95,11 @@ VIEWS = {
 
 
 T = TypeVar("T")
-MANIFEST = "_compactions.json"
+MANIFEST = "_compactions.json"  # legacy: merged files now list what they replace in their footer
+ROWS_PER_BATCH = 65_536
+# Every file carries Parquet's page checksums (checked by pyarrow's reads; DuckDB does not check
+# them, which is why files are also sealed whole: files.py).
+PARQUET_OPTIONS = {"write_page_checksum": True}
 QUARANTINE = "_quarantine"  # where `paretolab doctor` moves files that do not read: <store>/_quarantine/<table>/
 # DuckDB errors raised before any file is read: bad SQL, not a bad or vanished file.
 SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
@@ -110,18 +132,47 @@ class Store:
 
     def _committed(self, table: str) -> list[FileEntry]:
         """Every Parquet file of `table` not replaced by a compaction, readable or not."""
-        entries = self.loc.list(table)
+        for _ in range(SNAPSHOT_RETRIES):
+            entries = self.loc.list(table)
+            try:
+                hidden = self._replaced(table, entries)
+            except FileNotFoundError:  # a compaction deleted a file while it was read: list again
+                continue
+            return [e for e in entries if e.name not in hidden]
+        raise StoreError(f"cannot list {self.uri}/{table}: its files keep changing (is another program "
+                         "compacting or deleting them?)")
+
+    def _replaced(self, table: str, entries: list[FileEntry]) -> set[str]:
+        """Names of files that a present merged file replaces (per its footer, or the legacy manifest)."""
         present = {e.name for e in entries}
         hidden = {f for merged, replaced in self._manifest(table).items() if merged in present for f in replaced}
-        return [e for e in entries if e.name not in hidden]
+        for e in entries:
+            schema = _files.footer(self.loc, e)
+            if isinstance(schema, pa.Schema) and schema.metadata and REPLACES in schema.metadata:
+                hidden.update(json.loads(schema.metadata[REPLACES]))
+        return hidden
 
     def _live(self, table: str) -> list[FileEntry]:
         return _files.readable(self.loc, self._committed(table))
 
     def _manifest(self, table: str) -> dict[str, list[str]]:
-        """{merged file: [files it replaces]} of a table folder."""
+        """{merged file: [files it replaces]} of a table folder compacted before merged files listed
+        what they replace in their footer.
+
+        Raises:
+            StoreError: the manifest is corrupt (`paretolab doctor` rebuilds it).
+        """
         data = self.loc.read_bytes(table, MANIFEST)
-        return json.loads(data) if data else {}
+        if not data:
+            return {}
+        try:
+            manifest = json.loads(data)
+            if isinstance(manifest, dict) and all(isinstance(v, list) for v in manifest.values()):
+                return manifest
+        except (ValueError, UnicodeDecodeError):
+            pass
+        raise StoreError(f"the compaction manifest {self.loc.show(self.loc.path(table, MANIFEST))} is corrupt; "
+                         f"run `paretolab doctor{'' if self.uri == 'results' else ' --store ' + self.uri}` to rebuild it")
 
     def compact(self, table: str, min_files: int = 2) -> int:
         """Merge the live files of `table` into one file; returns how many files were merged.
@@ -135,39 +186,43 @@ class Store:
         if len(entries) < min_files:
             return 0
         self._check_writable()
-        name = _new_name()
-        present = {e.name for e in self.loc.list(table)}
-        manifest = {m: r for m, r in self._manifest(table).items() if any(f in present for f in r)}
-        manifest[name] = [e.name for e in entries]
-        body = json.dumps(manifest).encode()
+        replaces = json.dumps([e.name for e in entries]).encode()
         try:
             with duckdb.connect() as con:
-                scan = self._scan(con, table, entries)
-                # the manifest first: it hides nothing until the merged file below exists
-                self.loc.put((table, MANIFEST), lambda out: out.write(body))
-                self.loc.put_path((table, name), lambda tmp: con.execute(
-                    f"COPY (SELECT * FROM {scan}) TO '{_sql_str(tmp)}' (FORMAT parquet)"))
-        except (OSError, duckdb.Error) as e:
+                rows = con.sql(f"SELECT * FROM {self._scan(con, table, entries)}").to_arrow_reader(ROWS_PER_BATCH)
+                schema = rows.schema.with_metadata({REPLACES: replaces})
+
+                def write(out: pa.NativeFile) -> None:
+                    with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as w:
+                        for batch in rows:
+                            w.write_batch(batch)
+
+                self.loc.put((table, _new_name()), write, seal=True)  # the single atomic step
+        except (OSError, duckdb.Error, pa.ArrowException) as e:
             raise StoreError(f"cannot compact {self.uri}/{table}: {e}") from None
         for e in entries:
             self.loc.delete(e.path)
         return len(entries)
 
-    def connect(self, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, sweep: str | None = None, writes_files: bool = False) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the views `trials`, `metrics`, `sweeps`, `sweep_trials`
         (and the raw `trials_all`, `metrics_all`, `sweeps_all`). With `sweep`, `trials` and `metrics`
         hold only that sweep's trials.
 
+        The connection reads the store's files and nothing else: it cannot write a file, read
+        another, reach the network or install or load an extension, and its settings are locked.
+        `writes_files=True` (for `export`) leaves file access on; extensions stay off.
+
         Raises:
             StoreError: the store does not exist or `sweep` is not in it.
         """
-        return self._connect(sweep)[0]
+        return self._connect(sweep, locked=not writes_files)[0]
 
-    def _connect(self, sweep: str | None) -> tuple[duckdb.DuckDBPyConnection, list[FileEntry]]:
+    def _connect(self, sweep: str | None, locked: bool = True) -> tuple[duckdb.DuckDBPyConnection, list[FileEntry]]:
         if not self.exists():
             raise StoreError(f"no result store at {self.uri} (run a sweep first, or pass --store PATH)")
         for retry in range(SNAPSHOT_RETRIES):
-            con, snapshot = duckdb.connect(), []
+            con, snapshot = duckdb.connect(config=NO_EXTENSIONS), []
             try:
                 self._views(con, snapshot)
                 break
@@ -177,6 +232,8 @@ class Store:
                     raise StoreError(f"cannot read the store at {self.uri}: {str(e).splitlines()[0]}") from None
         if sweep is not None:
             self._restrict(con, sweep)
+        if locked:
+            _lock_down(con, [e.path for e in snapshot] if self.loc.local else [])
         return con, snapshot
 
     def _views(self, con: duckdb.DuckDBPyConnection, snapshot: list[FileEntry]) -> None:
@@ -255,11 +312,14 @@ class Store:
         return bad
 
     def query(self, sql: str, params: list | None = None, sweep: str | None = None) -> pa.Table:
-        """Run `sql` over the views and return the result as an Arrow table.
+        """Run `sql`, one statement that reads (`check_read_only`), over the views and return the
+        result as an Arrow table.
 
         Raises:
-            StoreError: the SQL is invalid or fails; the message is DuckDB's.
+            StoreError: the SQL is invalid, writes, or fails; the message is DuckDB's.
         """
+        check_read_only(sql)
+
         def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
             rel = con.sql(sql, params=params or None)
             return rel.to_arrow_table() if rel is not None else pa.table({})
@@ -267,19 +327,46 @@ class Store:
         return self.read(run, sweep)
 
     def ended(self, retry_failed: bool = False) -> set[str]:
-        """Ids of trials whose latest attempt ended (finished or diverged, and failed unless `retry_failed`).
+        """Ids of trials whose latest attempt ended (finished or diverged, and failed unless
+        `retry_failed`) with its whole curve.
 
-        Once `paretolab doctor` has moved a curve file aside, a finished or diverged trial whose
-        curve has no row left has not ended either: the store is a cache, so it runs again. (Only
-        then: a store written by other means may hold results without curves.)
+        A trial row counts the metric rows its attempt reported (`curve_rows`); one whose curve
+        has fewer rows in the store (a file lost, or moved aside by `paretolab doctor`) has not
+        ended: the store is a cache, so it runs again. Rows written before `curve_rows` existed:
+        such a trial has not ended when its curve has no row left once `doctor` moved a curve
+        file aside (a store written by other means may hold results without curves).
         """
         if not self.files("trials"):
             return set()
-        ended = ["finished", "diverged"] + ([] if retry_failed else ["failed"])
-        sql = "SELECT trial_id FROM trials WHERE list_contains(?, status)"
-        if self.loc.list(f"{QUARANTINE}/metrics"):
-            sql += " AND (status = 'failed' OR (trial_id, attempt) IN (SELECT trial_id, attempt FROM metrics_all))"
-        return set(self.query(sql, [ended]).column(0).to_pylist())
+        statuses = ["finished", "diverged"] + ([] if retry_failed else ["failed"])
+
+        def run(con: duckdb.DuckDBPyConnection) -> set[str]:
+            sql = "SELECT trial_id FROM trials t WHERE list_contains(?, status)"
+            if "curve_rows" in _columns(con, "trials_all"):
+                sql = (f"SELECT t.trial_id FROM trials t LEFT JOIN ({CURVE_ROWS}) m USING (trial_id, attempt) "
+                       "WHERE list_contains(?, t.status) AND (t.curve_rows IS NULL OR coalesce(m.n, 0) >= t.curve_rows)")
+                if self.loc.list(f"{QUARANTINE}/metrics"):
+                    sql += " AND (t.curve_rows IS NOT NULL OR t.status = 'failed' OR m.n > 0)"
+            elif self.loc.list(f"{QUARANTINE}/metrics"):
+                sql += " AND (status = 'failed' OR (trial_id, attempt) IN (SELECT trial_id, attempt FROM metrics_all))"
+            return {row[0] for row in con.execute(sql, [statuses]).fetchall()}
+
+        return self.read(run)
+
+    def short_curves(self) -> list[dict]:
+        """Trials whose latest attempt has a result but fewer metric rows than it reported:
+        `trial_id`, `attempt`, `status`, `curve_rows` (reported) and `rows` (in the store)."""
+        if not self.files("trials"):
+            return []
+
+        def run(con: duckdb.DuckDBPyConnection) -> list[dict]:
+            if "curve_rows" not in _columns(con, "trials_all"):
+                return []
+            return con.sql(f"SELECT t.trial_id, t.attempt, t.status, t.curve_rows, coalesce(m.n, 0) AS rows "
+                           f"FROM trials t LEFT JOIN ({CURVE_ROWS}) m USING (trial_id, attempt) "
+                           "WHERE coalesce(m.n, 0) < t.curve_rows ORDER BY t.trial_id").to_arrow_table().to_pylist()
+
+        return self.read(run)
 
     def last_attempts(self) -> dict[str, int]:
         """The highest attempt number recorded for each trial, in `trials` or `metrics`."""
@@ -339,8 +426,10 @@ class Store:
 class StoreWriter:
     """Buffers rows per table and appends them as new Parquet files.
 
-    A file is written when a table holds `flush_rows` rows or `flush_every_s` seconds have passed
-    since the last write. Only the process holding `Store.lock()` should write.
+    Every buffered table is written when one holds `flush_rows` rows or `flush_every_s` seconds
+    have passed since the last write, in `FLUSH_ORDER`: the curves' rows are durable before the
+    results that count them (`curve_rows`). Only the process holding `Store.lock()` should write.
+    A write that fails (a full disk) keeps its rows buffered and raises `StoreError`.
     """
 
     def __init__(self, store: Store, flush_rows: int = 50_000, flush_every_s: float = 2.0):
@@ -353,7 +442,7 @@ class StoreWriter:
     def append(self, table: str, rows: list[dict]) -> None:
         self._rows[table].extend(rows)
         if len(self._rows[table]) >= self.flush_rows:
-            self._write(table)
+            self.flush()
 
     def maybe_flush(self) -> None:
         """Write every buffered table if `flush_every_s` has passed since the last write."""
@@ -361,8 +450,13 @@ class StoreWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write every buffered row now."""
-        for table in TABLES:
+        """Write every buffered row now, curves before results.
+
+        Raises:
+            StoreError: a file cannot be written; the tables after it in `FLUSH_ORDER` are not
+                written either (their rows stay buffered).
+        """
+        for table in FLUSH_ORDER:
             self._write(table)
         self._last = time.monotonic()
 
@@ -373,8 +467,71 @@ class StoreWriter:
         self.store._check_writable()
         columns = list(dict.fromkeys(k for r in rows for k in r))
         data = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
-        self.store.loc.put((table, _new_name()), lambda out: pq.write_table(data, out))
+        self.store.loc.put((table, _new_name()), lambda out: pq.write_table(data, out, **PARQUET_OPTIONS), seal=True)
         self._rows[table] = []
+
+
+def check_read_only(sql: str) -> None:
+    """A query reads: one SELECT (WITH, FROM-first, DESCRIBE and SUMMARIZE are SELECTs to DuckDB) or
+    an EXPLAIN of one. COPY, ATTACH, CREATE, INSERT and the like could write files, and so could
+    `EXPLAIN ANALYZE`, which runs the statement it explains: they are refused. (A locked
+    connection can write no file outside the store, but could overwrite the snapshot's own files.)
+
+    Raises:
+        StoreError: more than one statement, or one that is not a read."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return  # a syntax error: running it reports it, with the views to use
+    kinds = [st.type for st in statements]
+    if len(kinds) != 1:
+        raise StoreError(f"query takes one statement, got {len(kinds)}; run them one at a time")
+    if kinds[0] == duckdb.StatementType.EXPLAIN:
+        kinds = [_explained(sql)]
+    if kinds[0] != duckdb.StatementType.SELECT:
+        raise StoreError(f"query only reads (SELECT, WITH ..., EXPLAIN of a SELECT), got {kinds[0].name}; "
+                         "use `paretolab export` to write a sweep's files")
+
+
+def _explained(sql: str) -> duckdb.StatementType:
+    """The type of the statement an EXPLAIN explains; StoreError for EXPLAIN ANALYZE (it runs it)."""
+    tokens = [(pos, kind) for pos, kind in duckdb.tokenize(sql) if kind != duckdb.token_type.comment]
+    words = [sql[pos:].split(None, 1)[0].strip("()").upper() for pos, _ in tokens]
+    i, depth = 1, 0  # tokens[0] is EXPLAIN; skip its options: `EXPLAIN (FORMAT json) ...`
+    while i < len(tokens) and (depth or sql[tokens[i][0]] == "("):
+        if words[i] in ("ANALYZE", "ANALYSE"):
+            break
+        depth += sql[tokens[i][0]] == "("
+        depth -= sql[tokens[i][0]] == ")"
+        i += 1
+    if i < len(tokens) and words[i] in ("ANALYZE", "ANALYSE"):
+        raise StoreError("query refuses EXPLAIN ANALYZE: it runs the statement it explains; use EXPLAIN")
+    if i >= len(tokens):
+        return duckdb.StatementType.EXPLAIN
+    inner = duckdb.extract_statements(sql[tokens[i][0]:])
+    return inner[0].type if len(inner) == 1 else duckdb.StatementType.EXPLAIN
+
+
+# The rows each attempt's curve has in the store.
+CURVE_ROWS = "SELECT trial_id, attempt, count(*) AS n FROM metrics_all GROUP BY trial_id, attempt"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
+# No extension is installed or loaded by a query (a URL in a query would otherwise fetch httpfs).
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """From now on `con` reads only `paths` (the snapshot's files; a pyarrow dataset registered
+    before is read by pyarrow) and cannot change that: no file written or read elsewhere, no
+    network, no extension. A statement that writes is also refused before it runs
+    (`views.read_only`): a COPY to a snapshot's own file would pass these settings."""
+    con.execute("SET allowed_paths = ?", [paths])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _new_name() -> str:

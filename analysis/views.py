@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from paretolab.analysis.cells import cells_sql, columns, sweep_info
-from paretolab.analysis.store import Store
+from paretolab.analysis.store import Store, check_read_only
 from paretolab.errors import StoreError
 
 READY = ("cells", "frontier", "transitions")
@@ -25,7 +25,7 @@ def query(store: Store, sql: str, sweep: str | None = None) -> pa.Table:
     Raises:
         StoreError: bad SQL, not one read-only statement, unknown sweep, or no store.
     """
-    _one_select(sql)
+    check_read_only(sql)
     wanted = [v for v in READY if sweep and re.search(rf"\b{v}\b", sql, re.I)]
     if not wanted:
         return store.query(sql, sweep=sweep)
@@ -35,21 +35,6 @@ def query(store: Store, sql: str, sweep: str | None = None) -> pa.Table:
         return con.sql(sql).to_arrow_table()
 
     return store.read(run, sweep)
-
-
-def _one_select(sql: str) -> None:
-    """A query reads: one SELECT (WITH, FROM-first, DESCRIBE and SUMMARIZE are SELECTs to DuckDB) or
-    EXPLAIN; COPY, ATTACH, CREATE, INSERT and the like could write files, so they are refused."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error:
-        return  # a syntax error: running it reports it, with the views to use
-    kinds = [st.type for st in statements]
-    if len(kinds) != 1:
-        raise StoreError(f"query takes one statement, got {len(kinds)}; run them one at a time")
-    if kinds[0] not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-        raise StoreError(f"query only reads (SELECT, WITH ..., EXPLAIN), got {kinds[0].name}; "
-                         "use `paretolab export` to write a sweep's files")
 
 
 def _add(con: duckdb.DuckDBPyConnection, sweep: str, wanted: list[str]) -> None:

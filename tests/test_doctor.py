@@ -53,6 +53,7 @@ def test_queries_skip_bad_files_doctor_moves_them_and_a_rerun_redoes_exactly_the
         for trial_id in ids_in(f):
             rows_left.setdefault(trial_id, []).append(f not in bad_metrics)
     lost_curves = {t for t, kept in rows_left.items() if not any(kept)}
+    cut_curves = {t for t, kept in rows_left.items() if not all(kept)}  # a curve with a row lost is cut short
     truncate(bad_trials)
     truncate(bad_metrics[0])
     flip_bytes(bad_metrics[1])
@@ -82,14 +83,17 @@ def test_queries_skip_bad_files_doctor_moves_them_and_a_rerun_redoes_exactly_the
     assert capsys.readouterr().out.count("moved to _quarantine/") == 3
     assert sorted(p.name for p in (root / "_quarantine" / "metrics").iterdir()) == sorted(f.name for f in bad_metrics)
     assert (root / "_quarantine" / "trials" / bad_trials.name).exists()
-    assert main(["doctor", "--store", str(root)]) == 0 and "nothing to do" in capsys.readouterr().out
+    assert main(["doctor", "--store", str(root)]) == 0  # no file left to move; the cut curves are reported
+    cut_short = cut_curves - lost_results
+    assert f"{len(cut_short)} trial(s) recorded as ended have curves cut short" in capsys.readouterr().out
 
     store = paretolab.open_store(root)
     before = store.query("SELECT max(finished_at) FROM trials_all").column(0)[0].as_py()
     rerun = paretolab.run(spec, store=root, workers=2)
     again = set(store.query("SELECT trial_id FROM trials_all WHERE finished_at > ?", [before]).column(0).to_pylist())
-    assert lost_results | lost_curves and again == lost_results | lost_curves and rerun.ran == len(again)
+    assert lost_results | lost_curves and again == lost_results | cut_curves and rerun.ran == len(again)
     assert store.query("SELECT count(*) FROM trials").column(0)[0].as_py() == 6
+    assert main(["doctor", "--store", str(root)]) == 0 and "nothing to do" in capsys.readouterr().out
 
 
 def test_doctor_moves_leftovers_and_fixes_the_manifest(tmp_path, make_store, capsys):
