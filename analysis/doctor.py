@@ -161,7 +161,7 @@ def _rebuilt_manifest(store: Store, table: str, entries: list[_files.FileEntry])
     manifest: dict[str, list[str]] = {}
     with duckdb.connect() as con:
         for e in good:
-            for later in reversed([m for m in good if m.name > e.name and m.size > e.size]):
+            for later in reversed([m for m in good if m.name > e.name and m.size >= e.size]):
                 cols = ", ".join(f'"{c}"' for c in _files.footer(store.loc, e).names)
                 missing = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM read_parquet(?) EXCEPT ALL "
                                       f"SELECT {cols} FROM read_parquet(?, union_by_name = true))",

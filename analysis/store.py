@@ -40,10 +40,8 @@ is locked before a query runs.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -292,6 +290,9 @@ class Store:
             con, snapshot = self._connect(sweep)
             try:
                 return fn(con)
+            except duckdb.PermissionException as e:
+                raise StoreError(f"a query reads only the store's views, not other files, URLs or extensions: "
+                                 f"{str(e).splitlines()[0]}") from None
             except duckdb.Error as e:
                 if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1 or not self._changed(snapshot):
                     raise StoreError(f"query failed: {str(e).splitlines()[0]} (fix the SQL; views: trials, metrics, "
@@ -381,12 +382,13 @@ class Store:
         """Hold the store's write lock: one run writes a store at a time.
 
         On a local disk (or NFS) the lock is an `flock` on `<store>/.lock`, released by the kernel
-        when its holder exits, so a crashed run never leaves a stale lock behind. On an object store
-        it is a lease object refreshed by its holder (`analysis/lease.py`); a lease not refreshed for
-        a minute is taken over.
+        when its holder exits, so a crashed run never leaves a stale lock behind (`analysis/flock.py`).
+        On an object store it is a lease object refreshed by its holder (`analysis/lease.py`); a
+        lease not refreshed for a minute is taken over.
 
         Raises:
-            StoreError: the store cannot be created, or another run holds the lock.
+            StoreError: the store cannot be created (a read-only or full disk), or another run holds
+                the lock; a refused lock leaves no `.lock` or store folder it created behind.
         """
         if not self.loc.local:
             from paretolab.analysis.lease import Lease
@@ -398,22 +400,10 @@ class Store:
                 self._lease.release()
                 self._lease = None
             return
-        root = Path(self.loc.base)
+        from paretolab.analysis import flock
+
+        fd = flock.take(Path(self.loc.base), self.uri)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise StoreError(f"cannot write the result store at {self.uri}: {e.strerror}; "
-                             "pass --store a folder you can write") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "?"
-                raise StoreError(f"the store {self.uri} is being written by another paretolab run "
-                                 f"(pid {holder}); wait for it or use another --store") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}".encode(), 0)  # named by a refused run
             yield
         finally:
             os.close(fd)
