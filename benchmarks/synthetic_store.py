@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from paretolab.analysis.files import crc32_of, sealed_name
+
 WIDTHS = np.array([10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000])
 SIZES = np.array([100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000])
 INITS = np.array(["dense", "sparse"])
@@ -55,13 +57,19 @@ def generate(out: Path, n_trials: int, n_evals: int, n_files: int, seed: int = 0
             "n_params": n_params[part], "error": pa.nulls(len(part), pa.string()), "node": ["n0"] * len(part),
             "finished_at": pa.array([now] * len(part), pa.timestamp("us", tz="UTC")),
         })
-        pq.write_table(trials, out / "trials" / f"{f:05d}.parquet")
+        _write(trials, out / "trials" / f"{f:05d}.parquet")
         _metrics(out / "metrics" / f"{f:05d}.parquet", ids[part], success[part], onset[part], n_evals, rng)
     sweep = pa.table({"sweep": ["synthetic"], "spec": [""], "path": [""], "submitted_at": pa.array([now], pa.timestamp("us", tz="UTC")),
                       "trial_ids": [ids.tolist()], "axes": [["width", "train_size", "init"]],
                       "parameters": [["task", "model", "n", "k", "train_size", "width", "init", "seed"]],
                       "success_metric": ["test_error"], "success_op": ["<="], "success_value": [0.1]})
-    pq.write_table(sweep, out / "sweeps" / "00000.parquet")
+    _write(sweep, out / "sweeps" / "00000.parquet")
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    """As the store writes a file: page checksums, and sealed with its CRC-32 in its name."""
+    pq.write_table(table, path, write_page_checksum=True)
+    path.rename(path.with_name(sealed_name(path.name, crc32_of(str(path)))))
 
 
 def _metrics(path: Path, ids, success, onset, n_evals: int, rng) -> None:
@@ -74,7 +82,7 @@ def _metrics(path: Path, ids, success, onset, n_evals: int, rng) -> None:
     test_error = np.clip(0.5 * (1 - drop) + noise, 0, 1)
     test_loss = 1.0 * (1 - drop) + np.abs(noise)
     train_error = np.clip(0.5 * (1 - np.clip((e - on + 1) / 4.0, 0, 1) * ok) + noise, 0, 1)
-    pq.write_table(pa.table({
+    _write(pa.table({
         "trial_id": np.repeat(ids, n_evals + 1), "attempt": np.ones(len(e), np.int64), "step": e * EVERY,
         "samples": e * EVERY * 32, "wall_s": e * 0.01, "train_loss": test_loss, "train_error": train_error,
         "test_loss": test_loss, "test_error": test_error, "test_acc": 1 - test_error,
