@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from paretolab.errors import StoreError
+from paretolab.errors import SHOWN_CHARS, StoreError, clipped, shown
 
 SEALED = re.compile(r"\.crc32-([0-9a-f]{8})\.parquet$")
 CHUNK_BYTES = 1 << 20
@@ -84,8 +84,9 @@ class Location:
         try:
             fs, base = pafs.FileSystem.from_uri(urlunsplit(parts._replace(query=urlencode(query))))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-            raise StoreError(f"cannot open the store {text!r}: {e} (give a folder, or a URI such as "
-                             f"s3://bucket/prefix)") from None
+            reason = clipped(" ".join(str(e).split()), 2 * SHOWN_CHARS)
+            raise StoreError(f"cannot open the store {shown(text)}: {reason} (give a folder, or a URI such as "
+                             "s3://bucket/prefix)") from None
         return cls(text, fs, base)
 
     @property
@@ -100,15 +101,26 @@ class Location:
         """Whether the store has been created (on an object store: holds any object)."""
         if self.local:
             return Path(self.base).is_dir()
-        info = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True, recursive=False))
+        try:
+            info = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True, recursive=False))
+        except OSError as e:  # the first call that reaches an object store: an endpoint down, bad credentials
+            raise self.unreachable(e) from None
         return bool(info)
+
+    def unreachable(self, e: OSError) -> StoreError:
+        """The error for a store that cannot be reached or read, naming the store and the fix."""
+        reason = clipped(" ".join(str(e).split()), 2 * SHOWN_CHARS)  # pyarrow's messages may span lines
+        if self.local:
+            return StoreError(f"cannot read the store {self.uri}: {reason} (pass --store a folder you can read)")
+        return StoreError(f"cannot reach the store {self.uri}: {reason} (check the endpoint, the network and the "
+                          "credentials, or pass --store another folder or URI)")
 
     def list(self, folder: str, suffix: str = ".parquet") -> list[FileEntry]:
         """The files of `folder` whose names end with `suffix`, sorted by name."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
         except OSError as e:
-            raise StoreError(f"cannot list {self.uri}/{folder}: {e}") from None
+            raise self.unreachable(e) from None
         return sorted((FileEntry(i.base_name, i.path, i.size or 0, i.mtime.timestamp() if i.mtime else 0.0)
                        for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix)),
                       key=lambda e: e.name)
@@ -120,6 +132,8 @@ class Location:
                 return f.read()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise self.unreachable(e) from None
 
     def put(self, parts: tuple[str, ...], write: Callable[[pa.NativeFile], None], seal: bool = False) -> str:
         """Create the file `parts` whole, with `write(stream)` writing its content; returns its path.

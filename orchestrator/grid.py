@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterator
 
-from paretolab.errors import SpecError
+from paretolab.errors import SHOWN_CHARS, SpecError, clipped, shown
 from paretolab.orchestrator.identity import point_content, seeded_id
 from paretolab.orchestrator.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
@@ -112,10 +112,10 @@ def expand(sweep: Sweep) -> Iterator[TrialConfig]:
             train = TrainArgs(**parts["train"])
             train.check()
             if train.loss not in task_cls.losses:
-                raise ValueError(f"loss {train.loss!r} is not one of {', '.join(task_cls.losses)}")
+                raise ValueError(f"loss {shown(train.loss)} is not one of {', '.join(task_cls.losses)}")
         except ValueError as e:
-            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(point.items()))
-            raise SpecError(f"{sweep.path}: point {{{shown}}}: {e}") from None
+            values = ", ".join(f"{k}={shown(v)}" for k, v in sorted(point.items()))
+            raise SpecError(f"{sweep.path}: point {{{values}}}: {clipped(str(e), 2 * SHOWN_CHARS)}") from None
         content = point_content(sweep.task, task_args, sweep.model, model_args, train, sweep.max_steps,
                                 sweep.eval, sweep.success)
         for seed in seeds:

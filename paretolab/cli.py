@@ -12,9 +12,11 @@ import shlex
 import sys
 
 from paretolab.errors import ParetolabError, UsageError
+from paretolab.terminal import plain, printable
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+ERROR_CHARS = 2_000  # an error line longer than this is cut in its middle, keeping the fix at its end
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,17 +149,27 @@ def _split(text: str | None) -> list[str] | None:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
-    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"  # one line, no source
+    warnings.formatwarning = lambda message, *_a, **_kw: f"warning: {printable(str(message))}\n"  # one line, no source
     err = _console(stderr=True)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except ParetolabError as e:
-        err.print(f"error: {e}", markup=False)
+        err.print(_error_line(e), markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return EXIT_INTERRUPTED
+
+
+def _error_line(e: ParetolabError) -> str:
+    """The one line an error prints: control characters escaped, newlines too, and bounded (every
+    value a message echoes is already bounded: see `errors.shown`; this bounds what is not)."""
+    line = printable(f"error: {e}")
+    if len(line) <= ERROR_CHARS:
+        return line
+    head, tail = ERROR_CHARS * 3 // 4, ERROR_CHARS // 4
+    return f"{line[:head]} ... ({len(line) - head - tail:,} characters left out) ... {line[-tail:]}"
 
 
 def _run(args) -> int:
@@ -175,54 +187,59 @@ def _run(args) -> int:
                           retry_failed=args.retry_failed, observer=view)
     except Interrupted:
         view.close()
-        print(f"interrupted: every result that arrived is in the store; rerun `paretolab run {' '.join(map(shlex.quote, sys.argv[2:]))}` to resume",
-              file=sys.stderr)
+        print(printable(f"interrupted: every result that arrived is in the store; rerun `paretolab run "
+                        f"{' '.join(map(shlex.quote, sys.argv[2:]))}` to resume"), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         view.close()
-    store = _store_arg(summary.store)
-    out.print(f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already in the store); "
-              f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
-              + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
-    out.print(f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
+    store, sweep = _store_arg(summary.store), shlex.quote(summary.sweep)
+    _say(out, f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already in the "
+         f"store); {summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
+         + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
+    _say(out, f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
     if summary.search is not None:
         import pyarrow as pa
 
-        out.print(f"search: {summary.search.title()}", markup=False)
+        _say(out, f"search: {summary.search.title()}")
         _print_table(pa.Table.from_pylist(summary.search.rows()))
-    out.print("next:")
-    out.print(f"  paretolab status{store} --sweep {shlex.quote(summary.sweep)}")
+    _say(out, "next:")
+    _say(out, f"  paretolab status{store} --sweep {sweep}")
     keys = "".join(f"{a}, " for a in summary.axes)
     sql = f"SELECT {keys}avg(success::INT) AS p_success, median(steps_to_success) AS steps FROM trials GROUP BY ALL ORDER BY ALL"
-    out.print(f"  paretolab query{store} --sweep {shlex.quote(summary.sweep)} {shlex.quote(sql)}", markup=False)
+    _say(out, f"  paretolab query{store} --sweep {sweep} {shlex.quote(sql)}")
     if summary.failed:
-        out.print(f"  paretolab query{store} --sweep {shlex.quote(summary.sweep)} \"SELECT trial_id, error FROM trials WHERE status = 'failed'\"", markup=False)
+        _say(out, f"  paretolab query{store} --sweep {sweep} \"SELECT trial_id, error FROM trials WHERE status = 'failed'\"")
     return 0
 
 
 def _dry_run(out, summary) -> int:
     if summary.already_done is None and summary.search:  # an optuna search: its trials are asked as it runs
-        out.print(f"{summary.sweep}: up to {summary.total} trials, chosen as the search runs (none listed ahead; "
-                  f"those {summary.store} holds are not run again)")
+        _say(out, f"{summary.sweep}: up to {summary.total} trials, chosen as the search runs (none listed ahead; "
+             f"those {summary.store} holds are not run again)")
     elif summary.already_done is None:  # too large to check against the store without running it
-        out.print(f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
-                  "a grid this large is compared with the store when it runs)")
+        _say(out, f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
+             "a grid this large is compared with the store when it runs)")
     elif summary.search:  # a frontier search or tuning: it runs some of the grid's trials, chosen as it goes
-        out.print(f"{summary.sweep}: up to {summary.total} trials (the grid's), {summary.already_done} already in "
-                  f"{summary.store}; the search runs only those it needs")
+        _say(out, f"{summary.sweep}: up to {summary.total} trials (the grid's), {summary.already_done} already in "
+             f"{summary.store}; the search runs only those it needs")
     else:
-        out.print(f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
-                  f"{summary.total - summary.already_done} to run")
+        _say(out, f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
+             f"{summary.total - summary.already_done} to run")
     if summary.search:
-        out.print(f"  {summary.search}", markup=False)
+        _say(out, f"  {summary.search}")
     label = "the grid's first trials:" if summary.search else None
     if summary.first_configs and label:
-        out.print(f"  {label}")
+        _say(out, f"  {label}")
     for cfg in summary.first_configs:
-        out.print("  " + " ".join(f"{k}={v}" for k, v in cfg.items()), markup=False)
+        _say(out, "  " + " ".join(f"{k}={v}" for k, v in cfg.items()))
     if summary.first_configs and summary.total > len(summary.first_configs):
-        out.print(f"  ... and {summary.total - len(summary.first_configs):,} more")
+        _say(out, f"  ... and {summary.total - len(summary.first_configs):,} more")
     return 0
+
+
+def _say(console, text: str) -> None:
+    """Print a line that holds the user's text (sweep names, paths, values): printable, no markup."""
+    console.print(printable(text), markup=False)
 
 
 def _store_arg(path) -> str:
@@ -241,7 +258,7 @@ def _status(args) -> int:
     table = Table("sweep", "total", "ended", "succeeded", "failed", "diverged", "pruned", "running/interrupted",
                   "trials/s", "eta")
     for s in rows:
-        table.add_row(s.sweep, str(s.total), str(s.ended), str(s.succeeded), str(s.failed), str(s.diverged),
+        table.add_row(plain(s.sweep), str(s.total), str(s.ended), str(s.succeeded), str(s.failed), str(s.diverged),
                       str(s.pruned), str(s.started), f"{s.rate_per_s:.2f}" if s.rate_per_s else "-",
                       _duration(s.eta_s) if s.remaining else "done")
     _console().print(table)
@@ -280,9 +297,11 @@ def _emit(result, fmt: str) -> None:
 def _print_table(result) -> None:
     from rich.table import Table
 
-    table = Table(*result.column_names)
+    table = Table()
+    for name in result.column_names:
+        table.add_column(plain(name))
     for row in result.to_pylist():
-        table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(plain("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else v) for v in row.values()))
     _console().print(table)
 
 
@@ -309,11 +328,12 @@ def _doctor(args) -> int:
     store = open_store(args.store)
     findings = doctor(store, repair=not args.check)
     for f in findings:
-        print(f"{f.file}: {f.problem}: {f.action}", flush=True)
+        print(printable(f"{f.file}: {f.problem}: {f.action}"), flush=True)
     if not findings:
-        print(f"{store.uri}: every file reads; nothing to do")
+        print(printable(f"{store.uri}: every file reads; nothing to do"))
     elif args.check:
-        print(f"{len(findings)} problem(s); run `paretolab doctor{_store_arg(store.root or store.uri)}` to move them aside")
+        print(printable(f"{len(findings)} problem(s); run `paretolab doctor{_store_arg(store.root or store.uri)}` "
+                        "to move them aside"))
         return 1
     return 0
 
@@ -324,7 +344,7 @@ def _export(args) -> int:
 
     counts = export(open_store(args.store), args.sweep, args.out)
     for name, rows in counts.items():
-        _console().print(f"{args.out}/{name}: {rows} rows", markup=False)
+        _console().print(printable(f"{args.out}/{name}: {rows} rows"), markup=False)
     return 0
 
 
@@ -417,7 +437,7 @@ def _plot(args) -> int:
         if not args.x:
             raise UsageError("plot fit needs --x AXIS (e.g. --x n)")
         fig = plots.plot_fit(store, s, y=args.y or "steps_to_success", x=args.x, by=args.by, success=ok)
-    _console().print(f"wrote {plots.save(fig, args.out)}", markup=False)
+    _console().print(printable(f"wrote {plots.save(fig, args.out)}"), markup=False)
     return 0
 
 
@@ -425,7 +445,7 @@ def _report(args) -> int:
     from paretolab.analysis.report import report
     from paretolab.api import open_store
 
-    _console().print(f"wrote {report(open_store(args.store), args.sweep, args.out)}", markup=False)
+    _console().print(printable(f"wrote {report(open_store(args.store), args.sweep, args.out)}"), markup=False)
     return 0
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from paretolab.orchestrator.events import Counts, Observer
+from paretolab.terminal import printable
 
 PLAIN_EVERY_S = 10.0  # how often a non-terminal run prints a line
 
@@ -36,7 +37,9 @@ class ProgressView(Observer):
 
     def _draw(self, counts: Counts) -> None:
         if self._bar is None:
-            self._bar = Progress(TextColumn(f"[bold]{self.sweep}"), BarColumn(), MofNCompleteColumn(),
+            # the user's name, shown as written: no markup, and no format fields (a column's text is a template)
+            name = printable(self.sweep).replace("{", "{{").replace("}", "}}")
+            self._bar = Progress(TextColumn(name, style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                  TextColumn("eta"), TimeRemainingColumn(), console=self.console)
             self._bar.start()

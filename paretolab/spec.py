@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import runpy
+import unicodedata
 from pathlib import Path
 
-from paretolab.errors import SpecError
+from paretolab.errors import SpecError, clipped, shown
 from paretolab.orchestrator.grid import parameters
 from paretolab.orchestrator.sweep import Resources, Sweep, Value
 from paretolab.spec_search import parse_search, parse_tune
 from paretolab.spec_values import (base_type, choice, coerce, field_type, hints, known_parameter, mapping, no_unknown,
-                                   positive_int, seed_value, to_float, type_of)
+                                   MAX_SEED_COUNT, positive_int, seed_value, to_float, type_of)
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.success import Success
 from paretolab.workers.models import models
@@ -44,29 +45,36 @@ def load_spec(path: str | Path) -> Sweep:
     if path.suffix == ".py":
         return _from_python(path, source)
     if path.suffix not in (".yaml", ".yml"):
-        raise SpecError(f"{path}: unknown spec format {path.suffix!r}; use .yaml, .yml or .py")
+        raise SpecError(f"{path}: unknown spec format {shown(path.suffix)}; use .yaml, .yml or .py")
     return parse_yaml(source, str(path))
 
 
 def parse_yaml(text: str, path: str = "<spec>") -> Sweep:
     """Validate the YAML text of a spec; `path` is used in error messages."""
-    import yaml
+    from paretolab import spec_yaml
 
+    return _build(spec_yaml.load(text, path), path, text, TOP_KEYS)
+
+
+def _raised(path: Path, where: str, e: BaseException) -> SpecError:
+    """A Python spec's exception (or its `sys.exit()`: a spec never ends the command) as a spec error."""
+    if isinstance(e, SystemExit):
+        return SpecError(f"{path}: {where} called sys.exit({shown(e.code) if e.code is not None else ''}); a spec "
+                         "defines trials() (and SPEC) and returns: remove the exit")
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
-    return _build(raw, path, text, TOP_KEYS)
+        text = clipped(str(e))
+    except Exception:  # noqa: BLE001 - its __str__ raised too
+        text = "(its message cannot be shown)"
+    return SpecError(f"{path}: {where} raised {type(e).__name__}: {text}")
 
 
 def _from_python(path: Path, source: str) -> Sweep:
     try:
         module = runpy.run_path(str(path), run_name="paretolab_spec")
-    except Exception as e:
-        raise SpecError(f"{path}: the spec raised {type(e).__name__}: {e}") from None
+    except KeyboardInterrupt:  # Ctrl-C stays Ctrl-C
+        raise
+    except BaseException as e:  # an exception, or sys.exit()
+        raise _raised(path, "the spec", e) from None
     if not callable(module.get("trials")):
         raise SpecError(f"{path}: a Python spec must define `def trials(): yield {{...}}`")
     spec = module.get("SPEC", {})
@@ -80,8 +88,10 @@ def _from_python(path: Path, source: str) -> Sweep:
     pts = []
     try:
         produced = list(module["trials"]())
-    except Exception as e:
-        raise SpecError(f"{path}: trials() raised {type(e).__name__}: {e}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        raise _raised(path, "trials()", e) from None
     for i, p in enumerate(produced):
         if not isinstance(p, dict):
             raise SpecError(f"{path}: trials() item {i}: expected a dict of parameters, got {type(p).__name__}")
@@ -93,7 +103,7 @@ def _from_python(path: Path, source: str) -> Sweep:
                 continue
             known_parameter(name, owners, path, key)
             if name in fixed:
-                raise SpecError(f"{path}: {key}: {name!r} is also set in SPEC; set it in one place")
+                raise SpecError(f"{path}: {key}: {shown(name)} is also set in SPEC; set it in one place")
             point[name] = coerce(value, field_type(sweep, name, owners), path, key)
         pts.append(tuple(sorted(point.items())))
     if not pts:
@@ -110,7 +120,11 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
             raise SpecError(f"{path}: {key}: required key is missing; add it (required: {', '.join(REQUIRED)})")
     name = raw["sweep"]
     if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"{path}: sweep: expected a non-empty name, got {name!r}")
+        raise SpecError(f"{path}: sweep: expected a non-empty name, got {shown(name)}")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # an escape sequence, a newline: a slip, and
+        # a name that would rewrite the terminal wherever it is shown
+        raise SpecError(f"{path}: sweep: a name cannot hold control characters, got {shown(name)}; "
+                        "use letters, digits and punctuation")
     task = choice(raw["task"], tasks(), path, "task")
     model = choice(raw["model"], models(), path, "model")
     owners = parameters(task, model)
@@ -120,7 +134,7 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
             key = f"{section}.{pname}"
             known_parameter(pname, owners if owner is None else {k: o for k, o in owners.items() if o == owner}, path, key)
             if pname in fixed:
-                raise SpecError(f"{path}: {key}: {pname!r} is set twice; set it in one place")
+                raise SpecError(f"{path}: {key}: {shown(pname)} is set twice; set it in one place")
             fixed[pname] = coerce(value, type_of(task, model, pname, owners), path, key)
     grid = tuple(_axes(raw.get("grid", {}), "grid", task, model, owners, fixed, path))
     zips = _zips(raw.get("zip"), task, model, owners, fixed, {n for n, _ in grid}, path)
@@ -149,7 +163,7 @@ def _axes(raw, section, task, model, owners, taken, path):
             raise SpecError(f"{path}: {key}: seeds are not a grid axis; use the top-level `seeds` key")
         known_parameter(name, owners, path, key)
         if name in taken:
-            raise SpecError(f"{path}: {key}: {name!r} is also set elsewhere in the spec; set it in one place")
+            raise SpecError(f"{path}: {key}: {shown(name)} is also set elsewhere in the spec; set it in one place")
         taken = {**taken, name: None}
         ftype = type_of(task, model, name, owners)
         values = _axis_values(spec, ftype, path, key)
@@ -189,22 +203,22 @@ def _axis_values(spec, ftype, path, key) -> list:
         if kind == "range":
             nums = _numbers(args, (2, 3), path, f"{key}.range", "[start, stop] or [start, stop, step]")
             if not all(float(x).is_integer() for x in nums) or (len(nums) == 3 and nums[2] == 0):
-                raise SpecError(f"{path}: {key}.range: expected integers with a non-zero step, got {args!r}")
+                raise SpecError(f"{path}: {key}.range: expected integers with a non-zero step, got {shown(args)}")
             values = list(range(*(int(x) for x in nums)))
             if not values:
-                raise SpecError(f"{path}: {key}.range: {args!r} is empty (stop is exclusive, as in Python)")
+                raise SpecError(f"{path}: {key}.range: {shown(args)} is empty (stop is exclusive, as in Python)")
             return values
         if kind in ("logspace", "linspace"):
             lo, hi, num = _numbers(args, (3,), path, f"{key}.{kind}", "[lo, hi, num]")
             if num < 1 or not float(num).is_integer() or lo > hi or (kind == "logspace" and lo <= 0):
                 need = "0 < lo <= hi" if kind == "logspace" else "lo <= hi"
-                raise SpecError(f"{path}: {key}.{kind}: need {need} and a whole num >= 1, got {args!r}")
+                raise SpecError(f"{path}: {key}.{kind}: need {need} and a whole num >= 1, got {shown(args)}")
             values = _spaced(kind, lo, hi, int(num))
             if base_type(ftype) is int:
                 values = list(dict.fromkeys(int(round(v)) for v in values))
             return values
     raise SpecError(f"{path}: {key}: expected a list of values, {{range: [a, b]}}, "
-                    f"{{logspace: [lo, hi, num]}} or {{linspace: [lo, hi, num]}}, got {spec!r}")
+                    f"{{logspace: [lo, hi, num]}} or {{linspace: [lo, hi, num]}}, got {shown(spec)}")
 
 
 def _spaced(kind: str, lo: float, hi: float, num: int) -> list[float]:
@@ -218,15 +232,15 @@ def _spaced(kind: str, lo: float, hi: float, num: int) -> list[float]:
 
 def _numbers(args, counts, path, key, shape) -> list[float]:
     if not isinstance(args, list) or len(args) not in counts:
-        raise SpecError(f"{path}: {key}: expected {shape}, got {args!r}")
+        raise SpecError(f"{path}: {key}: expected {shape}, got {shown(args)}")
     out = []
     for x in args:
         try:
             out.append(to_float(x))
         except ValueError:
-            raise SpecError(f"{path}: {key}: expected numbers {shape}, got {args!r}") from None
+            raise SpecError(f"{path}: {key}: expected numbers {shape}, got {shown(args)}") from None
         if not math.isfinite(out[-1]):
-            raise SpecError(f"{path}: {key}: expected finite numbers {shape}, got {args!r}")
+            raise SpecError(f"{path}: {key}: expected finite numbers {shape}, got {shown(args)}")
     return out
 
 
@@ -234,13 +248,16 @@ def _seeds(raw, path) -> tuple[int, ...]:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 1:
             raise SpecError(f"{path}: seeds: a count must be >= 1, got {raw}")
+        if raw > MAX_SEED_COUNT:
+            raise SpecError(f"{path}: seeds: a count must be at most {MAX_SEED_COUNT:,} (seeds per grid point), "
+                            f"got {shown(raw)}")
         return tuple(range(raw))
     if isinstance(raw, list) and raw:
         seeds = tuple(seed_value(s, path, "seeds") for s in raw)
         if len(set(seeds)) != len(seeds):
-            raise SpecError(f"{path}: seeds: the list repeats a seed: {list(raw)!r}")
+            raise SpecError(f"{path}: seeds: the list repeats a seed: {shown(list(raw))}")
         return seeds
-    raise SpecError(f"{path}: seeds: expected a count (e.g. 5) or a non-empty list of integers, got {raw!r}")
+    raise SpecError(f"{path}: seeds: expected a count (e.g. 5) or a non-empty list of integers, got {shown(raw)}")
 
 
 def _eval(raw, path) -> EvalArgs:
@@ -255,9 +272,9 @@ def _success(raw, task, path) -> Success:
     s = Success(**{k: coerce(v, hints(Success)[k], path, f"success.{k}") for k, v in raw.items()})
     known = ("train_loss", "train_error", *tasks()[task].metrics)
     if s.metric not in known:
-        raise SpecError(f"{path}: success.metric: unknown metric {s.metric!r} for task {task!r}; known: {', '.join(known)}")
+        raise SpecError(f"{path}: success.metric: unknown metric {shown(s.metric)} for task {shown(task)}; known: {', '.join(known)}")
     if not math.isfinite(s.value):
-        raise SpecError(f"{path}: success.value: expected a finite number, got {raw.get('value')!r}")
+        raise SpecError(f"{path}: success.value: expected a finite number, got {shown(raw.get('value'))}")
     return s
 
 
@@ -267,9 +284,9 @@ def _resources(raw, path) -> Resources:
     pack = raw.pop("pack_size", "auto")
     out = {k: coerce(v, float, path, f"resources.{k}") for k, v in raw.items()}
     if out.get("cpu", 1.0) <= 0 or out.get("gpu", 0.0) < 0:
-        raise SpecError(f"{path}: resources: cpu must be > 0 and gpu >= 0, got {raw!r}")
+        raise SpecError(f"{path}: resources: cpu must be > 0 and gpu >= 0, got {shown(raw)}")
     if pack != "auto":
         pack = positive_int(pack, path, "resources.pack_size") if not isinstance(pack, str) else None
         if pack is None:
-            raise SpecError(f"{path}: resources.pack_size: expected an integer >= 1 or auto, got {raw.get('pack_size')!r}")
+            raise SpecError(f"{path}: resources.pack_size: expected an integer >= 1 or auto, got {shown(raw.get('pack_size'))}")
     return Resources(**out, pack_size=None if pack == "auto" else pack)

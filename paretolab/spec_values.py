@@ -7,23 +7,30 @@ import math
 import types
 import typing
 
-from paretolab.errors import SpecError
+from paretolab.errors import SpecError, clipped, shown
 from paretolab.orchestrator.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
 from paretolab.workers.trial import TrainArgs
 
+MAX_NAME_CHARS = 100  # a key of a spec's mapping: a parameter's or a setting's name
+MAX_SEED = 2**63 - 1  # the store's `seed` column is a Parquet int64 (the streams' derivation,
+#                      tasks/seeding.py, hashes any integer)
+MAX_SEED_COUNT = 1_000_000  # `seeds: N` is held as a tuple of N seeds; a million per grid point is past any
+#                             luck analysis, and 10^20 (a typo) made an OverflowError
+
 
 def positive_int(value, path, key) -> int:
     v = coerce(value, int, path, key)
     if v < 1:
-        raise SpecError(f"{path}: {key}: expected an integer >= 1, got {value!r}")
+        raise SpecError(f"{path}: {key}: expected an integer >= 1, got {shown(value)}")
     return v
 
 
-def seed_value(value, path, key) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(f"{path}: {key}: a seed is an integer >= 0, got {value!r}")
+def seed_value(value, path, key, most: int = MAX_SEED, most_text: str = "2**63-1") -> int:
+    """A seed: an integer in 0..`most` (written `most_text` in the message)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise SpecError(f"{path}: {key}: a seed is an integer in 0..{most_text}, got {shown(value)}")
     return value
 
 
@@ -31,28 +38,28 @@ def mapping(raw, path, key) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: {key}: expected a mapping of names to values, got {raw!r}")
+        raise SpecError(f"{path}: {key}: expected a mapping of names to values, got {shown(raw)}")
     for k in raw:
-        if not isinstance(k, str):
-            raise SpecError(f"{path}: {key}: keys must be names, got {k!r}")
+        if not isinstance(k, str) or len(k) > MAX_NAME_CHARS:  # a key is echoed in every message about its value
+            raise SpecError(f"{path}: {key}: keys must be names (at most {MAX_NAME_CHARS} characters), got {shown(k)}")
     return raw
 
 
 def no_unknown(raw: dict, allowed, path, prefix) -> None:
     for k in raw:
         if k not in allowed:
-            raise SpecError(f"{path}: {prefix}{k}: unknown key; allowed: {', '.join(allowed)}")
+            raise SpecError(f"{path}: {prefix}{clipped(str(k), MAX_NAME_CHARS)}: unknown key; allowed: {', '.join(allowed)}")
 
 
 def choice(value, registry: dict, path, key) -> str:
     if not isinstance(value, str) or value not in registry:
-        raise SpecError(f"{path}: {key}: unknown {key} {value!r}; known: {', '.join(sorted(registry))}")
+        raise SpecError(f"{path}: {key}: unknown {key} {shown(value)}; known: {', '.join(sorted(registry))}")
     return value
 
 
 def known_parameter(name, owners: dict, path, key) -> None:
-    if name not in owners:
-        raise SpecError(f"{path}: {key}: unknown parameter {name!r}; known: {', '.join(sorted(owners))}")
+    if not isinstance(name, str) or name not in owners:
+        raise SpecError(f"{path}: {key}: unknown parameter {shown(name)}; known: {', '.join(sorted(owners))}")
 
 
 def hints(cls) -> dict:
@@ -91,7 +98,7 @@ def coerce(value, ftype, path, key) -> Value:
         return coerce(value, base_type(ftype), path, key)
     if origin is typing.Literal:
         if value not in args:
-            raise SpecError(f"{path}: {key}: {value!r} is not allowed; allowed: {', '.join(map(str, args))}")
+            raise SpecError(f"{path}: {key}: {shown(value)} is not allowed; allowed: {', '.join(map(str, args))}")
         return value
     try:
         if ftype is bool and isinstance(value, bool):
@@ -109,4 +116,4 @@ def coerce(value, ftype, path, key) -> Value:
     except (ValueError, OverflowError):
         pass
     kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(ftype, str(ftype))
-    raise SpecError(f"{path}: {key}: expected {kind}, got {value!r}")
+    raise SpecError(f"{path}: {key}: expected {kind}, got {shown(value)}")

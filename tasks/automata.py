@@ -21,6 +21,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from paretolab.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
@@ -70,13 +71,13 @@ def automaton(name: str, n: int | None = None) -> Semiautomaton:
         ValueError: unknown name, or `n` outside the automaton's range (or given where it has none).
     """
     if name not in DEFAULT_N:
-        raise ValueError(f"unknown automaton {name!r}; known: {', '.join(DEFAULT_N)}")
+        raise ValueError(f"unknown automaton {shown(name)}; known: {', '.join(DEFAULT_N)}")
     size = DEFAULT_N[name] if n is None else n
     if DEFAULT_N[name] is None and n is not None:
-        raise ValueError(f"automaton {name!r} has no size; leave n unset (null), got n={n}")
+        raise ValueError(f"automaton {shown(name)} has no size; leave n unset (null), got n={n}")
     if name in N_RANGE and not N_RANGE[name][0] <= size <= N_RANGE[name][1]:
         lo, hi = N_RANGE[name]
-        raise ValueError(f"automaton {name!r} needs {lo} <= n <= {hi}, got n={size}")
+        raise ValueError(f"automaton {shown(name)} needs {lo} <= n <= {hi}, got n={size}")
     return _build(name, size)
 
 

@@ -28,6 +28,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from paretolab.errors import shown
 from paretolab.tasks.base import IO, Task
 from paretolab.tasks.seeding import generator
 
@@ -79,7 +80,7 @@ class FlipFlopArgs:
             raise ValueError(f"p_ignore + p_write must be <= 1 (reads take the rest), got "
                              f"{self.p_ignore} + {self.p_write} = {self.p_ignore + self.p_write}")
         if self.mode not in ("clean", "full"):
-            raise ValueError(f"mode must be 'clean' or 'full', got {self.mode!r}")
+            raise ValueError(f"mode must be 'clean' or 'full', got {shown(self.mode)}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be >= 1 or null (online), got {self.train_size}")
         if self.data_path is not None and not self.data_path.strip():
@@ -167,7 +168,7 @@ class FlipFlop(Task):
             rows = read_sequences(args.data_path, T)
             if args.train_size is not None:
                 if args.train_size > len(rows):
-                    raise ValueError(f"train_size={args.train_size} but data_path {args.data_path!r} "
+                    raise ValueError(f"train_size={args.train_size} but data_path {shown(args.data_path)} "
                                      f"has only {len(rows)} rows")
                 rows = rows[: args.train_size]
             self._train = rows.to(device)
@@ -276,7 +277,7 @@ def _files(path: str) -> list[str]:
     else:
         files = [str(p)] if p.is_file() else []
     if not files:
-        raise ValueError(f"data_path {path!r}: no Parquet files found "
+        raise ValueError(f"data_path {shown(path)}: no Parquet files found "
                          f"(give a file, a folder of .parquet files or a glob)")
     return files
 

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from paretolab.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator
@@ -48,7 +49,7 @@ class ReluTeacherArgs:
         if self.orthogonal and self.k > self.d:
             raise ValueError(f"orthogonal teacher units need k <= d={self.d}, got k={self.k}; set orthogonal: false")
         if self.coefficients not in ("ones", "signs", "random"):
-            raise ValueError(f"coefficients must be one of ones, signs, random, got {self.coefficients!r}")
+            raise ValueError(f"coefficients must be one of ones, signs, random, got {shown(self.coefficients)}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.train_size is not None and self.train_size < 1:

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from paretolab.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import hidden_subset
@@ -50,7 +51,7 @@ class SparseBooleanArgs:
         if not 1 <= self.k <= self.length:
             raise ValueError(f"k must be between 1 and length={self.length}, got {self.k}")
         if self.function not in FUNCTIONS:
-            raise ValueError(f"unknown function {self.function!r}; known: {', '.join(FUNCTIONS)}")
+            raise ValueError(f"unknown function {shown(self.function)}; known: {', '.join(FUNCTIONS)}")
         if self.function == "majority" and self.k % 2 == 0:
             raise ValueError(f"majority needs an odd k (no ties), got k={self.k}")
         if self.vocab < 2 or self.vocab % 2:

@@ -37,6 +37,17 @@ def edit(old: str, new: str) -> str:
     return SPEC.replace(old, new)
 
 
+def python_spec(body: str) -> tuple[str, str]:
+    """A Python spec (file name, text): the valid spec's keys in SPEC, then `body`."""
+    return "spec.py", ('SPEC = {"task": "sparse_parity", "task_args": {"n": 10, "k": 2}, "model": "mlp", "max_steps": 100}\n'
+                       + body)
+
+
+# "billion laughs": nine levels of nine aliases, 9^9 strings in a few hundred bytes (inside a value)
+LAUGHS = "{" + ", ".join([f"a0: &a0 [{', '.join(['lol'] * 9)}]"]
+                         + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]) + "}"
+
+
 RUN = ("run", "{spec}", "--store", "{new}")
 ON = ("--sweep", "s", "--store", "{store}")
 
@@ -59,7 +70,7 @@ CASES = [
     ("zero-test-size", edit("test_size: 64", "test_size: 0"), RUN, "eval.test_size: expected an integer >= 1"),
     ("zero-seeds", edit("seeds: 2", "seeds: 0"), RUN, "seeds: a count must be >= 1, got 0"),
     ("repeated-seed", edit("seeds: 2", "seeds: [1, 1]"), RUN, "seeds: the list repeats a seed"),
-    ("negative-seed", edit("seeds: 2", "seeds: [-1]"), RUN, "a seed is an integer >= 0, got -1"),
+    ("negative-seed", edit("seeds: 2", "seeds: [-1]"), RUN, "a seed is an integer in 0..2**63-1, got -1"),
     ("zero-width", edit("[16, 32]", "[0, 16]"), RUN, "width"),
     ("negative-batch", edit("batch_size: 32", "batch_size: -4"), RUN, "batch_size must be >= 1, got -4"),
     ("string-lr", edit("lr: 0.1", "lr: fast"), RUN, "fixed.lr: expected a finite number, got 'fast'"),
@@ -73,6 +84,35 @@ CASES = [
     ("zero-attempts", SPEC + "max_attempts: 0\n", RUN, "max_attempts: expected an integer >= 1, got 0"),
     ("huge-grid", edit("[16, 32]", "{range: [1, 1201]}").replace("seeds: 2", "seeds: 10000"), RUN,
      "grid has 12,000,000 trials (> 10,000,000); pass --yes to run it, or --dry-run to look first"),
+    # specs: what a terminal, the store, the generators or the parser cannot take
+    ("name-escape", edit("sweep: bad", 'sweep: "bad\\e[2J"'), RUN,
+     "sweep: a name cannot hold control characters, got 'bad\\x1b[2J'; use letters"),
+    ("name-newline", edit("sweep: bad", 'sweep: "bad\\nname"'), RUN, "a name cannot hold control characters"),
+    ("seed-1e20", edit("seeds: 2", "seeds: [100000000000000000000]"), RUN,
+     "seeds: a seed is an integer in 0..2**63-1, got 100000000000000000000"),
+    ("seed-2**63", edit("seeds: 2", "seeds: [0, 9223372036854775808]"), RUN,
+     "seeds: a seed is an integer in 0..2**63-1, got 9223372036854775808"),
+    ("seed-count-1e20", edit("seeds: 2", "seeds: 100000000000000000000"), RUN,
+     "seeds: a count must be at most 1,000,000 (seeds per grid point), got 100000000000000000000"),
+    ("search-seed-2**32", edit("grid:\n  width: [16, 32]\n", "") + "search: {n_trials: 2, seed: 4294967296, "
+     "space: {width: [16, 32]}, objectives: [{minimize: width}]}\n", RUN,
+     "search.seed: a seed is an integer in 0..2**31-1, got 4294967296"),
+    ("python-exit", python_spec("import sys\nsys.exit(0)\n"), RUN,
+     "spec.py: the spec called sys.exit(0); a spec defines trials() (and SPEC) and returns: remove the exit"),
+    ("python-trials-exit", python_spec("import sys\ndef trials():\n    yield {'width': 8}\n    sys.exit('done')\n"),
+     RUN, "spec.py: trials() called sys.exit('done')"),
+    ("yaml-duplicate-key", SPEC + "max_steps: 200\n", RUN,
+     "invalid YAML at line 12, column 1: key 'max_steps' is set twice (first at line 9, column 1); keep one"),
+    ("yaml-duplicate-nested-key", edit("{lr: 0.1, batch_size: 32}", "{lr: 0.1, batch_size: 32, lr: 1}"), RUN,
+     "invalid YAML at line 7, column 34: key 'lr' is set twice (first at line 7, column 9); keep one"),
+    ("yaml-alias-bomb", edit("lr: 0.1", f"lr: {LAUGHS}"), RUN,
+     "the spec holds more than 1,000,000 values once its aliases (*name) are expanded; write its values out"),
+    ("yaml-recursive-alias", edit("[16, 32]", "&w [16, *w]"), RUN, "an alias refers to a value that contains it"),
+    ("yaml-deep", edit("[16, 32]", "[" * 5000 + "]" * 5000), RUN, "invalid YAML: nested too deeply"),
+    ("long-value", edit("lr: 0.1", f"lr: {'x' * 1_000_000}"), RUN,
+     "fixed.lr: expected a finite number, got 'xxxxxxxxxx"),  # ... 'xxx'... (1,000,000 characters)
+    ("long-string-value", edit("lr: 0.1", f"loss: {'x' * 1_000_000}"), RUN, "... (1,000,000 characters)"),
+    ("long-key", edit("lr: 0.1", f"{'x' * 1000}: 1"), RUN, "fixed: keys must be names (at most 100 characters), got 'xxx"),
     # run: files and arguments
     ("missing-spec", None, ("run", "{tmp}/missing.yaml", "--store", "{new}"), "missing.yaml: no such spec file"),
     ("spec-suffix", None, ("run", "{json}", "--store", "{new}"), "unknown spec format '.json'; use .yaml"),
@@ -81,9 +121,25 @@ CASES = [
     ("unwritable-store", None, ("run", "{spec}", "--store", "{file}/results"), "Not a directory; pass --store a folder you can write"),
     # the store and its sweeps
     ("query-copy", None, ("query", "COPY (SELECT 1) TO 'out.csv'", "--store", "{store}"),
-     "query only reads (SELECT, WITH ..., EXPLAIN), got COPY; use `paretolab export`"),
+     "query only reads (SELECT, WITH ..., EXPLAIN of a SELECT), got COPY; use `paretolab export`"),
     ("query-two-statements", None, ("query", "SELECT 1; SELECT 2", "--store", "{store}"),
      "query takes one statement, got 2; run them one at a time"),
+    # queries that would write a file (a store file too) or reach the network
+    ("query-explain-analyze-copy", None, ("query", "EXPLAIN ANALYZE COPY (SELECT 1) TO '{store}/trials/x.parquet'",
+                                          "--store", "{store}"), "query refuses EXPLAIN ANALYZE: it runs the statement"),
+    ("query-explain-options-analyze", None, ("query", "/* c */ EXPLAIN (FORMAT json, ANALYZE) SELECT 1", "--store", "{store}"),
+     "query refuses EXPLAIN ANALYZE"),
+    ("query-explain-copy", None, ("query", "EXPLAIN COPY (SELECT 1) TO 'x.csv'", "--store", "{store}"),
+     "query only reads (SELECT, WITH ..., EXPLAIN of a SELECT), got COPY"),
+    ("query-url", None, ("query", "SELECT * FROM 'https://example.com/a.parquet'", "--store", "{store}"),
+     "a query reads only the store's views, not other files, URLs or extensions: Permission Error"),
+    ("query-other-file", None, ("query", "SELECT * FROM read_csv('/etc/passwd')", "--store", "{store}"),
+     "a query reads only the store's views, not other files"),
+    ("query-glob-store", None, ("query", "SELECT * FROM read_parquet('{store}/trials/*.parquet')", "--store", "{store}"),
+     "a query reads only the store's views"),
+    ("query-attach", None, ("query", "ATTACH '{store}/x.db'", "--store", "{store}"), "got ATTACH"),
+    ("query-install", None, ("query", "INSTALL httpfs", "--store", "{store}"), "got LOAD"),
+    ("query-set", None, ("query", "SET enable_external_access = true", "--store", "{store}"), "got SET"),
     ("status-no-store", None, ("status", "--store", "{new}"), "no result store at"),
     ("status-unknown-sweep", None, ("status", "--sweep", "nope", "--store", "{store}"), "unknown sweep 'nope'"),
     ("sweeps-no-store", None, ("sweeps", "--store", "{new}"), "no result store at"),
@@ -122,8 +178,10 @@ CASES = [
     ("unknown-command", None, ("frob",), "invalid choice: 'frob'"),
     ("no-command", None, (), "the following arguments are required: command"),
 ]
-# rows also run as subprocesses: a spec error, an argparse error, a store error, a query error
-IN_SUBPROCESS = ("yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out")
+# rows also run as subprocesses: a spec error, an argparse error, a store error, a query error, a
+# spec that exits, a name that would rewrite the terminal
+IN_SUBPROCESS = ("yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out",
+                 "python-exit", "name-escape")
 
 
 @pytest.fixture
@@ -149,6 +207,9 @@ def snapshot(root: Path) -> dict[str, bytes] | None:
 
 
 def prepare(spec, place) -> list[str]:
+    if isinstance(spec, tuple):  # (file name, text): a spec of another kind
+        place["spec"] = str(Path(place["tmp"]) / spec[0])
+        spec = spec[1]
     path = Path(place["spec"])
     if isinstance(spec, bytes):
         path.write_bytes(spec)
@@ -160,8 +221,10 @@ def prepare(spec, place) -> list[str]:
 def check(code: int, stderr: str, fragment: str, before, place) -> None:
     lines = stderr.splitlines()
     assert code == 2, stderr
-    assert len(lines) == 1 and lines[0].strip(), stderr
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert len(lines) == 1 and lines[0].strip(), stderr[:2000]
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0][:2000]
+    assert len(lines[0]) <= 1000, f"{len(lines[0])} characters: {lines[0][:2000]}"  # every echo of a value is bounded
+    assert lines[0].isprintable(), lines[0]  # no escape sequence, no control character reaches the terminal
     assert "Traceback" not in stderr
     assert snapshot(Path(place["store"])) == before  # nothing written to the store
     assert not Path(place["new"]).exists()  # and no store created
@@ -179,7 +242,8 @@ def test_refused_in_process(spec, argv, fragment, place, capsys, monkeypatch):
     assert out.out == ""
 
 
-@pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES if c[0] in IN_SUBPROCESS], ids=IN_SUBPROCESS)
+@pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES if c[0] in IN_SUBPROCESS],
+                         ids=[c[0] for c in CASES if c[0] in IN_SUBPROCESS])
 def test_refused_in_a_subprocess(spec, argv, fragment, place):
     prepare(spec, place)
     before = snapshot(Path(place["store"]))
@@ -219,3 +283,115 @@ def test_a_grid_too_large_to_run_without_yes_dry_runs_without_expanding(place, c
     assert "12,000,000 trials (not checked against" in out and "... and 11,999,995 more" in out
     assert "width=1 " in out and len(drawn) <= 6
     assert not Path(place["new"]).exists()
+
+
+# ---------------------------------------------------------------- what the table cannot hold
+
+
+@pytest.fixture(params=["pwrite-enospc", "full-tmpfs"])
+def full_disk(request, tmp_path, monkeypatch):
+    """A folder on a full disk: a real full tmpfs where this process may mount one (root, no
+    container policy against it), and everywhere an `os.pwrite` that fails as a full disk does
+    (ENOSPC) while the lock's holder is written; yields the folder."""
+    import errno
+    import shutil
+
+    if request.param == "pwrite-enospc":
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "pwrite", full)
+        yield tmp_path / "disk"
+        return
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the pwrite-enospc case covers the same refusal)")
+    try:
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError):  # 64 KiB of zeros, and then the disk is full
+            while True:
+                os.write(filler, b"\0" * 4096)
+        os.close(filler)
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_while_taking_the_lock_is_one_line(full_disk, place, capsys, monkeypatch):
+    """A run refused because the disk is full when it takes the store's lock prints one line, and
+    leaves neither a `.lock` nor a store folder behind (a new store, two folders deep) or anything
+    changed (an existing store)."""
+    monkeypatch.delenv("PARETOLAB_STORE", raising=False)
+    prepare(None, place)
+    stores = [full_disk / "results" / "new"]
+    if not full_disk.is_mount():  # the existing store lives on the real disk: only pwrite is full there
+        stores.append(Path(place["store"]))
+    for store in stores:
+        before = snapshot(store)
+        capsys.readouterr()
+        code = main(["run", place["spec"], "--store", str(store)])
+        out = capsys.readouterr()
+        check(code, out.err, f"cannot write the result store at {store}: No space left on device; free some "
+                             "space or pass --store another folder", snapshot(Path(place["store"])), place)
+        assert snapshot(store) == before
+        assert not (full_disk / "results").exists()
+        assert out.out == ""
+
+
+def test_an_unreachable_s3_store_is_one_line_naming_it(place, capsys, monkeypatch):
+    """An S3 endpoint nobody listens on: one line naming the store, in bounded time (the S3
+    client's retries; nothing waits for a network timeout as a port that refuses answers at once)."""
+    import time
+
+    for key, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "test",
+                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    prepare(None, place)
+    before = snapshot(Path(place["store"]))
+    capsys.readouterr()
+    start = time.monotonic()
+    code = main(["run", place["spec"], "--store", "s3://bucket/x"])
+    out = capsys.readouterr()
+    check(code, out.err, "cannot reach the store s3://bucket/x: ", before, place)
+    assert "check the endpoint, the network and the credentials" in out.err
+    assert time.monotonic() - start < 60  # about 6 s: the S3 client's ten retries, backing off
+    assert out.out == ""
+
+
+def test_names_are_shown_not_obeyed(place, capsys, monkeypatch):
+    """Markup-like brackets are a legitimate sweep name (shown as written, the results are not
+    lost to a rich MarkupError); escape sequences in a path or a value reach the terminal escaped.
+    Dry runs and a query: no Ray (a real run of such a name: the next test)."""
+    monkeypatch.delenv("PARETOLAB_STORE", raising=False)
+    prepare(edit("sweep: bad", 'sweep: "x[/bold] [red]{y}"'), place)
+    assert main(["run", place["spec"], "--store", place["new"], "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"x[/bold] [red]{{y}}: 4 trials, 0 already in {place['new']}, 4 to run\n"), out
+
+    odd = str(Path(place["tmp"]) / "s\x1b[2J\x9b[31m[/]")
+    assert main(["run", place["spec"], "--store", odd, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "s\\x1b[2J\\x9b[31m[/]" in out and "\x1b" not in out and "\x9b" not in out, out
+    assert not Path(odd).exists()
+
+    assert main(["query", "SELECT chr(27) || '[2J[/b]' || chr(10) || 'x' AS \"[/h]\"", "--store", place["store"]]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[2J[/b]" in out and "[/h]" in out and "\x1b" not in out, out
+
+
+def test_a_sweep_named_like_markup_runs_and_is_shown_as_written(ray_cluster, place, capsys, monkeypatch, tmp_path):
+    """The name `x[/bold]` once failed in the summary after its results were written."""
+    monkeypatch.delenv("PARETOLAB_STORE", raising=False)
+    name = "x[/bold] [red]{y}"
+    prepare(edit("sweep: bad", f'sweep: "{name}"').replace("[16, 32]", "[16]").replace("seeds: 2", "seeds: 1")
+            .replace("max_steps: 100", "max_steps: 4").replace("every: 50", "every: 2"), place)
+    assert main(["run", place["spec"], "--store", place["new"]]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert f"{name}: 1 trials (1 run now, 0 already in the store)" in out.out
+    assert f"  paretolab status --store {place['new']} --sweep '{name}'\n" in out.out
+    for command in ("status", "sweeps"):
+        assert main([command, "--store", place["new"]]) == 0
+        assert name in capsys.readouterr().out

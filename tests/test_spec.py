@@ -157,6 +157,33 @@ def test_yaml11_exponent_string_coerces_to_float():
     assert [t.train.lr for t in expand(sweep)] == [0.001, 0.001]
 
 
+def test_anchors_aliases_and_merge_keys_work_within_bounds():
+    # a key set twice is an error, but a merge key's keys may be overridden; aliases within MAX_SPEC_VALUES
+    text = ("sweep: t\ntask: sparse_parity\nmodel: mlp\nmax_steps: 10\n"
+            "grid: {width: &v [16, 32], train_size: *v}\neval: {<<: {every: 5, test_size: 64}, every: 2}\n")
+    sweep = parse_yaml(text)
+    assert sweep.grid == (("width", (16, 32)), ("train_size", (16, 32)))
+    assert sweep.eval == EvalArgs(every=2, test_size=64)
+
+
+def test_values_in_errors_are_bounded():
+    from paretolab.errors import shown
+
+    laughs = ["lol"] * 9
+    for _ in range(9):
+        laughs = [laughs] * 9  # 9^10 strings, shared
+    looped: list = []
+    looped.append(looped)
+    for value, starts in [("x" * 10**7, "'xxx"), (laughs, "[[[[[[[[[['lol', "), (looped, "[[[["),
+                          (list(range(10**6)), "[0, 1, 2, "), (10**5000, "an integer of 16,610 bits")]:
+        text = shown(value)
+        assert text.startswith(starts) and len(text) < 400, text
+    assert shown("x" * 10**7).endswith("... (10,000,000 characters)")
+    assert shown(list(range(10**6))).endswith(", ... (1,000,000 items)]")
+    assert [shown(v) for v in ([1, 2, 1], {"mlp": 1}, "wide", (1,), 1e20, None)] == \
+        ["[1, 2, 1]", "{'mlp': 1}", "'wide'", "(1,)", "1e+20", "None"]  # small values: their repr
+
+
 def test_int_written_for_float_parameter_becomes_float():
     sweep = parse_yaml(dump(fixed={"lr": 1, "noise": 0}))
     assert dict(sweep.fixed) == {"n": 10, "k": 2, "lr": 1.0, "noise": 0.0}
@@ -266,7 +293,7 @@ PY_BAD = [
      ["trials()[0].width", "expected an integer", "'wide'"]),
     ("bad_seed", 'SPEC = {"task": "sparse_parity", "model": "mlp", "max_steps": 5}\n'
                  'def trials():\n    yield {"seed": -1}\n',
-     ["trials()[0].seed", "integer >= 0", "-1"]),
+     ["trials()[0].seed", "integer in 0..2**63-1", "-1"]),
     ("no_points", 'SPEC = {"task": "sparse_parity", "model": "mlp", "max_steps": 5}\n'
                   'def trials():\n    return iter(())\n',
      ["yielded no trials"]),
@@ -350,7 +377,7 @@ BAD_YAML = [
     ("seeds_empty_list", dump(seeds=[]), ["seeds:", "non-empty list", "[]"]),
     ("seeds_bool", dump(seeds=True), ["seeds:", "expected a count", "True"]),
     ("seeds_duplicate", dump(seeds=[1, 2, 1]), ["seeds:", "repeats a seed", "[1, 2, 1]"]),
-    ("seeds_negative", dump(seeds=[0, -3]), ["seeds:", "integer >= 0", "-3"]),
+    ("seeds_negative", dump(seeds=[0, -3]), ["seeds:", "integer in 0..2**63-1", "-3"]),
     ("seed_as_grid_axis", dump(grid={"seed": [0, 1]}), ["grid.seed", "not a grid axis", "top-level `seeds`"]),
     ("width_zero_at_expansion", dump(grid={"width": [0, 8]}), ["point {", "width=0", "width must be >= 1"]),
     ("n_zero_at_expansion", dump(task_args={"n": 0, "k": 1}), ["point {", "n=0", "n must be >= 1"]),

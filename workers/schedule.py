@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from paretolab.errors import shown
+
 
 def lr_factor(step: int, max_steps: int, schedule: str, warmup_steps: int) -> float:
     """The multiple of the peak learning rate used by update number `step` (0 for the first).
@@ -29,7 +31,7 @@ def lr_factor(step: int, max_steps: int, schedule: str, warmup_steps: int) -> fl
         ValueError: an unknown schedule.
     """
     if schedule not in ("constant", "linear", "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}; known: constant, linear, cosine")
+        raise ValueError(f"unknown schedule {shown(schedule)}; known: constant, linear, cosine")
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     if schedule == "constant":

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from paretolab.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.workers.base import Model
 
@@ -54,7 +55,7 @@ class TransformerArgs:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model must be a multiple of n_heads={self.n_heads}, got {self.d_model}")
         if self.pos_emb not in ("learned", "sinusoidal", "none"):
-            raise ValueError(f"pos_emb must be one of learned, sinusoidal, none; got {self.pos_emb!r}")
+            raise ValueError(f"pos_emb must be one of learned, sinusoidal, none; got {shown(self.pos_emb)}")
         if self.pos_emb == "learned" and io.length is None:
             raise ValueError("pos_emb 'learned' needs a task with a maximum sequence length; "
                              "use 'sinusoidal' or 'none'")

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from paretolab.errors import shown
 from paretolab.tasks.success import Success
 
 
@@ -41,11 +42,11 @@ class TrainArgs:
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"schedule must be one of constant, linear, cosine; got {self.schedule!r}")
+            raise ValueError(f"schedule must be one of constant, linear, cosine; got {shown(self.schedule)}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.precision not in ("fp32", "bf16", "tf32"):
-            raise ValueError(f"precision must be fp32, bf16 or tf32, got {self.precision!r}")
+            raise ValueError(f"precision must be fp32, bf16 or tf32, got {shown(self.precision)}")
 
 
 @dataclass(frozen=True)
