@@ -1,13 +1,21 @@
-"""Grid expansion: a `Sweep` becomes the list of `TrialConfig`s it names, each with its id."""
+"""Grid expansion: a `Sweep` becomes the `TrialConfig`s it names, each with its id, lazily and in grid order.
+
+`expand` yields them one by one (adaptive search, tests, the first trials a dry run shows); a
+`Plan` checks a grid against the store and streams the trials still to run to the scheduler,
+holding 10 bytes per trial rather than the trials (a grid of 10^6 trials: about 10 MB).
+"""
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+
+import numpy as np
 
 from paretolab.errors import SHOWN_CHARS, SpecError, clipped, shown
-from paretolab.orchestrator.identity import point_content, seeded_id
+from paretolab.orchestrator.identity import ID_BYTES, ID_CHARS, PointIds, SweepIds, part_json
 from paretolab.orchestrator.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
@@ -86,14 +94,158 @@ def count(sweep: Sweep) -> int:
 
 
 def expand(sweep: Sweep) -> Iterator[TrialConfig]:
-    """Every trial of the sweep, in grid order, seeds innermost; duplicates are dropped.
+    """Every trial of the sweep, lazily, in grid order, seeds innermost; duplicates are dropped.
+
+    It remembers the ids it yielded (to drop duplicates): for grids that fit in memory and the first
+    trials of any grid. A run streams its trials from a `Plan` instead.
+
+    Raises:
+        SpecError: a point whose parameters are invalid together (e.g. k > n), naming the point.
+    """
+    seen: set[str] = set()
+    for point in _points(sweep):
+        for seed in point.seeds:
+            tid = point.ids.raw(seed).hex()
+            if tid not in seen:
+                seen.add(tid)
+                yield point.trial(tid, seed)
+
+
+class Plan:
+    """A sweep's grid checked against the trials a store holds, to run in constant memory per trial.
+
+    Planning walks the grid once, hashing ids without building a `TrialConfig`, and keeps 10 bytes
+    per trial (its id, whether it counts and whether it runs); `pending` walks it again and builds
+    only the trials to run, as the scheduler draws them. Duplicates (zip steps or values that give
+    one trial twice) are dropped as in `expand`: the first in grid order stays.
+
+    Args:
+        ended: ids of trials that need not run (`Store.ended`).
+    Raises:
+        SpecError: a point whose parameters are invalid together, naming the point.
+    """
+
+    def __init__(self, sweep: Sweep, ended: Container[str] = frozenset()):
+        self.sweep = sweep
+        self._raw = bytearray()  # the ids, ID_BYTES each, in grid order
+        contents = bytearray()  # each point's content, ID_BYTES each: only points alike repeat a trial
+        done = bytearray()
+        for point in _points(sweep):
+            ids = [point.ids.raw(seed) for seed in point.seeds]
+            self._raw += b"".join(ids)
+            contents += point.ids.content()
+            if ended:
+                done += bytes(i.hex() in ended for i in ids)
+        ids = np.frombuffer(self._raw, dtype=">u8")
+        if _distinct(np.frombuffer(contents, dtype=">u8")) and len(set(sweep.seeds)) == len(sweep.seeds):
+            self._kept = np.ones(len(ids), bool)
+        else:
+            self._kept = np.zeros(len(ids), bool)
+            self._kept[np.unique(ids, return_index=True)[1]] = True  # the first of each id
+        self._runs = self._kept & ~np.frombuffer(done, bool) if ended else self._kept
+        self.total = int(self._kept.sum())
+        self.to_run = int(self._runs.sum())
+        self.already_done = self.total - self.to_run
+
+    def trial_ids(self) -> np.ndarray:
+        """Every trial's id in grid order (duplicates dropped), as a numpy array of str."""
+        hex_ids = binascii.hexlify(np.frombuffer(self._raw, dtype=">u8")[self._kept].tobytes())
+        return np.frombuffer(hex_ids, dtype=f"S{ID_CHARS}").astype(f"U{ID_CHARS}")
+
+    @property
+    def pending(self) -> Pending:
+        """The trials to run, in grid order: iterated lazily, with `len()` known ahead."""
+        return Pending(self)
+
+    def _walk(self) -> Iterator[TrialConfig]:
+        i = 0
+        for point in _points(self.sweep):
+            runs = self._runs[i:i + len(point.seeds)]
+            if runs.any():
+                for j in np.flatnonzero(runs).tolist():
+                    yield point.trial(self._raw[ID_BYTES * (i + j):ID_BYTES * (i + j + 1)].hex(), point.seeds[j])
+            i += len(point.seeds)
+
+
+def _distinct(values: np.ndarray) -> bool:
+    ordered = np.sort(values)
+    return not (ordered[1:] == ordered[:-1]).any()
+
+
+class Pending:
+    """The trials of a `Plan` that run: `len()` of them, built one by one as they are iterated."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return self.plan.to_run
+
+    def __iter__(self) -> Iterator[TrialConfig]:
+        return self.plan._walk()
+
+
+class _Point:
+    """One validated point of a sweep: its arguments, its seeds and its trials' ids."""
+
+    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids")
+
+    def __init__(self, sweep: Sweep, task_args, model_args, train: TrainArgs, seeds: tuple[int, ...], ids: PointIds):
+        self.sweep, self.task_args, self.model_args, self.train, self.seeds, self.ids = \
+            sweep, task_args, model_args, train, seeds, ids
+
+    def trial(self, trial_id: str, seed: int) -> TrialConfig:
+        s = self.sweep
+        return TrialConfig(trial_id, s.task, self.task_args, s.model, self.model_args, self.train, seed, s.max_steps,
+                           s.eval, s.success)
+
+
+# Validated arguments kept per owner while walking a grid: a grid repeats few values of each owner's
+# parameters (its axes vary one owner at a time), so validating and hashing each point from scratch
+# (35 us) would dominate a grid of many points; the bound keeps a grid of many distinct values flat.
+_MADE_LIMIT = 4096
+
+
+def _points(sweep: Sweep) -> Iterator[_Point]:
+    """The sweep's points in grid order, validated, each with its seeds and its trials' ids.
 
     Raises:
         SpecError: a point whose parameters are invalid together (e.g. k > n), naming the point.
     """
     owners = parameters(sweep.task, sweep.model)
     task_cls, model_cls = tasks()[sweep.task], models()[sweep.model]
-    seen: set[str] = set()
+    hashing = SweepIds(sweep.task, sweep.model, sweep.max_steps, sweep.eval, sweep.success)
+    made: dict[tuple, tuple] = {}
+
+    def validated(kind: str, values: dict, make) -> tuple:
+        # keyed by type too: 1, 1.0 and True are equal keys but different parameter values
+        key = (kind, tuple(values.items()), tuple(map(type, values.values())))
+        if (hit := made.get(key)) is None:
+            if len(made) >= _MADE_LIMIT:
+                made.clear()
+            hit = made[key] = make()
+        return hit
+
+    def task_part(values):
+        args = task_cls.Args(**values)
+        args.check()
+        return args, part_json(args), task_cls.io(args)
+
+    def model_part(values, io):
+        args = model_cls.Args(**values)
+        if io.kind not in model_cls.accepts:
+            raise ValueError(f"model {sweep.model!r} takes {' or '.join(model_cls.accepts)} inputs, "
+                             f"task {sweep.task!r} gives {io.kind} inputs")
+        args.check(io)
+        return args, part_json(args)
+
+    def train_part(values):
+        args = TrainArgs(**values)
+        args.check()
+        if args.loss not in task_cls.losses:
+            raise ValueError(f"loss {shown(args.loss)} is not one of {', '.join(task_cls.losses)}")
+        return args, part_json(args)
+
     for point in points(sweep):
         seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
         parts: dict[str, dict[str, Value]] = {"task": {}, "model": {}, "train": {}}
@@ -101,26 +253,10 @@ def expand(sweep: Sweep) -> Iterator[TrialConfig]:
             parts[owners[name]][name] = value
         parts["train"].setdefault("loss", task_cls.losses[0])  # each task's first loss is its default
         try:
-            task_args = task_cls.Args(**parts["task"])
-            task_args.check()
-            model_args = model_cls.Args(**parts["model"])
-            io = task_cls.io(task_args)
-            if io.kind not in model_cls.accepts:
-                raise ValueError(f"model {sweep.model!r} takes {' or '.join(model_cls.accepts)} inputs, "
-                                 f"task {sweep.task!r} gives {io.kind} inputs")
-            model_args.check(io)
-            train = TrainArgs(**parts["train"])
-            train.check()
-            if train.loss not in task_cls.losses:
-                raise ValueError(f"loss {shown(train.loss)} is not one of {', '.join(task_cls.losses)}")
+            task_args, task_json, io = validated("task", parts["task"], lambda: task_part(parts["task"]))
+            model_args, model_json = validated(("model", io), parts["model"], lambda: model_part(parts["model"], io))
+            train, train_json = validated("train", parts["train"], lambda: train_part(parts["train"]))
         except ValueError as e:
             values = ", ".join(f"{k}={shown(v)}" for k, v in sorted(point.items()))
             raise SpecError(f"{sweep.path}: point {{{values}}}: {clipped(str(e), 2 * SHOWN_CHARS)}") from None
-        content = point_content(sweep.task, task_args, sweep.model, model_args, train, sweep.max_steps,
-                                sweep.eval, sweep.success)
-        for seed in seeds:
-            tid = seeded_id(content, seed)
-            if tid not in seen:
-                seen.add(tid)
-                yield TrialConfig(tid, sweep.task, task_args, sweep.model, model_args, train, seed,
-                                  sweep.max_steps, sweep.eval, sweep.success)
+        yield _Point(sweep, task_args, model_args, train, seeds, hashing.point(task_json, model_json, train_json))

@@ -1,12 +1,15 @@
 """The driver loop: a queue of assignments, long-lived worker actors, results into the store.
 
 Work is taken all at once (`run`) or incrementally (`start`, `submit`, `wait_any`, `drain`, `close`:
-what adaptive search uses, keeping the workers alive between batches). The driver is the single
+what adaptive search uses, keeping the workers alive between batches). Submitted trials are drawn
+into the queue as it runs low (a grid's `Plan.pending` builds each trial as it is drawn), so the
+driver holds only the trials queued or running, whatever the grid's size. The driver is the single
 writer of the store. It keeps every worker busy with up to two calls in
 flight, each a chunk of assignments sized so that one call lasts about `target_call_s` (tiny trials
 travel many per round trip; long ones one at a time). Workers stream `Report`s back; rows go to
 the `StoreWriter` as they arrive. A worker that dies has its unfinished assignments re-queued
-with attempt + 1 (up to `max_attempts`) and is replaced; work goes only to workers that are up.
+with attempt + 1 (up to `max_attempts`), behind the queue and each in a call of its own, and is
+replaced; work goes only to workers that are up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import signal
 import time
 from collections import deque
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -38,6 +42,13 @@ CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one end
 # packs one after the other instead of one pack of all its trials (benchmarks/vs_ray_tune.py).
 PACKED_CALLS_IN_FLIGHT = 1
 MAX_CHUNK = 256
+# The queue is refilled from the submitted trials up to this many workers' next calls (of at most
+# MAX_CHUNK each): enough for every worker's next chunk and its fair share, and no more held.
+QUEUE_AHEAD = 2
+# What a call ends with when its worker process is gone: died or killed (also by Ray's memory
+# monitor, when the node runs low on memory: the run once stopped with that error), or its node lost.
+WORKER_LOST = (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.OutOfMemoryError,
+               ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
 # Workers that die before they are up, one after another, mean they cannot start (a broken install
 # on the nodes, say): the run stops with the error rather than replacing them forever.
 MAX_START_FAILURES = 3
@@ -51,6 +62,16 @@ class _Slot:
     node: str = ""
     dead: bool = False
     up: bool = False
+
+
+@dataclass
+class _Source:
+    """Submitted trials not drawn into the queue yet: `left` of them still to come from `trials`."""
+
+    trials: Iterator[TrialConfig]
+    left: int
+    attempts: dict[str, int]
+    prune: Pruning | None
 
 
 @dataclass
@@ -78,47 +99,78 @@ class Scheduler:
         self._trial_s: float | None = None  # running estimate of one trial's duration
         self._start_failures = 0
 
-    def run(self, trials: list[TrialConfig], attempts: dict[str, int]) -> Counts:
+    def run(self, trials: Collection[TrialConfig], attempts: dict[str, int]) -> Counts:
         """Run every trial once to its end; `attempts[id]` is the last attempt already made (0 if none).
 
-        The same as `start()`, `submit(trials, attempts)`, `drain()`, `close()`.
+        The same as `start()`, `submit(trials, attempts)`, `drain()`, `close()`, without keeping
+        the results for `wait_any` (the store has them).
 
         Raises:
             Interrupted: on Ctrl-C, after writing every row that had arrived.
         """
-        self.start()
+        self.start(keep_results=False)
         self.submit(trials, attempts)
         self.drain()
         self.close()
         return self.counts
 
-    def start(self) -> None:
+    def start(self, keep_results: bool = True) -> None:
         """Begin a run that takes work incrementally (`submit`, `wait_any`, `drain`); workers start
-        with the first submitted trials and live until `close()`."""
-        self.configs: dict[str, TrialConfig] = {}
+        with the first submitted trials and live until `close()`. Without `keep_results`, results
+        are not kept for `wait_any` and `drain`."""
+        self.configs: dict[str, TrialConfig] = {}  # the trials queued or running
         self.packing: bool | None = None  # decided by the first submitted trial
         self.queue: deque[Assignment] = deque()
+        self._sources: deque[_Source] = deque()
+        self._unstreamed = 0  # submitted trials not drawn into the queue yet
+        self._alone: set[str] = set()  # queued trials re-queued after their worker died
+        self._keep_results = keep_results
         self.counts = Counts(total=0)
         self.slots: list[_Slot] = []
         self._ended: list[TrialResult] = []
         self._last_tick = 0.0
         self.observer.on_start(self.name, self.counts)
 
-    def submit(self, trials: list[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
+    def submit(self, trials: Collection[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
         """Queue `trials` (each once; `attempts[id]` is the last attempt already made, 0 if none),
-        to run under the pruning rule `prune` if given."""
-        if not trials:
+        to run under the pruning rule `prune` if given.
+
+        `trials` is a list or any iterable whose `len()` is known ahead (`grid.Plan.pending`): it is
+        drawn from as the queue runs low, after the trials submitted before it.
+        """
+        if not len(trials):
             return
-        if self.packing is None:
-            # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
-            self.packing = self.resources.pack_size != 1 and pack_key(trials[0]) is not None
-            device = "cuda" if self.resources.gpu > 0 else "cpu"
-            self._pack = pack_size_for(trials[0], device, self.resources.pack_size) if self.packing else 1
-        self.configs.update((t.trial_id, t) for t in trials)
-        self.queue.extend(Assignment(t, attempts.get(t.trial_id, 0) + 1, prune) for t in trials)
+        self._sources.append(_Source(iter(trials), len(trials), attempts, prune))
         self.counts.total += len(trials)
+        self._unstreamed += len(trials)
+        if self.packing is None:
+            self._refill(1)
+            if self.queue:
+                # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
+                first = self.queue[0].trial
+                self.packing = self.resources.pack_size != 1 and pack_key(first) is not None
+                device = "cuda" if self.resources.gpu > 0 else "cpu"
+                self._pack = pack_size_for(first, device, self.resources.pack_size) if self.packing else 1
+        self._refill()
         while len(self.slots) < min(self.n_workers, self.counts.total):
             self.slots.append(self._spawn())
+
+    def _refill(self, want: int | None = None) -> None:
+        """Draw submitted trials into the queue until it holds `want`, by default `QUEUE_AHEAD`
+        rounds of full calls."""
+        want = want or QUEUE_AHEAD * MAX_CHUNK * self._calls_in_flight() * self.n_workers
+        while self._sources and len(self.queue) < want:
+            source = self._sources[0]
+            trial = next(source.trials, None) if source.left else None
+            if trial is None:  # drawn whole (or it held fewer trials than its len() said)
+                self._sources.popleft()
+                self.counts.total -= source.left
+                self._unstreamed -= source.left
+                continue
+            source.left -= 1
+            self._unstreamed -= 1
+            self.configs[trial.trial_id] = trial
+            self.queue.append(Assignment(trial, source.attempts.get(trial.trial_id, 0) + 1, source.prune))
 
     @property
     def pending(self) -> int:
@@ -200,13 +252,28 @@ class Scheduler:
         return PACKED_CALLS_IN_FLIGHT if self.packing else CALLS_IN_FLIGHT
 
     def _dispatch(self) -> None:
+        self._refill()
         for _ in range(self._calls_in_flight()):  # round-robin: every worker gets its share first
             for slot in self.slots:
                 if slot.up and self.queue and len(slot.calls) < self._calls_in_flight():
-                    chunk = [self.queue.popleft() for _ in range(min(self._chunk_size(), len(self.queue)))]
+                    chunk = self._take()
                     call = _Call(slot, chunk)
                     call.gen = slot.actor.run.remote(chunk)
                     slot.calls.append(call)
+
+    def _take(self) -> list[Assignment]:
+        """The next call's assignments, from the front of the queue: up to `_chunk_size`, except that
+        a trial re-queued after its worker died goes alone (were it what kills its worker, it would
+        take down only itself: the trials beside it in a pack or chunk lose an attempt once, not
+        every time), and the others stop short of it."""
+        size = self._chunk_size()
+        chunk = [self.queue.popleft()]
+        if chunk[0].trial.trial_id in self._alone:
+            self._alone.discard(chunk[0].trial.trial_id)
+            return chunk
+        while len(chunk) < size and self.queue and self.queue[0].trial.trial_id not in self._alone:
+            chunk.append(self.queue.popleft())
+        return chunk
 
     def _chunk_size(self) -> int:
         # A chunk holds at least a pack (the worker packs within a chunk), else enough trials for
@@ -216,7 +283,8 @@ class Scheduler:
         pack = self._pack  # as the worker will size it (`pack_size: auto` included)
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
         held = sum(len(c.chunk) - len(c.ended) for s in self.slots for c in s.calls)
-        balanced = math.ceil((len(self.queue) + held) / (self._calls_in_flight() * len(self.slots)))
+        left = len(self.queue) + self._unstreamed + held
+        balanced = math.ceil(left / (self._calls_in_flight() * len(self.slots)))
         return max(1, min(MAX_CHUNK, max(by_time, pack), balanced))
 
     def _receive(self, call: _Call) -> None:
@@ -228,7 +296,7 @@ class Scheduler:
             call.slot.calls.remove(call)
             self._requeue(call, "the worker ended a call without a result")
             return
-        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+        except WORKER_LOST as e:
             self._worker_lost(call.slot, e)
             return
         call.slot.node = report.node
@@ -239,14 +307,15 @@ class Scheduler:
             self._record(result, call.slot.node)
 
     def _record(self, result: TrialResult, node: str) -> None:
-        self.writer.append("trials", [_trial_row(self.configs[result.trial_id], result, node)])
+        self.writer.append("trials", [_trial_row(self.configs.pop(result.trial_id), result, node)])
         c = self.counts
         c.done += 1
         c.succeeded += result.success
         c.failed += result.status == "failed"
         c.diverged += result.status == "diverged"
         c.pruned += result.status == "pruned"
-        self._ended.append(result)
+        if self._keep_results:
+            self._ended.append(result)
         if result.wall_s > 0:
             self._trial_s = result.wall_s if self._trial_s is None else 0.8 * self._trial_s + 0.2 * result.wall_s
 
@@ -268,7 +337,10 @@ class Scheduler:
                 self._record(failed(a.trial, a.attempt, f"{reason}; gave up after {a.attempt} attempts"), call.slot.node)
             else:
                 self.counts.retried += 1
-                self.queue.appendleft(dataclasses.replace(a, attempt=a.attempt + 1))
+                # behind the queue, and alone (`_take`): a trial that kills its worker every time
+                # must not take every attempt while the others wait, nor its neighbours with it
+                self._alone.add(a.trial.trial_id)
+                self.queue.append(dataclasses.replace(a, attempt=a.attempt + 1))
 
     def _shutdown(self) -> None:
         for slot in self.slots:

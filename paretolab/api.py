@@ -17,7 +17,10 @@ from paretolab.errors import UsageError
 
 DEFAULT_STORE = "results"
 COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
-CONFIRM_ABOVE_TRIALS = 10_000_000  # a bigger grid is most likely a typo: `run` wants `yes=True` (--yes)
+# A bigger grid is most likely a typo (the papers' largest grid is 2x10^5 trials): `run` wants
+# `yes=True` (--yes). Not for memory: a grid plans in about 10 bytes per trial (`grid.Plan`); but
+# planning 10^7 trials takes seconds and their sweeps row lists every id (16 bytes each, one row).
+CONFIRM_ABOVE_TRIALS = 10_000_000
 
 
 def store_path(store: str | Path | None = None) -> str | Path:
@@ -74,7 +77,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     """
     import time
 
-    from paretolab.orchestrator.grid import expand
+    from paretolab.orchestrator.grid import Plan, axes, expand
     from paretolab.spec import load_spec
 
     if workers is not None and workers < 1:
@@ -84,12 +87,11 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     st = open_store(store)
     if dry_run and n > CONFIRM_ABOVE_TRIALS:
         return _large_dry_run(sweep, st, n)
-    trials = list(expand(sweep))
-    ended = st.ended(retry_failed) if st.exists() else set()
-    pending = [t for t in trials if t.trial_id not in ended]
-    from paretolab.orchestrator.grid import axes
-
-    summary = dict(sweep=sweep.name, store=st.root or st.uri, total=len(trials), already_done=len(trials) - len(pending),
+    if not dry_run and (sweep.search is not None or sweep.tune is not None):  # their candidate grids are small
+        return _adaptive(sweep, list(expand(sweep)), st, address, workers, observer, retry_failed, time.monotonic())
+    # the grid is walked, not held: ids and a bit each, then the trials to run are built as they run
+    plan = Plan(sweep, st.ended(retry_failed) if st.exists() else frozenset())
+    summary = dict(sweep=sweep.name, store=st.root or st.uri, total=plan.total, already_done=plan.already_done,
                    axes=tuple(axes(sweep)))
     if dry_run:
         from paretolab.orchestrator.search import describe, n_points
@@ -98,17 +100,15 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
             return RunSummary(**summary | dict(total=n_points(sweep.search) * len(sweep.seeds), already_done=None),
                               search=describe(sweep))
-        return RunSummary(**summary, first_configs=_first_configs(trials),
+        return RunSummary(**summary, first_configs=_first_configs(expand(sweep)),
                           search=describe(sweep))
     start = time.monotonic()
-    if sweep.search is not None or sweep.tune is not None:
-        return _adaptive(sweep, trials, st, address, workers, observer, retry_failed, start)
     with _lock(st):
         writer = StoreWriter(st)
-        if not pending:
-            _record_sweep(st, writer, sweep, trials)
+        if not plan.to_run:
+            _record_sweep(st, writer, sweep, plan)
             return RunSummary(**summary)
-        counts = _execute(sweep, pending, st, writer, address, workers, observer, record=trials)
+        counts = _execute(sweep, plan.pending, st, writer, address, workers, observer, record=plan)
         for table in ("trials", "metrics"):
             st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
     return RunSummary(**summary, ran=counts.done, succeeded=counts.succeeded, failed=counts.failed,
@@ -202,7 +202,7 @@ def _lock(st: Store):
 
 
 def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None,
-             record: list | None = None):
+             record=None):
     from paretolab.clusters.connect import connect, disconnect, slots
     from paretolab.orchestrator.events import Interrupted
     from paretolab.orchestrator.scheduler import Scheduler
@@ -261,18 +261,27 @@ def _held_ctrl_c():
 
 
 def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
-    ids = [t.trial_id for t in trials]
-    if st.files("sweeps"):
-        latest = st.query("SELECT spec, trial_ids FROM sweeps WHERE sweep = ?", [sweep.name]).to_pylist()
-        if latest and latest[0]["spec"] == sweep.source and latest[0]["trial_ids"] == ids:
-            return
-    from paretolab.orchestrator.grid import axes
+    """Write the sweep's row, unless its latest row has the same spec and trial ids. `trials`: a
+    list of `TrialConfig`s, or a grid's `Plan` (whose ids are listed without building its trials)."""
+    import pyarrow as pa
 
+    from paretolab.orchestrator.grid import Plan, axes, expand
+
+    if isinstance(trials, Plan):
+        ids, first = trials.trial_ids(), next(expand(sweep), None)
+    else:
+        ids, first = [t.trial_id for t in trials], trials[0] if trials else None
+    if st.files("sweeps"):
+        latest = st.query("SELECT spec, trial_ids FROM sweeps WHERE sweep = ?", [sweep.name])
+        if latest.num_rows and latest.column("spec")[0].as_py() == sweep.source:
+            stored = latest.column("trial_ids")[0].values
+            if stored is not None and len(stored) == len(ids) and stored.cast(pa.string()).equals(pa.array(ids, pa.string())):
+                return
     s = sweep.success
     writer.append("sweeps", [{
         "sweep": sweep.name, "spec": sweep.source, "path": str(sweep.path),
         "submitted_at": datetime.now(timezone.utc), "trial_ids": ids,
-        "axes": axes(sweep), "parameters": list(trials[0].columns()) if trials else [],
+        "axes": axes(sweep), "parameters": list(first.columns()) if first is not None else [],
         "success_metric": s.metric, "success_op": s.op, "success_value": s.value,
     }])
     writer.flush()

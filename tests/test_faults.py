@@ -256,3 +256,25 @@ def test_workers_that_cannot_start_stop_the_run_with_the_reason(ray_cluster, tmp
     with pytest.raises(ClusterError, match="worker actors died while starting.*does not import"):
         scheduler.run(trials, {})
     assert len(spawned) == MAX_START_FAILURES  # replaced until the limit, then stopped
+
+
+def test_a_trial_that_kills_its_worker_fails_alone(ray_cluster, tmp_path):
+    """Two trials kill their worker process whenever it builds them, among 22 healthy ones that share
+    their first packs: the two end failed after `max_attempts` worker deaths, with that reason,
+    and every healthy trial finishes (a re-queued trial goes behind the queue, in a call of its
+    own: re-queued in front, in the same packs, the poisoned trials took their pack-mates down at
+    every attempt, and all 24 ended failed)."""
+    spec = support.write_spec(tmp_path, name="poison", task="poisoned", widths="[16, 32]", seeds=12, max_steps=100,
+                              every=50, extra="max_attempts: 3\n")
+    spec.write_text(spec.read_text().replace("{n: 10, k: 2}", "{n: 10, k: 2, die_at_seed: 3}"))
+    summary = paretolab.run(spec, store=tmp_path / "r", workers=2)
+    trials = query(tmp_path / "r", "SELECT seed, width, attempt, status, error FROM trials ORDER BY width, seed")
+    poisoned = [t for t in trials if t["seed"] == 3]
+    healthy = [t for t in trials if t["seed"] != 3]
+    assert len(poisoned) == 2 and len(healthy) == 22
+    for t in poisoned:
+        assert (t["status"], t["attempt"]) == ("failed", 3), t
+        assert t["error"].startswith("worker lost (") and t["error"].endswith("; gave up after 3 attempts"), t
+    assert [t["status"] for t in healthy] == ["finished"] * 22, healthy
+    assert (summary.ran, summary.failed) == (24, 2)
+    assert count(tmp_path / "r", "SELECT count(*) AS n FROM trials_all") == 24  # a death writes no trial row
