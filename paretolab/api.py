@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 from contextlib import contextmanager, suppress
 from itertools import islice
 from dataclasses import dataclass, field
@@ -203,13 +201,14 @@ def _lock(st: Store):
 
 def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None,
              record=None):
-    from paretolab.clusters.connect import connect, disconnect, slots
+    from paretolab.clusters.connect import connect, disconnect, held_ctrl_c, slots
     from paretolab.orchestrator.events import Interrupted
     from paretolab.orchestrator.scheduler import Scheduler
 
     attempts = st.last_attempts()
-    started = connect(address)
+    started = False
     try:
+        started = connect(address)  # a Ctrl-C while Ray starts: KeyboardInterrupt, Ray shut down
         n = workers or slots(sweep.resources.cpu, sweep.resources.gpu)
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
@@ -225,39 +224,12 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
             scheduler.close()
         return scheduler.counts, result
     finally:
-        with _held_ctrl_c() as held:  # the last rows reach the store and Ray shuts down whole
+        with held_ctrl_c() as held:  # the last rows reach the store and Ray shuts down whole
             writer.flush()
             if started:
                 disconnect()
         if held and sys.exc_info()[0] is None:  # an error on its way out is kept
             raise Interrupted()
-
-
-@contextmanager
-def _held_ctrl_c():
-    """Hold a Ctrl-C until the block is done; yields a list that is non-empty if one came. A second
-    Ctrl-C (once Python runs again: not inside a C call) exits at once with status 130.
-
-    A KeyboardInterrupt inside `ray.shutdown()` left the driver half shut down and the process
-    exited with status 1 (seen when Ctrl-C came as the last trials ended); inside the last flush it
-    would cut the rows short. Held only where Python's own handler is in place, in the main thread
-    (after an interrupted run the scheduler has already made a second Ctrl-C exit at once)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield []
-        return
-    held: list[int] = []
-
-    def hold(*_):
-        if held:
-            os._exit(130)
-        held.append(signal.SIGINT)
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:

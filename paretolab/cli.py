@@ -185,7 +185,7 @@ def _run(args) -> int:
     try:
         summary = api.run(args.spec, store=args.store, address=args.address, workers=args.workers, yes=args.yes,
                           retry_failed=args.retry_failed, observer=view)
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):  # a Ctrl-C outside the scheduler's loop (before it, while Ray starts)
         view.close()
         print(printable(f"interrupted: every result that arrived is in the store; rerun `paretolab run "
                         f"{' '.join(map(shlex.quote, sys.argv[2:]))}` to resume"), file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -73,3 +74,41 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and every live process under it (by parent pid, from /proc)."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # ended meanwhile
+            continue
+    tree, grew = {root}, True
+    while grew:
+        under = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree, grew = tree | under, bool(under)
+    return tree
+
+
+def listening(root: int) -> list[tuple[str, str, int]]:
+    """(executable, address, port) of every listening TCP socket held by a process of `root`'s tree:
+    the socket inodes of each process's open files, looked up in /proc/net/tcp and tcp6."""
+    sockets = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)  # 32-bit words, each in the host's (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                sockets[f"socket:[{fields[9]}]"] = (socket.inet_ntop(family, raw), int(port, 16))
+    found = []
+    for pid in process_tree(root):
+        try:
+            executable = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # ended meanwhile
+            continue
+        found += [(executable, *sockets[f]) for f in files if f in sockets]
+    return found
