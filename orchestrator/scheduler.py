@@ -20,7 +20,7 @@ import math
 import re
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -128,6 +128,9 @@ class Scheduler:
         self.counts = Counts(total=0)
         self.slots: list[_Slot] = []
         self._ended: list[TrialResult] = []
+        # metric rows received per (trial, attempt) still running: the trial row records its count
+        # (`curve_rows`), by which the store tells a whole curve from one cut short
+        self._curve_rows: Counter[tuple[str, int]] = Counter()
         self._last_tick = 0.0
         self.observer.on_start(self.name, self.counts)
 
@@ -302,12 +305,14 @@ class Scheduler:
         call.slot.node = report.node
         self.observer.on_report(report)
         self.writer.append("metrics", [_metric_row(r) for r in report.rows])
+        self._curve_rows.update((r.trial_id, r.attempt) for r in report.rows)
         for result in report.results:
             call.ended.add(result.trial_id)
             self._record(result, call.slot.node)
 
     def _record(self, result: TrialResult, node: str) -> None:
-        self.writer.append("trials", [_trial_row(self.configs.pop(result.trial_id), result, node)])
+        curve_rows = self._curve_rows.pop((result.trial_id, result.attempt), 0)
+        self.writer.append("trials", [_trial_row(self.configs.pop(result.trial_id), result, node) | {"curve_rows": curve_rows}])
         c = self.counts
         c.done += 1
         c.succeeded += result.success
@@ -336,6 +341,7 @@ class Scheduler:
             if a.attempt >= self.max_attempts:
                 self._record(failed(a.trial, a.attempt, f"{reason}; gave up after {a.attempt} attempts"), call.slot.node)
             else:
+                self._curve_rows.pop((a.trial.trial_id, a.attempt), None)  # that attempt will not end
                 self.counts.retried += 1
                 # behind the queue, and alone (`_take`): a trial that kills its worker every time
                 # must not take every attempt while the others wait, nor its neighbours with it
