@@ -290,11 +290,11 @@ class Store:
             con, snapshot = self._connect(sweep)
             try:
                 return fn(con)
-            except duckdb.PermissionException as e:
-                raise StoreError(f"a query reads only the store's views, not other files, URLs or extensions: "
-                                 f"{str(e).splitlines()[0]}") from None
             except duckdb.Error as e:
                 if isinstance(e, SQL_ERRORS) or retry == SNAPSHOT_RETRIES - 1 or not self._changed(snapshot):
+                    if isinstance(e, duckdb.PermissionException):  # (a vanished file reads as one: retried)
+                        raise StoreError(f"a query reads only the store's views, not other files, URLs or "
+                                         f"extensions: {str(e).splitlines()[0]}") from None
                     raise StoreError(f"query failed: {str(e).splitlines()[0]} (fix the SQL; views: trials, metrics, "
                                      "sweeps, sweep_trials, and the raw trials_all, metrics_all, sweeps_all)") from None
             finally:

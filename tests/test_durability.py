@@ -64,7 +64,9 @@ def whole(store: Path, reference_rows: list[dict]) -> None:
     assert st.short_curves() == []
 
 
-STEPS = [(table, step) for table in ("metrics", "trials") for step in ("fsync", "rename", "renamed", "published")]
+# (after a file's folder is fsynced, the state is that of the next file's first step: `published`
+# in faultpoints.py adds nothing a SIGKILL can tell apart, and is left out for the suite's time)
+STEPS = [(table, step) for table in ("metrics", "trials") for step in ("fsync", "rename", "renamed")]
 
 
 @pytest.mark.parametrize("table,step", STEPS, ids=[f"{t}-{s}" for t, s in STEPS])
@@ -81,7 +83,7 @@ def test_driver_killed_at_every_step_of_a_flush_loses_no_curve(address, referenc
     whole(store, reference[1])
 
 
-@pytest.mark.parametrize("table,step", [("metrics", "renamed"), ("trials", "rename")])
+@pytest.mark.parametrize("table,step", [("metrics", "renamed")])  # between a pack's curves and its results
 def test_packed_trials_killed_between_curves_and_results_lose_no_curve(address, reference, tmp_path, table, step):
     spec = write_spec(tmp_path, **SWEEP, extra="resources: {cpu: 1, pack_size: 16}\n")
     store = tmp_path / "r"
@@ -147,7 +149,7 @@ def test_random_bit_flips_are_each_detected_or_harmless(address, reference, tmp_
         victim.write_bytes(bytes(data))
         loc, entry = paretolab.open_store(clean).loc, _files.FileEntry(victim.name, str(victim), len(data), 0.0)
         _files._FOOTERS.clear(), _files._WARNED.clear()  # as a new reader process
-        if _files.full_read_error(loc, entry) is not None:
+        if _files.seal_error(loc, entry) is not None:
             outcome["detected"] += 1
             with pytest.warns(_files.StoreWarning, match="skipping unreadable file"):
                 assert _files.readable(loc, [entry]) == []  # skipped before any query reads it
