@@ -261,9 +261,9 @@ def test_workers_that_cannot_start_stop_the_run_with_the_reason(ray_cluster, tmp
 def test_a_trial_that_kills_its_worker_fails_alone(ray_cluster, tmp_path):
     """Two trials kill their worker process whenever it builds them, among 22 healthy ones that share
     their first packs: the two end failed after `max_attempts` worker deaths, with that reason,
-    and every healthy trial finishes (a re-queued trial goes behind the queue, in a call of its
-    own: re-queued in front, in the same packs, the poisoned trials took their pack-mates down at
-    every attempt, and all 24 ended failed)."""
+    and every healthy trial finishes (a re-queued trial goes behind the queue, and runs its last
+    attempt in a call of its own: re-queued in front, in the same packs, the poisoned trials took
+    their pack-mates down at every attempt, and all 24 ended failed)."""
     spec = support.write_spec(tmp_path, name="poison", task="poisoned", widths="[16, 32]", seeds=12, max_steps=100,
                               every=50, extra="max_attempts: 3\n")
     spec.write_text(spec.read_text().replace("{n: 10, k: 2}", "{n: 10, k: 2, die_at_seed: 3}"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import pytest
+
 from paretolab.orchestrator.grid import expand
 from paretolab.orchestrator.scheduler import Scheduler, _Call, _Slot
 from paretolab.orchestrator.sweep import Resources
@@ -114,13 +116,16 @@ def test_a_stream_is_drawn_as_the_queue_runs_low():
     assert stream.drawn == 1000 and taken == [t.trial_id for t in TRIALS[:1000]]  # each once, in grid order
 
 
-def test_a_trial_requeued_after_its_worker_died_goes_behind_the_queue_and_alone(tmp_path):
+@pytest.mark.parametrize("max_attempts", [2, 3])
+def test_a_trial_requeued_after_its_worker_died_goes_behind_the_queue_and_alone_at_its_last_attempt(
+        tmp_path, max_attempts):
     # 2 workers, packs of 16, 100 trials. Worker a dies with its pack of 16: they go behind the 68
-    # still queued (no longer in front of them), each in a call of its own, so that a trial that
-    # kills its worker takes down only itself from then on.
+    # still queued (no longer in front of them); for their last attempt each in a call of its own,
+    # so that a trial that kills its worker takes down only itself then; before it, packed again.
     from paretolab.analysis.store import Store, StoreWriter
 
     s = packing_scheduler(100, workers=2, pack=16, writer=StoreWriter(Store(tmp_path / "r")))
+    s.max_attempts = max_attempts
     a, b = s.slots
     a.up = b.up = True
     s._dispatch()
@@ -135,8 +140,12 @@ def test_a_trial_requeued_after_its_worker_died_goes_behind_the_queue_and_alone(
         s._dispatch()
         calls += [[x.trial.trial_id for x in c.chunk] for c in a.calls + b.calls]
         a.calls.clear()
-    assert [len(c) for c in calls[-16:]] == [1] * 16 and sum(calls[-16:], []) == lost
-    assert all(x not in lost for c in calls[:-16] for x in c)
+    assert sum(calls, []) == [t.trial_id for t in TRIALS[32:100]] + lost  # each once, the lost ones last
+    with_lost = [c for c in calls if set(c) & set(lost)]
+    if max_attempts == 2:
+        assert with_lost == [[x] for x in lost]  # the last attempt: alone
+    else:
+        assert max(len(c) for c in with_lost) > 1  # not the last attempt: packed again
 
 
 def test_a_trial_whose_worker_died_at_its_last_attempt_is_failed_with_the_reason(tmp_path):
