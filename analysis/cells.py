@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.store import Store
+from paretolab.analysis.store import Store, columns
 from paretolab.errors import StoreError, UsageError
 
 # Training FLOPs per example: forward + backward is about 6 x parameters per token (Kaplan et al.
@@ -101,10 +101,6 @@ def open_sweep(store: Store, sweep: str, success: str | None = None
 def ident(name: str) -> str:
     """`name` quoted as a SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
-    return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
 
 
 CURVE_KEYS = ("trial_id", "attempt", "step", "samples", "wall_s")  # the metrics columns that are not metrics

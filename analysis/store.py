@@ -343,7 +343,7 @@ class Store:
 
         def run(con: duckdb.DuckDBPyConnection) -> set[str]:
             sql = "SELECT trial_id FROM trials t WHERE list_contains(?, status)"
-            if "curve_rows" in _columns(con, "trials_all"):
+            if "curve_rows" in columns(con, "trials_all"):
                 sql = (f"SELECT t.trial_id FROM trials t LEFT JOIN ({CURVE_ROWS}) m USING (trial_id, attempt) "
                        "WHERE list_contains(?, t.status) AND (t.curve_rows IS NULL OR coalesce(m.n, 0) >= t.curve_rows)")
                 if self.loc.list(f"{QUARANTINE}/metrics"):
@@ -361,7 +361,7 @@ class Store:
             return []
 
         def run(con: duckdb.DuckDBPyConnection) -> list[dict]:
-            if "curve_rows" not in _columns(con, "trials_all"):
+            if "curve_rows" not in columns(con, "trials_all"):
                 return []
             return con.sql(f"SELECT t.trial_id, t.attempt, t.status, t.curve_rows, coalesce(m.n, 0) AS rows "
                            f"FROM trials t LEFT JOIN ({CURVE_ROWS}) m USING (trial_id, attempt) "
@@ -506,8 +506,9 @@ def _explained(sql: str) -> duckdb.StatementType:
 CURVE_ROWS = "SELECT trial_id, attempt, count(*) AS n FROM metrics_all GROUP BY trial_id, attempt"
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
+    """The column names of a view or table of `con`."""
+    return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
 
 
 # No extension is installed or loaded by a query (a URL in a query would otherwise fetch httpfs).
