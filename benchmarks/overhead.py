@@ -179,7 +179,7 @@ def actor_timings(spec: Path) -> tuple[float, float, float]:
         return time.perf_counter() - start
 
     start = time.perf_counter()
-    actor = ray.remote(Worker).options(num_cpus=1, max_restarts=0).remote(1, 1.0, "cpu")
+    actor = ray.remote(concurrency_groups=Worker.CONCURRENCY_GROUPS)(Worker).options(num_cpus=1, max_restarts=0).remote(1, 1.0, "cpu")
     call(actor, [])
     up = time.perf_counter() - start
     first = call(actor, [Assignment(trials[0], 1)])

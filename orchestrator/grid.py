@@ -15,7 +15,7 @@ from collections.abc import Container, Iterator
 import numpy as np
 
 from paretolab.errors import SHOWN_CHARS, SpecError, clipped, shown
-from paretolab.orchestrator.identity import ID_BYTES, ID_CHARS, PointIds, SweepIds, part_json
+from paretolab.orchestrator.identity import ID_BYTES, ID_CHARS, PointIds, SweepIds, canonical_json, part_json
 from paretolab.orchestrator.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
@@ -186,18 +186,20 @@ class Pending:
 
 
 class _Point:
-    """One validated point of a sweep: its arguments, its seeds and its trials' ids."""
+    """One validated point of a sweep: its arguments (or the parameters of the researcher's code),
+    its seeds and its trials' ids."""
 
-    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids")
+    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids", "params")
 
-    def __init__(self, sweep: Sweep, task_args, model_args, train: TrainArgs, seeds: tuple[int, ...], ids: PointIds):
-        self.sweep, self.task_args, self.model_args, self.train, self.seeds, self.ids = \
-            sweep, task_args, model_args, train, seeds, ids
+    def __init__(self, sweep: Sweep, task_args, model_args, train: TrainArgs | None, seeds: tuple[int, ...],
+                 ids: PointIds, params: tuple = ()):
+        self.sweep, self.task_args, self.model_args, self.train, self.seeds, self.ids, self.params = \
+            sweep, task_args, model_args, train, seeds, ids, params
 
     def trial(self, trial_id: str, seed: int) -> TrialConfig:
         s = self.sweep
         return TrialConfig(trial_id, s.task, self.task_args, s.model, self.model_args, self.train, seed, s.max_steps,
-                           s.eval, s.success)
+                           s.eval, s.success, s.code, self.params)
 
 
 # Validated arguments kept per owner while walking a grid: a grid repeats few values of each owner's
@@ -213,6 +215,9 @@ def _points(sweep: Sweep) -> Iterator[_Point]:
     Raises:
         SpecError: a point whose parameters are invalid together (e.g. k > n), naming the point.
     """
+    if sweep.code is not None:
+        yield from _code_points(sweep)
+        return
     owners = parameters(sweep.task, sweep.model)
     task_cls, model_cls = tasks()[sweep.task], models()[sweep.model]
     hashing = SweepIds(sweep.task, sweep.model, sweep.max_steps, sweep.eval, sweep.success)
@@ -261,3 +266,13 @@ def _points(sweep: Sweep) -> Iterator[_Point]:
             values = ", ".join(f"{k}={shown(v)}" for k, v in sorted(point.items()))
             raise SpecError(f"{sweep.path}: point {{{values}}}: {clipped(str(e), 2 * SHOWN_CHARS)}") from None
         yield _Point(sweep, task_args, model_args, train, seeds, hashing.point(task_json, model_json, train_json))
+
+
+def _code_points(sweep: Sweep) -> Iterator[_Point]:
+    """The points of a sweep of the researcher's code: its parameters as the spec gave them (checked
+    there: the code itself is the judge of what they mean)."""
+    hashing = SweepIds.of_code(sweep.code, sweep.max_steps, sweep.success)
+    for point in points(sweep):
+        seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
+        params = tuple(sorted(point.items()))
+        yield _Point(sweep, None, None, None, seeds, hashing.point(canonical_json(dict(params))), params)

@@ -49,6 +49,20 @@ def _content(task: str, task_args, model: str, model_args, train, max_steps: int
     }
 
 
+def code_content(code, params, max_steps: int | None, success) -> dict:
+    """Everything of the identity of a trial of the researcher's code but its seed: the code (its
+    name, or the command's arguments; the hash of its files, `user_code.digest`; the spec's
+    `version`), its parameters, `max_steps` when set and the success criterion (which, with
+    `stop_on_success`, decides where the curve ends). Where the code runs, its timeout and its
+    checkpoints are not part of it."""
+    what = {"kind": code.kind, "digest": code.digest, "version": code.version}
+    what.update({"command": list(code.command)} if code.kind == "command" else {"name": code.name})
+    content = {"version": RESULT_VERSION, "code": what, "params": params, "success": non_default(success)}
+    if max_steps is not None:
+        content["max_steps"] = max_steps
+    return content
+
+
 def seeded_id(content: dict, seed: int) -> str:
     """The id of the trial of `content` (from `point_content`) with seed `seed`."""
     return hashlib.sha256(canonical_json({**content, "seed": seed}).encode()).hexdigest()[:ID_CHARS]
@@ -65,18 +79,31 @@ class SweepIds:
     """
 
     def __init__(self, task: str, model: str, max_steps: int, eval, success):
-        holes = {name: "\0" + name + "\0" for name in ("task_args", "model_args", "train", "seed")}
-        text = canonical_json({**_content(task, holes["task_args"], model, holes["model_args"], holes["train"],
-                                          max_steps, eval, success), "seed": holes["seed"]})
+        self._cut(lambda holes: _content(task, holes["task_args"], model, holes["model_args"], holes["train"],
+                                         max_steps, eval, success), ("task_args", "model_args", "train"))
+
+    @classmethod
+    def of_code(cls, code, max_steps: int | None, success) -> SweepIds:
+        """The ids of a sweep of the researcher's own code (`code_content`); `point` takes the
+        canonical JSON of a point's parameters."""
+        ids = cls.__new__(cls)
+        ids._cut(lambda holes: code_content(code, holes["params"], max_steps, success), ("params",))
+        return ids
+
+    def _cut(self, content, names: tuple[str, ...]) -> None:
+        holes = {name: "\0" + name + "\0" for name in (*names, "seed")}
+        text = canonical_json({**content(holes), "seed": holes["seed"]})
         text = text.replace("{", "{{").replace("}", "}}")  # a format string with the holes as fields
         for name, hole in holes.items():
             assert text.count(json.dumps(hole)) == 1, text
             text = text.replace(json.dumps(hole), "{" + name + "}")
+        self._names = names
         self._head, self._tail = text.split("{seed}")
 
-    def point(self, task_args: str, model_args: str, train: str) -> PointIds:
-        """The ids of one point, given the `part_json` of its arguments."""
-        parts = {"task_args": task_args, "model_args": model_args, "train": train}
+    def point(self, *parts: str) -> PointIds:
+        """The ids of one point, given the `part_json` of its arguments (task, model and training
+        arguments; or the parameters of the researcher's code)."""
+        parts = dict(zip(self._names, parts))
         return PointIds(hashlib.sha256(self._head.format_map(parts).encode()), self._tail.format_map(parts).encode())
 
 

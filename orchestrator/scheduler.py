@@ -32,7 +32,7 @@ from paretolab.errors import ClusterError
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
-from paretolab.workers.packed import pack_key, pack_size_for
+from paretolab.workers.runners import runner
 from paretolab.workers.train import failed
 from paretolab.workers.trial import Assignment, MetricRow, Pruning, Report, TrialConfig, TrialResult
 
@@ -87,8 +87,9 @@ class Scheduler:
 
     def __init__(self, writer: StoreWriter, n_workers: int, resources: Resources, max_attempts: int = 3,
                  observer: Observer | None = None, report_every_s: float = 1.0, target_call_s: float = 0.25,
-                 name: str = ""):
+                 name: str = "", actor_options: dict | None = None):
         self.name = name
+        self.actor_options = actor_options or {}  # e.g. the runtime environment that ships the researcher's code
         self.writer = writer
         self.n_workers = n_workers
         self.resources = resources
@@ -151,9 +152,10 @@ class Scheduler:
             if self.queue:
                 # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
                 first = self.queue[0].trial
-                self.packing = self.resources.pack_size != 1 and pack_key(first) is not None
+                run = runner(first)
+                self.packing = self.resources.pack_size != 1 and run.pack_key(first) is not None
                 device = "cuda" if self.resources.gpu > 0 else "cpu"
-                self._pack = pack_size_for(first, device, self.resources.pack_size) if self.packing else 1
+                self._pack = run.pack_size(first, device, self.resources.pack_size) if self.packing else 1
         self._refill()
         while len(self.slots) < min(self.n_workers, self.counts.total):
             self.slots.append(self._spawn())
@@ -230,7 +232,8 @@ class Scheduler:
 
     def _spawn(self) -> _Slot:
         r = self.resources
-        actor = ray.remote(Worker).options(num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0)
+        actor = ray.remote(concurrency_groups=Worker.CONCURRENCY_GROUPS)(Worker).options(
+            num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0, **self.actor_options)
         device = "cuda" if r.gpu > 0 else "cpu"
         handle = actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size)
         return _Slot(handle, handle.__ray_ready__.remote())

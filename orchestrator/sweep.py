@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from paretolab.tasks.success import Success
-from paretolab.workers.trial import EvalArgs
+from paretolab.workers.trial import Code, EvalArgs
 
 Value = object  # a validated parameter value: int, float, str, bool or None
 
@@ -94,15 +94,15 @@ class Sweep:
     """
 
     name: str
-    task: str
-    model: str
+    task: str | None  # None (and model, eval None) for a sweep of the researcher's own code
+    model: str | None
     fixed: tuple[tuple[str, Value], ...]
     grid: tuple[tuple[str, tuple[Value, ...]], ...]
     zips: tuple[tuple[tuple[str, tuple[Value, ...]], ...], ...]
     points: tuple[tuple[tuple[str, Value], ...], ...] | None
     seeds: tuple[int, ...]
-    max_steps: int
-    eval: EvalArgs
+    max_steps: int | None
+    eval: EvalArgs | None
     success: Success
     resources: Resources
     max_attempts: int
@@ -110,3 +110,4 @@ class Sweep:
     source: str
     search: FrontierSearch | OptunaSearch | None = None  # None: run the whole grid
     tune: Tune | None = None
+    code: Code | None = None  # the researcher's own function or command (`paretolab.user_code`)

@@ -83,6 +83,8 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
     n = _confirm_size(sweep, yes or dry_run)
     st = open_store(store)
+    if sweep.code is not None:
+        sweep = _placed(sweep, st, address)
     if dry_run and n > CONFIRM_ABOVE_TRIALS:
         return _large_dry_run(sweep, st, n)
     if not dry_run and (sweep.search is not None or sweep.tune is not None):  # their candidate grids are small
@@ -214,7 +216,8 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
         if record is not None:  # the sweep's row, once the run can start: a refused run writes nothing
             _record_sweep(st, writer, sweep, record)
-        scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name)
+        scheduler = Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name,
+                              actor_options=_shipping(sweep, st))
         if adaptive is None:
             return scheduler.run(pending, attempts)
         scheduler.start()  # an adaptive run submits batch after batch to the same workers
@@ -230,6 +233,50 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
                 disconnect()
         if held and sys.exc_info()[0] is None:  # an error on its way out is kept
             raise Interrupted()
+
+
+def _placed(sweep, st: Store, address: str | None):
+    """`sweep` with its code's checkpoints placed (the store's `checkpoints/` folder unless the spec
+    sets `checkpoint_dir`) and, when the run joins a cluster, marked to be shipped to its workers."""
+    import dataclasses
+
+    from paretolab.user_code import CHECKPOINTS
+
+    code = sweep.code
+    checkpoints = code.checkpoints or (str(st.root.resolve() / CHECKPOINTS) if st.root is not None and st.loc.local
+                                       else f"{st.uri.rstrip('/')}/{CHECKPOINTS}")
+    joins = (address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    return dataclasses.replace(sweep, code=dataclasses.replace(code, checkpoints=checkpoints, shipped=joins))
+
+
+def _shipping(sweep, st: Store) -> dict:
+    """The worker actors' options that ship the researcher's code to a cluster: the spec's folder as
+    Ray's `working_dir` (without the store, the checkpoints, `.git` and caches), and a package
+    imported from outside it and outside the installed packages as a `py_modules` entry."""
+    code = sweep.code
+    if code is None or not code.shipped:
+        return {}
+    root = Path(code.root)
+    excludes = [".git", "__pycache__", "*.pyc", ".venv"]
+    for inside in (st.root, Path(code.checkpoints) if "://" not in code.checkpoints else None):
+        if inside is not None:
+            with suppress(ValueError):
+                excludes.append("/" + str(Path(inside).resolve().relative_to(root)))
+    env: dict = {"working_dir": str(root), "excludes": excludes}
+    if code.kind == "function":
+        from paretolab.workers.user_code import split_target
+
+        where = split_target(code.name)[0]
+        if not where.endswith(".py"):
+            import importlib.util
+
+            found = importlib.util.find_spec(where.split(".")[0])
+            origin = None if found is None or not found.origin else \
+                Path(found.origin).parent if found.submodule_search_locations else Path(found.origin)
+            if origin is not None and not any(p in origin.parts for p in ("site-packages", "dist-packages")) \
+                    and root not in origin.parents and origin != root:
+                env["py_modules"] = [str(origin)]
+    return {"runtime_env": env}
 
 
 def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:

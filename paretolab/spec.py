@@ -16,17 +16,22 @@ from paretolab.errors import SpecError, clipped, shown
 from paretolab.orchestrator.grid import parameters
 from paretolab.orchestrator.sweep import Resources, Sweep, Value
 from paretolab.spec_search import parse_search, parse_tune
-from paretolab.spec_values import (base_type, choice, coerce, field_type, hints, known_parameter, mapping, no_unknown,
-                                   MAX_SEED_COUNT, positive_int, seed_value, to_float, type_of)
+from paretolab.spec_values import (base_type, choice, coerce, field_type, free_type, free_values, hints, known_parameter,
+                                   mapping, no_unknown, MAX_SEED_COUNT, OpenParams, positive_int, seed_value, to_float,
+                                   type_of)
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.success import Success
 from paretolab.workers.models import models
 from paretolab.workers.trial import EvalArgs
 
-TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "grid", "zip", "fixed", "seeds",
+TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "version",
+            "timeout_s", "checkpoint_dir", "keep_checkpoints", "grid", "zip", "fixed", "seeds",
             "max_steps", "eval", "success", "resources", "max_attempts", "search", "tune")
 PY_KEYS = tuple(k for k in TOP_KEYS if k not in ("grid", "zip"))
 REQUIRED = ("sweep", "task", "model", "max_steps")
+# the keys of the researcher's own code (`paretolab.user_code`), and those only built-in trials take
+CODE_KEYS = ("trainable", "command", "vectorized", "version", "timeout_s", "checkpoint_dir", "keep_checkpoints")
+BUILTIN_KEYS = ("task", "task_args", "model", "model_args", "eval")
 
 
 def load_spec(path: str | Path) -> Sweep:
@@ -83,7 +88,7 @@ def _from_python(path: Path, source: str) -> Sweep:
     raw = dict(spec)
     raw.setdefault("sweep", path.stem)
     sweep = _build(raw, str(path), source, PY_KEYS)
-    owners = parameters(sweep.task, sweep.model)
+    owners = parameters(sweep.task, sweep.model) if sweep.code is None else OpenParams()
     fixed = dict(sweep.fixed)
     pts = []
     try:
@@ -104,7 +109,7 @@ def _from_python(path: Path, source: str) -> Sweep:
             known_parameter(name, owners, path, key)
             if name in fixed:
                 raise SpecError(f"{path}: {key}: {shown(name)} is also set in SPEC; set it in one place")
-            point[name] = coerce(value, field_type(sweep, name, owners), path, key)
+            point[name] = coerce(value, field_type(sweep, name, owners) if sweep.code is None else object, path, key)
         pts.append(tuple(sorted(point.items())))
     if not pts:
         raise SpecError(f"{path}: trials() yielded no trials")
@@ -115,16 +120,17 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a mapping of keys ({', '.join(allowed)}), got {type(raw).__name__}")
     no_unknown(raw, allowed, path, "")
+    if raw.get("trainable") is not None or raw.get("command") is not None:
+        return _build_code(raw, path, source)
     for key in REQUIRED:
         if raw.get(key) is None:
-            raise SpecError(f"{path}: {key}: required key is missing; add it (required: {', '.join(REQUIRED)})")
-    name = raw["sweep"]
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"{path}: sweep: expected a non-empty name, got {shown(name)}")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # an escape sequence, a newline: a slip, and
-        # a name that would rewrite the terminal wherever it is shown
-        raise SpecError(f"{path}: sweep: a name cannot hold control characters, got {shown(name)}; "
-                        "use letters, digits and punctuation")
+            raise SpecError(f"{path}: {key}: required key is missing; add it (required: {', '.join(REQUIRED)}; "
+                            "or `trainable:`/`command:` for your own training code)")
+    for key in CODE_KEYS:
+        if key in raw:
+            raise SpecError(f"{path}: {key}: applies to your own code (`trainable:` or `command:`), not to the "
+                            f"built-in task {shown(raw['task'])}; remove it")
+    name = _name(raw, path)
     task = choice(raw["task"], tasks(), path, "task")
     model = choice(raw["model"], models(), path, "model")
     owners = parameters(task, model)
@@ -146,13 +152,64 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     if search is not None and tune is not None:
         raise SpecError(f"{path}: tune: per-cell tuning runs over a grid, not with a search; drop one of them")
     return Sweep(
-        name=name.strip(), task=task, model=model, fixed=tuple(sorted(fixed.items())),
+        name=name, task=task, model=model, fixed=tuple(sorted(fixed.items())),
         grid=grid, zips=zips, points=None, seeds=seeds,
         max_steps=positive_int(raw["max_steps"], path, "max_steps"),
         eval=_eval(raw.get("eval", {}), path), success=_success(raw.get("success", {}), task, path),
         resources=_resources(raw.get("resources", {}), path),
         max_attempts=positive_int(raw.get("max_attempts", 3), path, "max_attempts"),
         path=path, source=source, search=search, tune=tune,
+    )
+
+
+def _name(raw: dict, path: str) -> str:
+    name = raw["sweep"]
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"{path}: sweep: expected a non-empty name, got {shown(name)}")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # an escape sequence, a newline: a slip, and
+        # a name that would rewrite the terminal wherever it is shown
+        raise SpecError(f"{path}: sweep: a name cannot hold control characters, got {shown(name)}; "
+                        "use letters, digits and punctuation")
+    return name.strip()
+
+
+def _build_code(raw: dict, path: str, source: str) -> Sweep:
+    """A sweep of the researcher's own code: a function (`trainable`) or a command."""
+    from paretolab import user_code
+
+    if raw.get("sweep") is None:
+        raise SpecError(f"{path}: sweep: required key is missing; add a name for the sweep")
+    if raw.get("trainable") is not None and raw.get("command") is not None:
+        raise SpecError(f"{path}: trainable, command: a sweep runs one or the other; keep one")
+    for key in BUILTIN_KEYS:
+        if key in raw:
+            hint = "; give your code's parameters under fixed, grid or zip" if key.endswith("args") else ""
+            raise SpecError(f"{path}: {key}: applies to built-in trials, not to your own code{hint}")
+    name = _name(raw, path)
+    owners = OpenParams()
+    fixed: dict[str, Value] = {}
+    for pname, value in mapping(raw.get("fixed", {}), path, "fixed").items():
+        known_parameter(pname, owners, path, f"fixed.{pname}")
+        fixed[pname] = coerce(value, object, path, f"fixed.{pname}")
+        owners[pname] = free_type([fixed[pname]])
+    grid = tuple(_axes(raw.get("grid", {}), "grid", None, None, owners, fixed, path))
+    zips = _zips(raw.get("zip"), None, None, owners, fixed, {n for n, _ in grid}, path)
+    seeds = _seeds(raw.get("seeds", 1), path)
+    max_steps = None if raw.get("max_steps") is None else positive_int(raw["max_steps"], path, "max_steps")
+    axis_names = [n for n, _ in grid] + [n for g in zips for n, _ in g]
+    params = {**fixed, **dict.fromkeys(axis_names)}
+    search = parse_search(raw.get("search"), None, None, owners, params, axis_names, len(seeds), path)
+    tune = parse_tune(raw.get("tune"), None, None, owners, params, len(seeds), path)
+    if search is not None and tune is not None:
+        raise SpecError(f"{path}: tune: per-cell tuning runs over a grid, not with a search; drop one of them")
+    names = set(params) | {a.name for a in getattr(search, "space", ())} | ({tune.param} if tune else set())
+    code = user_code.resolve(raw, path, names | ({"max_steps"} if max_steps is not None else set()))
+    return Sweep(
+        name=name, task=None, model=None, fixed=tuple(sorted(fixed.items())), grid=grid, zips=zips, points=None,
+        seeds=seeds, max_steps=max_steps, eval=None, success=_success(raw.get("success", {}), None, path),
+        resources=_resources(raw.get("resources", {}), path),
+        max_attempts=positive_int(raw.get("max_attempts", 3), path, "max_attempts"),
+        path=path, source=source, search=search, tune=tune, code=code,
     )
 
 
@@ -167,7 +224,11 @@ def _axes(raw, section, task, model, owners, taken, path):
         taken = {**taken, name: None}
         ftype = type_of(task, model, name, owners)
         values = _axis_values(spec, ftype, path, key)
-        coerced = [coerce(v, ftype, path, key) for v in values]
+        if isinstance(owners, OpenParams):  # the researcher's own parameter: its values make its type
+            coerced = free_values(values, path, key)
+            owners[name] = free_type(coerced)
+        else:
+            coerced = [coerce(v, ftype, path, key) for v in values]
         if section == "grid":  # a repeated value on a grid axis would only repeat trials
             coerced = list(dict.fromkeys(coerced))
         yield name, tuple(coerced)
@@ -270,8 +331,10 @@ def _success(raw, task, path) -> Success:
     raw = mapping(raw, path, "success")
     no_unknown(raw, ("metric", "op", "value", "stop_on_success"), path, "success.")
     s = Success(**{k: coerce(v, hints(Success)[k], path, f"success.{k}") for k, v in raw.items()})
-    known = ("train_loss", "train_error", *tasks()[task].metrics)
-    if s.metric not in known:
+    if task is None:  # the researcher's code reports the metrics it wants
+        if not s.metric.isidentifier():
+            raise SpecError(f"{path}: success.metric: expected the name of a metric your code reports, got {shown(s.metric)}")
+    elif s.metric not in (known := ("train_loss", "train_error", *tasks()[task].metrics)):
         raise SpecError(f"{path}: success.metric: unknown metric {shown(s.metric)} for task {shown(task)}; known: {', '.join(known)}")
     if not math.isfinite(s.value):
         raise SpecError(f"{path}: success.value: expected a finite number, got {shown(raw.get('value'))}")

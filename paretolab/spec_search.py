@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from paretolab.errors import SpecError, shown
 from paretolab.orchestrator.sweep import FrontierSearch, Objective, OptunaSearch, SpaceAxis, Tune
-from paretolab.spec_values import (base_type, coerce, known_parameter, mapping, no_unknown, positive_int, seed_value,
-                                   type_of)
+from paretolab.spec_values import (base_type, coerce, free_values, known_parameter, mapping, no_unknown, OpenParams,
+                                   positive_int, seed_value, type_of)
 from paretolab.tasks.registry import tasks
 
 SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
@@ -77,6 +77,12 @@ def _space_axis(name, spec, task, model, owners, taken, sampler, path) -> SpaceA
     if name in taken:
         raise SpecError(f"{path}: {key}: {shown(name)} is also set elsewhere in the spec; set it in one place")
     ftype = type_of(task, model, name, owners)
+    if isinstance(owners, OpenParams):  # the researcher's own parameter: its values make its type
+        if isinstance(spec, list) and spec:
+            return SpaceAxis(name, choices=tuple(dict.fromkeys(free_values(spec, path, key))))
+        if isinstance(spec, dict):
+            ftype = int if all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+                               for k in ("low", "high")) else float
     if isinstance(spec, list) and spec:
         return SpaceAxis(name, choices=tuple(dict.fromkeys(coerce(v, ftype, path, key) for v in spec)))
     base = base_type(ftype)
@@ -97,15 +103,16 @@ def _space_axis(name, spec, task, model, owners, taken, sampler, path) -> SpaceA
 
 def _objectives(raw, task, owners, path) -> tuple[Objective, ...]:
     items = raw if isinstance(raw, list) else [raw] if raw is not None else []
-    known = (*RESULT_METRICS, *tasks()[task].metrics, *owners)
+    known = (*RESULT_METRICS, *tasks()[task].metrics, *owners) if task is not None else None
     out = []
     for i, item in enumerate(items):
         key = f"search.objectives[{i}]"
         if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("minimize", "maximize"):
             raise SpecError(f"{path}: {key}: expected {{minimize: METRIC}} or {{maximize: METRIC}}, got {shown(item)}")
         (direction, metric), = item.items()
-        if metric not in known:
-            raise SpecError(f"{path}: {key}: unknown metric {shown(metric)}; known: {', '.join(known)}")
+        if (metric not in known) if known is not None else not (isinstance(metric, str) and metric.isidentifier()):
+            raise SpecError(f"{path}: {key}: unknown metric {shown(metric)}; known: "
+                            f"{', '.join(known) if known else 'a metric your code reports, a parameter, or ' + ', '.join(RESULT_METRICS)}")
         out.append(Objective(metric, direction))
     if not out:
         raise SpecError(f"{path}: search.objectives: required, e.g. [{{minimize: flops_to_success}}]")
@@ -126,12 +133,15 @@ def parse_tune(raw, task, model, owners, taken, n_seeds, path) -> Tune | None:
     if not isinstance(values, list) or len(values) < 2:
         raise SpecError(f"{path}: tune.values: expected a list of at least two values of {name}, got {shown(values)}")
     select = str(raw.get("select", "min steps_to_success")).split()
-    known = (*RESULT_METRICS, *tasks()[task].metrics)
-    if len(select) != 2 or select[0] not in ("min", "max") or select[1] not in known:
+    known = (*RESULT_METRICS, *tasks()[task].metrics) if task is not None else None
+    if len(select) != 2 or select[0] not in ("min", "max") or \
+            ((select[1] not in known) if known is not None else not select[1].isidentifier()):
         raise SpecError(f"{path}: tune.select: expected 'min METRIC' or 'max METRIC' with a metric of "
-                        f"{', '.join(known)}; got {shown(raw.get('select'))}")
+                        f"{', '.join(known or ('a metric your code reports', *RESULT_METRICS))}; got {shown(raw.get('select'))}")
     seeds = positive_int(raw.get("seeds", min(2, n_seeds)), path, "tune.seeds")
     if seeds > n_seeds:
         raise SpecError(f"{path}: tune.seeds: {seeds} is more than the spec's {n_seeds} seeds")
-    return Tune(param=name, values=tuple(dict.fromkeys(coerce(v, ftype, path, "tune.values") for v in values)),
+    coerced = free_values(values, path, "tune.values") if isinstance(owners, OpenParams) else \
+        [coerce(v, ftype, path, "tune.values") for v in values]
+    return Tune(param=name, values=tuple(dict.fromkeys(coerced)),
                 metric=select[1], direction="minimize" if select[0] == "min" else "maximize", seeds=seeds)

@@ -4,6 +4,7 @@ or raises a `SpecError` naming the file, the key, the bad value and what is allo
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 
@@ -66,7 +67,24 @@ def hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
+class OpenParams(dict):
+    """The parameters of a sweep of the researcher's own code: any name that is not a result column
+    (`orchestrator.grid.RESERVED`), mapped to the type its values were given in (`free_values`);
+    `in` is true of every such name, set or not."""
+
+    def __contains__(self, name) -> bool:
+        from paretolab.orchestrator.grid import RESERVED
+
+        return isinstance(name, str) and name.isidentifier() and name not in RESERVED and \
+            name not in ("trainable", "max_steps")
+
+    def __missing__(self, name):
+        return object  # not set yet: any scalar
+
+
 def type_of(task, model, name, owners):
+    if isinstance(owners, OpenParams):
+        return owners[name]
     cls = {"task": tasks()[task].Args, "model": models()[model].Args, "train": TrainArgs}[owners[name]]
     return hints(cls)[name]
 
@@ -91,6 +109,8 @@ def to_float(x) -> float:
 
 
 def coerce(value, ftype, path, key) -> Value:
+    if ftype is object:  # a parameter of the researcher's own code: any scalar
+        return free_values([value], path, key)[0]
     origin, args = typing.get_origin(ftype), typing.get_args(ftype)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -117,3 +137,44 @@ def coerce(value, ftype, path, key) -> Value:
         pass
     kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(ftype, str(ftype))
     raise SpecError(f"{path}: {key}: expected {kind}, got {shown(value)}")
+
+
+# a number YAML 1.1 reads as a string: `1e-3`, `1.5E+2` (YAML 1.2, and Python, read them as floats)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def free_values(values: list, path, key) -> list:
+    """The values of one parameter of the researcher's own code, in one type: integers, numbers
+    (integers among floats become floats), strings, or true/false; null is allowed beside any.
+
+    Raises:
+        SpecError: a value that is not a scalar, a non-finite number, or values of mixed kinds.
+    """
+    out = []
+    for v in values:
+        if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+            v = float(v)
+        if v is not None and not isinstance(v, (bool, int, float, str)):
+            raise SpecError(f"{path}: {key}: a parameter's value is a number, a string, true/false or null, "
+                            f"got {shown(v)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SpecError(f"{path}: {key}: expected a finite number, got {shown(v)}")
+        if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
+            raise SpecError(f"{path}: {key}: an integer must fit in 64 bits, got {shown(v)}")
+        out.append(v)
+    kinds = {("number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__)
+             for v in out if v is not None}
+    if len(kinds) > 1:
+        raise SpecError(f"{path}: {key}: the values mix {' and '.join(sorted(kinds))} ({shown(values)}); "
+                        "give one parameter values of one kind")
+    if any(isinstance(v, float) for v in out):
+        out = [float(v) if v is not None else None for v in out]
+    return out
+
+
+def free_type(values: list) -> type:
+    """The type of values checked by `free_values` (`object` when all are null)."""
+    for v in values:
+        if v is not None:
+            return type(v)
+    return object

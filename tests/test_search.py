@@ -208,13 +208,15 @@ def tiny_trial(**train):
 
 
 def test_a_trial_worse_than_the_threshold_is_pruned_solo_and_in_a_pack():
-    from paretolab.workers.actor import _solo
+    import threading
+
+    from paretolab.workers.runners import runner
     from paretolab.workers.packed import train_pack
     from paretolab.workers.trial import Assignment, Pruning, TrialResult
 
     never = Pruning("test_error", ((100, -1.0),))  # nothing is below -1: pruned at step 100
     a = Assignment(tiny_trial(), 1, never)
-    result = [x for x in _solo(a, "cpu") if isinstance(x, TrialResult)][0]
+    result = [x for x in runner(a.trial).solo(a, "cpu", threading.Event()) if isinstance(x, TrialResult)][0]
     assert (result.status, result.steps, result.success) == ("pruned", 100, False)
     kept = Assignment(tiny_trial(lr=0.2), 1)
     results = {x.trial_id: x for x in train_pack([a, kept]) if isinstance(x, TrialResult)}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import traceback
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import torch
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
+from paretolab.workers.outcome import Outcome
 from paretolab.workers.schedule import lr_factor
 from paretolab.workers.train import _result, autocast, autocasts, failed
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
@@ -119,7 +119,7 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     tokens = 1  # tokens per example, as the solo loop counts them (train._result)
     P = len(members)
     loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
-    firsts: list[int | None] = [None] * P
+    outcomes = [Outcome(a.trial.success, a.prune, max_steps) for a in members]
     next_batches = task_cls.packed_batches(task_objs)
     step, count = 0, 0
     try:
@@ -132,13 +132,14 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
                     metrics = {"train_loss": train_loss, "train_error": train_error,
                                **task.evaluate(pack.member(i), kind)}
                     yield MetricRow(a.trial.trial_id, a.attempt, step, step * B, time.perf_counter() - start, metrics)
-                    ended = _ended(a, step, metrics, firsts, i, max_steps)
+                    ended = outcomes[i].see(step, step * B, metrics)
                     if ended:
-                        yield _result(a.trial, a.attempt, ended, step, start, firsts[i], n_params, tokens, metrics)
+                        yield _result(a.trial, a.attempt, ended, step, start, outcomes[i].first_success, n_params,
+                                      tokens, metrics)
                     else:
                         keep.append(i)
                 if len(keep) < len(members):
-                    members, task_objs, firsts = ([xs[i] for i in keep] for xs in (members, task_objs, firsts))
+                    members, task_objs, outcomes = ([xs[i] for i in keep] for xs in (members, task_objs, outcomes))
                     idx = torch.tensor(keep, device=device, dtype=torch.long)
                     pack.keep(idx)
                     opt.keep(idx)
@@ -165,18 +166,6 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     except Exception as e:  # an error of the pack itself: every member still in it fails with it
         for a in members:
             yield failed(a.trial, a.attempt, _error(e), time.perf_counter() - start)
-
-
-def _ended(a: Assignment, step: int, metrics: dict, firsts: list, i: int, max_steps: int) -> str | None:
-    if any(v is not None and not math.isfinite(v) for v in metrics.values()):
-        return "diverged"
-    if firsts[i] is None and a.trial.success.holds(metrics):
-        firsts[i] = step
-    if step == max_steps or (firsts[i] is not None and a.trial.success.stop_on_success):
-        return "finished"
-    if firsts[i] is None and a.prune is not None and a.prune.hopeless(step, metrics):
-        return "pruned"
-    return None
 
 
 class PackOptimizer:

@@ -8,7 +8,6 @@ trial gives the same curve on every run on CPU.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Generator
 
@@ -17,6 +16,7 @@ import torch
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
+from paretolab.workers.outcome import Outcome
 from paretolab.workers.schedule import lr_factor
 from paretolab.workers.trial import MetricRow, Pruning, TrainArgs, TrialConfig, TrialResult
 
@@ -41,8 +41,7 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu", prune: Pruning 
 
     step, loss_count = 0, 0
     loss_sum, error_sum = torch.zeros((), device=device), torch.zeros((), device=device)
-    first_success: int | None = None
-    metrics: dict[str, float | None] = {}
+    outcome = Outcome(success, prune, trial.max_steps)
     while True:
         if step % trial.eval.every == 0 or step == trial.max_steps:
             # train_loss / train_error: means over the minibatches since the previous evaluation
@@ -53,15 +52,9 @@ def train(trial: TrialConfig, attempt: int, device: str = "cpu", prune: Pruning 
             loss_count = 0
             loss_sum, error_sum = torch.zeros((), device=device), torch.zeros((), device=device)
             yield MetricRow(trial.trial_id, attempt, step, step * B, time.perf_counter() - start, metrics)
-            # Weights can turn NaN in the last step while its training loss was still finite.
-            if any(v is not None and not math.isfinite(v) for v in metrics.values()):
-                return _result(trial, attempt, "diverged", step, start, first_success, model.n_params, tokens, metrics)
-            if first_success is None and success.holds(metrics):
-                first_success = step
-            if step == trial.max_steps or (first_success is not None and success.stop_on_success):
-                return _result(trial, attempt, "finished", step, start, first_success, model.n_params, tokens, metrics)
-            if first_success is None and prune is not None and prune.hopeless(step, metrics):
-                return _result(trial, attempt, "pruned", step, start, None, model.n_params, tokens, metrics)
+            # (weights can turn NaN in the last step while its training loss was still finite)
+            if status := outcome.see(step, step * B, metrics):
+                return _result(trial, attempt, status, step, start, outcome.first_success, model.n_params, tokens, metrics)
         x, y = task.train_batch(B)
         tokens = x.shape[1] if io.kind == "sequence" else 1
         # The schedule is written into every parameter group at every step, rather than kept by a

@@ -58,23 +58,83 @@ class EvalArgs:
 
 
 @dataclass(frozen=True)
+class Code:
+    """A researcher's own training code, the trainable of a trial that is not built in.
+
+    kind: `function` (called as `fn(config, ctx)`) or `command` (a process reporting JSON lines).
+    name: how the spec names it: `train.py:main`, `mypkg.train:main`, or the command as written.
+    command: the command's arguments, with `{parameter}` placeholders (a command only).
+    root: the folder the code is found in on the driver (the spec's folder); what a cluster's
+        workers receive as their working directory.
+    shipped: the workers find the code in their working directory (Ray's runtime environment
+        shipped `root` there), not at `root`.
+    digest: the hash of the code's files (`paretolab.user_code.code_digest`); with `version`, part
+        of every trial's id, so that changed code never reuses old results.
+    timeout_s: a command running longer is ended and its trial recorded as failed.
+    checkpoints: where trials keep their checkpoints: a folder or a URI, one sub-folder per trial.
+    keep_checkpoints: keep a trial's checkpoint once it has ended (dropped by default).
+    vectorized: the `module:function` (or `file.py:function`) that trains a list of configs at
+        once, if the code declares one: what packing uses (`workers.vectorized`).
+    pack_by: the parameters that must be equal among the members of one pack.
+    """
+
+    kind: Literal["function", "command"]
+    name: str
+    command: tuple[str, ...] = ()
+    root: str = ""
+    shipped: bool = False
+    digest: str = ""
+    version: str | None = None
+    timeout_s: float | None = None
+    checkpoints: str = ""
+    keep_checkpoints: bool = False
+    vectorized: str | None = None
+    pack_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """Everything that determines one training run; `trial_id` is a hash of all the other fields
-    (`orchestrator.identity.point_content`: arguments at their defaults are left out of it)."""
+    (`orchestrator.identity.point_content`: arguments at their defaults are left out of it).
+
+    A built-in trial has a task, a model and their arguments; a trial of the researcher's own code
+    (`code`) has `params`, the parameters its config holds, and None for the built-in fields
+    (`max_steps` is None unless the spec sets it).
+    """
 
     trial_id: str
-    task: str
+    task: str | None
     task_args: object
-    model: str
+    model: str | None
     model_args: object
-    train: TrainArgs
+    train: TrainArgs | None
     seed: int
-    max_steps: int
-    eval: EvalArgs
+    max_steps: int | None
+    eval: EvalArgs | None
     success: Success
+    code: Code | None = None
+    params: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """How the trial trains: `builtin`, `function` or `command` (`workers.runners`)."""
+        return "builtin" if self.code is None else self.code.kind
+
+    def config(self) -> dict[str, object]:
+        """The trial's parameters as its code receives them: every parameter of the spec's grid,
+        zip and fixed values, `max_steps` when set, and `seed`."""
+        if self.code is None:
+            return self.columns()
+        cols = dict(self.params)
+        if self.max_steps is not None:
+            cols["max_steps"] = self.max_steps
+        cols["seed"] = self.seed
+        return cols
 
     def columns(self) -> dict[str, object]:
         """The flat config columns of this trial in the `trials` table."""
+        if self.code is not None:
+            return {"trainable": self.code.name, **self.config()}
         cols: dict[str, object] = {"task": self.task, "model": self.model}
         for part in (self.task_args, self.model_args, self.train):
             cols.update(dataclasses.asdict(part))

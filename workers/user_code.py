@@ -1,0 +1,533 @@
+"""The researcher's own training code as a trial: a function called as `fn(config, ctx)`.
+
+The function runs in a thread of the worker actor while the actor streams what `ctx.report` sends
+(the same `MetricRow`s a built-in trial yields) and ends the trial when the function returns. The
+`Context` judges every report by the trial's `Outcome` (success, pruning, divergence) and answers
+whether the function should stop; it saves and loads checkpoints, which keep the curve so far: a
+trial resumed from a checkpoint re-emits that curve in its new attempt and continues it.
+
+Where things live: a trial's checkpoint is `<checkpoints>/<trial id>/checkpoint.pkl` (the store's
+`checkpoints/` folder unless the spec sets `checkpoint_dir`; a URI writes through pyarrow's
+filesystems); its scratch folder (`ctx.workdir`) is `<temp dir>/paretolab-work/<trial id>` on the
+worker's node, removed once the attempt has ended (kept when it failed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import numbers
+import os
+import pickle
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from paretolab.workers.outcome import Outcome
+from paretolab.workers.trial import Assignment, Code, MetricRow, TrialResult
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+CHECKPOINT_MAGIC = b"paretolab-checkpoint-1\n"
+WORK_FOLDER = "paretolab-work"
+HEARTBEAT_S = 0.5  # while a function trains without reporting, the worker looks at its clock this often
+# Names a reported metric cannot take: the columns every metric row and trial row already has.
+ROW_COLUMNS = frozenset({"trial_id", "attempt", "step", "samples", "wall_s"})
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written, or the one found cannot be read (it is damaged)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# where a trial's files live
+
+
+def workdir(trial_id: str) -> Path:
+    """The per-trial scratch folder on this node (created)."""
+    path = Path(tempfile.gettempdir()) / WORK_FOLDER / trial_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def drop_workdir(trial_id: str) -> None:
+    shutil.rmtree(Path(tempfile.gettempdir()) / WORK_FOLDER / trial_id, ignore_errors=True)
+
+
+def checkpoint_folder(code: Code, trial_id: str) -> str:
+    """The folder (or URI) of `trial_id`'s checkpoint."""
+    return f"{code.checkpoints.rstrip('/')}/{trial_id}"
+
+
+def _fs(where: str):
+    """(pyarrow filesystem, path) of a folder or URI."""
+    from pyarrow import fs
+
+    if "://" in where:
+        return fs.FileSystem.from_uri(where)
+    return fs.LocalFileSystem(), os.path.abspath(where)
+
+
+def save_checkpoint(code: Code, trial_id: str, state: dict) -> None:
+    """Write `state` as the trial's checkpoint, whole or not at all (a temporary file, fsynced, renamed).
+
+    Raises:
+        CheckpointError: it cannot be pickled or written.
+    """
+    try:
+        body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - whatever the object's pickling raises
+        raise CheckpointError(f"ctx.save_checkpoint: the object cannot be pickled: {type(e).__name__}: {e}") from None
+    data = CHECKPOINT_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body
+    folder = checkpoint_folder(code, trial_id)
+    try:
+        if "://" not in folder:
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{CHECKPOINT_FILE}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(folder, CHECKPOINT_FILE))
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        else:  # an object store's put is atomic: a reader sees the old object or the new one
+            filesystem, path = _fs(folder)
+            with filesystem.open_output_stream(f"{path}/{CHECKPOINT_FILE}") as out:
+                out.write(data)
+    except OSError as e:
+        raise CheckpointError(f"ctx.save_checkpoint: cannot write {folder}: {e}") from None
+
+
+def load_checkpoint(code: Code, trial_id: str) -> dict | None:
+    """The trial's checkpoint, or None if it has none.
+
+    Raises:
+        CheckpointError: the checkpoint is there but damaged (its checksum does not match) or does not unpickle.
+    """
+    filesystem, folder = _fs(checkpoint_folder(code, trial_id))
+    try:
+        with filesystem.open_input_stream(f"{folder}/{CHECKPOINT_FILE}") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if "not found" in str(e).lower() or "does not exist" in str(e).lower():
+            return None
+        raise CheckpointError(f"ctx.load_checkpoint: cannot read {folder}: {e}") from None
+    head = len(CHECKPOINT_MAGIC)
+    if data[:head] != CHECKPOINT_MAGIC or len(data) < head + 4 or \
+            zlib.crc32(data[head + 4:]) != int.from_bytes(data[head:head + 4], "big"):
+        raise CheckpointError(f"ctx.load_checkpoint: the checkpoint {folder}/{CHECKPOINT_FILE} is damaged (its "
+                              "checksum does not match); delete it to start the trial over")
+    try:
+        return pickle.loads(data[head + 4:])
+    except Exception as e:  # noqa: BLE001 - a class of the checkpoint that changed or vanished
+        raise CheckpointError(f"ctx.load_checkpoint: the checkpoint {folder}/{CHECKPOINT_FILE} does not unpickle: "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def drop_checkpoint(code: Code, trial_id: str) -> None:
+    """Delete the trial's checkpoint folder, if any (best effort: a leftover costs only space)."""
+    filesystem, folder = _fs(checkpoint_folder(code, trial_id))
+    try:
+        filesystem.delete_dir(folder)
+    except (OSError, FileNotFoundError):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# finding the function
+
+
+_LOADED: dict[tuple[str, str, str], object] = {}
+_LOCK = threading.Lock()
+
+
+def code_root(code: Code) -> str:
+    """The folder the code is found in on this node: the working directory Ray's runtime
+    environment unpacked it to when it was shipped, else the spec's folder."""
+    return os.getcwd() if code.shipped else code.root
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """`train.py:main` -> (`train.py`, `main`); `pkg.mod:main` -> (`pkg.mod`, `main`).
+
+    Raises:
+        ValueError: not `module:function` or `file.py:function`.
+    """
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise ValueError(f"expected module:function or file.py:function, got {target!r}")
+    return where, name
+
+
+def load_function(target: str, root: str):
+    """Import the function `target` (`file.py:fn` relative to `root`, or `module:fn` importable with
+    `root` first on `sys.path`); returns (the function, the files of every module the import loaded
+    under `root` or the module's own package folder).
+
+    Raises:
+        ValueError: the module does not import, has no such name, or it is not callable.
+    """
+    where, name = split_target(target)
+    with _LOCK:
+        before = set(sys.modules)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        try:
+            if where.endswith(".py"):
+                module = _import_file(Path(root) / where)
+            else:
+                module = importlib.import_module(where)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a SyntaxError, an ImportError, a sys.exit() at import
+            raise ValueError(f"{where} does not import: {_exception_line(e)}") from None
+        fn = getattr(module, name, None)
+        if fn is None:
+            raise ValueError(f"{where} has no {name!r}")
+        if not callable(fn):
+            raise ValueError(f"{where}:{name} is a {type(fn).__name__}, not a function")
+        file = getattr(module, "__file__", None)
+        bases = [os.path.abspath(root)]
+        if file and not where.endswith(".py"):  # an installed package: its own folder
+            top = sys.modules.get(where.split(".")[0])
+            top_file = getattr(top, "__file__", None)
+            if top_file:
+                bases.append(os.path.dirname(os.path.abspath(top_file)))
+        files = {os.path.abspath(file)} if file else set()
+        for mod_name in set(sys.modules) - before:
+            f = getattr(sys.modules.get(mod_name), "__file__", None)
+            if f and f.endswith(".py") and any(os.path.abspath(f).startswith(b + os.sep) for b in bases):
+                files.add(os.path.abspath(f))
+        return fn, sorted(files)
+
+
+def _import_file(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    name = path.stem if path.stem.isidentifier() else "paretolab_trainable"
+    existing = sys.modules.get(name)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == str(path.resolve()):
+        return existing
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pickled objects of its classes (a checkpoint) find their module by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def function_of(code: Code, target: str | None = None):
+    """The trial's function (or `target`, its vectorized variant), imported once per worker process."""
+    target = target or code.name
+    root = code_root(code)
+    key = (root, target, code.digest)
+    fn = _LOADED.get(key)
+    if fn is None:
+        fn = _LOADED[key] = load_function(target, root)[0]
+    return fn
+
+
+def _exception_line(e: BaseException) -> str:
+    """`Type: message (file:line)` of an exception, naming where in the researcher's code it was raised."""
+    text = "".join(traceback.format_exception_only(e)).strip().splitlines()
+    line = text[-1] if text else type(e).__name__
+    if isinstance(e, SyntaxError) and len(text) > 1:
+        line = f"{line} ({e.filename}:{e.lineno})"
+        return line
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(_OWN)]
+    if frames:
+        line = f"{line} ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+    return line
+
+
+_OWN = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---------------------------------------------------------------------------------------------
+# the context a function is called with
+
+
+class Stop(Exception):
+    """Raised inside the function's thread when the worker abandons the trial (not seen by the function)."""
+
+
+class Context:
+    """What a trial's function is given besides its config.
+
+    Attributes:
+        seed, trial_id, attempt: the trial's seed, id and attempt number (1 for the first).
+        device: the device this worker owns: `cuda` (Ray's CUDA_VISIBLE_DEVICES names the GPU) or `cpu`.
+        config: the trial's parameters (the dict the function also receives).
+        n_params, flops_per_sample: optional, set by the function: recorded on the trial's row, and
+            `flops_per_sample` turns samples into the FLOPs of `flops_to_success`.
+    """
+
+    def __init__(self, assignment: Assignment, device: str, interrupted: threading.Event | None = None,
+                 out: queue.SimpleQueue | None = None):
+        trial = assignment.trial
+        self._trial, self._code = trial, trial.code
+        self.seed, self.trial_id, self.attempt, self.device = trial.seed, trial.trial_id, assignment.attempt, device
+        self.config = trial.config()
+        self.n_params: int | None = None
+        self.flops_per_sample: float | None = None
+        self.outcome = Outcome(trial.success, assignment.prune, trial.max_steps)
+        self._interrupted = interrupted or threading.Event()
+        self._rows: list[MetricRow] = []  # this attempt's curve, as reported (and resumed)
+        self._out = out if out is not None else queue.SimpleQueue()  # the rows, as the worker takes them
+        self._start = time.perf_counter()
+        self._wall_offset = 0.0
+        self._last_step: int | None = None
+        self._names = set(self.config) | {"trainable"}
+        self._workdir: Path | None = None
+        self.reported: set[str] = set()
+
+    @property
+    def workdir(self) -> Path:
+        """A scratch folder of this trial on this node (created when first asked for)."""
+        if self._workdir is None:
+            self._workdir = workdir(self.trial_id)
+        return self._workdir
+
+    def report(self, step: int, samples: int | None = None, **metrics) -> bool:
+        """Record one metric row at `step` (steps increase) after `samples` training examples; returns
+        True when the trial should stop now: it diverged (a NaN or infinite metric), its success
+        criterion held under `stop_on_success`, it reached `max_steps`, a search's pruner found it
+        hopeless, or the run is being interrupted.
+
+        Raises:
+            TypeError, ValueError: a step, sample count or metric that is not a number, a step that
+                does not increase, a metric name a result column or a parameter already has.
+        """
+        step = _count(step, "step")
+        samples = None if samples is None else _count(samples, "samples")
+        if self._last_step is not None and step <= self._last_step:
+            raise ValueError(f"ctx.report: step {step} does not increase (the previous report was at step "
+                             f"{self._last_step}); report each step once, in order")
+        values = {}
+        for name, value in metrics.items():
+            if name in ROW_COLUMNS or name in self._names or name in _RESERVED:
+                raise ValueError(f"ctx.report: a metric cannot be named {name!r}: "
+                                 f"{'a parameter of the trial' if name in self._names else 'a result column'} "
+                                 "has that name; rename the metric")
+            values[name] = _number(value, name)
+        self._last_step = step
+        self.reported.update(values)
+        row = MetricRow(self.trial_id, self.attempt, step, samples,
+                        self._wall_offset + time.perf_counter() - self._start, values)
+        self._rows.append(row)
+        self._out.put(row)
+        self.outcome.see(step, samples, values)
+        return self.outcome.status is not None or self._interrupted.is_set()
+
+    def should_stop(self) -> bool:
+        """Whether the trial should stop (what the last `report` answered, or an interrupt since)."""
+        return self.outcome.status is not None or self._interrupted.is_set()
+
+    def save_checkpoint(self, obj) -> None:
+        """Keep `obj` (anything picklable: a dict of state_dicts, arrays, the step) as the trial's
+        checkpoint, replacing the previous one; with it, the curve reported so far.
+
+        Raises:
+            CheckpointError: it cannot be pickled or written.
+        """
+        rows = [(r.step, r.samples, r.wall_s, r.values) for r in self._rows]
+        save_checkpoint(self._code, self.trial_id, {"obj": obj, "rows": rows, "attempt": self.attempt})
+
+    def load_checkpoint(self):
+        """The object of the trial's last `save_checkpoint`, or None if it never saved one (a first
+        attempt, or an attempt before the first save). A trial resumed this way continues its curve:
+        the rows reported up to the checkpoint become this attempt's first rows, and the next report
+        must be at a later step.
+
+        Raises:
+            CheckpointError: the checkpoint is damaged.
+            RuntimeError: called after this attempt has reported (load first, then train).
+        """
+        if self._rows:
+            raise RuntimeError("ctx.load_checkpoint: call it before the attempt's first ctx.report()")
+        state = load_checkpoint(self._code, self.trial_id)
+        if state is None:
+            return None
+        for step, samples, wall_s, values in state.get("rows", ()):
+            row = MetricRow(self.trial_id, self.attempt, step, samples, wall_s, values)
+            self._rows.append(row)
+            self._out.put(row)
+            self.reported.update(values)
+            self.outcome.see(step, samples, values)
+            self._last_step, self._wall_offset = step, wall_s
+        self._start = time.perf_counter()
+        return state.get("obj")
+
+
+_RESERVED = frozenset({
+    "status", "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params",
+    "flops_per_sample", "error", "node", "finished_at", "config", "curve_rows", "seed", "max_steps", "steps",
+    "task", "model", "trainable",
+})
+
+
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise TypeError(f"ctx.report: {what} must be an integer >= 0, got {value!r}"[:300])
+    return int(value)
+
+
+def _number(value, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"ctx.report: metric {name!r} must be a number, got {type(value).__name__} {value!r}"[:300])
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:  # a tensor of more than one element, say
+        raise TypeError(f"ctx.report: metric {name!r} must be a single number: {e}"[:300]) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# running one trial
+
+
+def run_function(a: Assignment, device: str, interrupted: threading.Event | None = None
+                 ) -> Iterator[MetricRow | TrialResult | None]:
+    """Call the trial's function with its config and a `Context`, yielding its metric rows as it
+    reports them (None while it trains without reporting), then its `TrialResult`."""
+    def call(configs, ctxs):
+        return [function_of(a.trial.code)(configs[0], ctxs[0])]
+
+    return run_members([a], device, interrupted, call)
+
+
+def run_members(assignments: list[Assignment], device: str, interrupted: threading.Event | None, call
+                ) -> Iterator[MetricRow | TrialResult | None]:
+    """`call(configs, contexts)` in a thread, returning one value per member (a dict of final metrics
+    or None); yields the members' rows as they report them, then each member's result. If it
+    raises, every member fails with its error."""
+    start = time.perf_counter()
+    out: queue.SimpleQueue = queue.SimpleQueue()
+    ctxs = [Context(a, device, interrupted, out) for a in assignments]
+    done: dict = {}
+
+    def body() -> None:
+        try:
+            done["values"] = call([dict(c.config) for c in ctxs], ctxs)
+        except BaseException as e:  # noqa: BLE001 - recorded as the trial's error
+            done["error"] = e
+        finally:
+            out.put(None)
+
+    thread = threading.Thread(target=body, name=f"trial-{assignments[0].trial.trial_id}", daemon=True)
+    thread.start()
+    while True:
+        try:
+            row = out.get(timeout=HEARTBEAT_S)
+        except queue.Empty:
+            yield None  # the worker sends the rows that wait, while the function trains on
+            continue
+        if row is None:
+            break
+        yield row
+    thread.join()
+    wall = time.perf_counter() - start
+    if "error" in done:
+        error = done["error"]
+        if isinstance(error, SystemExit):
+            reason = f"the function called sys.exit({error.code!r}); return from it instead"
+        else:
+            reason = _exception_line(error)
+        for a, ctx in zip(assignments, ctxs):
+            yield failed_result(a, reason, wall, ctx)
+        return
+    values = done.get("values")
+    if not isinstance(values, list) or len(values) != len(assignments):
+        for a, ctx in zip(assignments, ctxs):
+            yield failed_result(a, f"the vectorized function returned {type(values).__name__}; return a list of "
+                                   f"{len(assignments)} dicts of final metrics (or None)", wall, ctx)
+        return
+    for a, ctx, value in zip(assignments, ctxs, values):
+        yield from _ended(a, ctx, value, wall, interrupted)
+
+
+def _ended(a: Assignment, ctx: Context, value, wall: float, interrupted) -> Iterator[MetricRow | TrialResult]:
+    """How one member ended, given what the function returned for it."""
+    if value is not None and not isinstance(value, dict):
+        yield failed_result(a, f"the function returned a {type(value).__name__}; return a dict of final metrics "
+                               "or None", wall, ctx)
+        return
+    final = dict(value or {})
+    if final and not ctx._rows:  # nothing reported: what it returned is its one row
+        try:
+            ctx.report(step=final.pop("step", 0), samples=final.pop("samples", None), **final)
+        except (TypeError, ValueError) as e:
+            yield failed_result(a, str(e).replace("ctx.report", "the returned dict"), wall, ctx)
+            return
+        yield ctx._rows[-1]
+        ctx._out.get_nowait()
+        final = {}
+    else:
+        try:
+            final = {k: _number(v, k) for k, v in final.items()}
+        except TypeError as e:
+            yield failed_result(a, str(e).replace("ctx.report", "the returned dict"), wall, ctx)
+            return
+    if interrupted is not None and interrupted.is_set() and ctx.outcome.status is None:
+        return  # stopped by an interrupt: the trial has not ended (it runs again on resume)
+    metric = a.trial.success.metric
+    if ctx._rows and metric not in ctx.reported:
+        yield failed_result(a, f"the success metric {metric!r} was never reported (reported: "
+                               f"{', '.join(sorted(ctx.reported)) or 'none'}); report it, or set success.metric "
+                               "to one of those", wall, ctx)
+        return
+    yield ended_result(a, ctx, wall, final)
+
+
+def ended_result(a: Assignment, ctx: Context, wall: float, final: dict) -> TrialResult:
+    """The result of a function's attempt that returned."""
+    out = ctx.outcome
+    status = out.status if out.status in ("diverged", "pruned") else "finished"
+    last = ctx._rows[-1] if ctx._rows else None
+    per_sample = ctx.flops_per_sample
+    to_success = {}
+    if out.first_success is not None:
+        samples = out.first_success_samples
+        to_success = {"steps_to_success": out.first_success, "samples_to_success": samples,
+                      "flops_to_success": per_sample * samples if per_sample is not None and samples is not None
+                      else None}
+    metrics = {**(last.values if last else {}), **final}
+    result = TrialResult(
+        trial_id=a.trial.trial_id, attempt=a.attempt, status=status, steps=last.step if last else 0,
+        samples=last.samples if last else None, wall_s=wall, success=out.first_success is not None,
+        n_params=ctx.n_params, flops_per_sample=per_sample, final=metrics, **to_success)
+    _tidy(a, ended=True)
+    return result
+
+
+def failed_result(a: Assignment, error: str, wall: float, ctx: Context | None = None) -> TrialResult:
+    """The result of an attempt of the researcher's code that raised or was refused."""
+    last = ctx._rows[-1] if ctx is not None and ctx._rows else None
+    _tidy(a, ended=False)
+    return TrialResult(a.trial.trial_id, a.attempt, "failed", last.step if last else 0,
+                       last.samples if last else 0, wall, False, error=error)
+
+
+def _tidy(a: Assignment, ended: bool) -> None:
+    """After an attempt: its scratch folder goes unless it failed; its checkpoint goes once the trial
+    has ended, unless the spec keeps checkpoints."""
+    if ended:
+        drop_workdir(a.trial.trial_id)
+        if not a.trial.code.keep_checkpoints:
+            drop_checkpoint(a.trial.code, a.trial.trial_id)
