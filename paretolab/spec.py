@@ -24,13 +24,14 @@ from paretolab.tasks.success import Success
 from paretolab.workers.models import models
 from paretolab.workers.trial import EvalArgs
 
-TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "version",
+TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "pack_by", "version",
             "timeout_s", "checkpoint_dir", "keep_checkpoints", "grid", "zip", "fixed", "seeds",
             "max_steps", "eval", "success", "resources", "max_attempts", "search", "tune")
 PY_KEYS = tuple(k for k in TOP_KEYS if k not in ("grid", "zip"))
 REQUIRED = ("sweep", "task", "model", "max_steps")
 # the keys of the researcher's own code (`paretolab.user_code`), and those only built-in trials take
-CODE_KEYS = ("trainable", "command", "vectorized", "version", "timeout_s", "checkpoint_dir", "keep_checkpoints")
+CODE_KEYS = ("trainable", "command", "vectorized", "pack_by", "version", "timeout_s", "checkpoint_dir",
+             "keep_checkpoints")
 BUILTIN_KEYS = ("task", "task_args", "model", "model_args", "eval")
 
 

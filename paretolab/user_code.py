@@ -59,13 +59,14 @@ def resolve(raw: dict, path: str, names: set[str]) -> Code:
     common = dict(root=root, version=None if version is None else str(version), keep_checkpoints=keep,
                   checkpoints=checkpoints or "")
     if raw.get("trainable") is not None:
-        return _function(raw, path, root, common)
-    if raw.get("vectorized") is not None:
-        raise SpecError(f"{path}: vectorized: packs a function's trials; a command is never packed")
+        return _function(raw, path, root, names, common)
+    for key in ("vectorized", "pack_by"):
+        if raw.get(key) is not None:
+            raise SpecError(f"{path}: {key}: packs a function's trials; a command is never packed")
     return _command(raw.get("command"), path, root, names, timeout, common)
 
 
-def _function(raw: dict, path: str, root: str, common: dict) -> Code:
+def _function(raw: dict, path: str, root: str, names: set[str], common: dict) -> Code:
     from paretolab.workers.user_code import load_function
 
     files: set[str] = set()
@@ -84,8 +85,14 @@ def _function(raw: dict, path: str, root: str, common: dict) -> Code:
         except ValueError as e:
             raise SpecError(f"{path}: {key}: {clipped(str(e), 300)}") from None
         files.update(loaded)
+    pack_by = raw.get("pack_by", [])
+    if not isinstance(pack_by, list) or any(p not in names for p in pack_by):
+        raise SpecError(f"{path}: pack_by: expected a list of the sweep's parameters ({', '.join(sorted(names))}), "
+                        f"got {shown(pack_by)}")
+    if pack_by and "vectorized" not in targets:
+        raise SpecError(f"{path}: pack_by: says which trials a vectorized function trains together; set `vectorized:` too")
     return Code(kind="function", name=raw["trainable"], digest=digest(files, root),
-                vectorized=targets.get("vectorized"), **common)
+                vectorized=targets.get("vectorized"), pack_by=tuple(pack_by), **common)
 
 
 def _command(raw, path: str, root: str, names: set[str], timeout, common: dict) -> Code:
