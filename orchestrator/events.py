@@ -37,7 +37,9 @@ class Observer:
     def on_tick(self, counts: Counts) -> None:
         """Called a few times a second with the current counts."""
 
-
+    def on_stopping(self, trials: int, grace_s: float) -> None:
+        """Ctrl-C: `trials` trials of the researcher's code were asked to stop and are given up to
+        `grace_s` seconds to (to save a checkpoint, say)."""
 
 
 class Interrupted(Exception):

@@ -49,6 +49,9 @@ QUEUE_AHEAD = 2
 # monitor, when the node runs low on memory: the run once stopped with that error), or its node lost.
 WORKER_LOST = (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.OutOfMemoryError,
                ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
+# On Ctrl-C, trials of the researcher's own code are asked to stop (their `ctx.report` answers True)
+# and given this long to return, saving a checkpoint if they keep one; built-in trials stop at once.
+INTERRUPT_GRACE_S = 30.0
 # Workers that die before they are up, one after another, mean they cannot start (a broken install
 # on the nodes, say): the run stops with the error rather than replacing them forever.
 MAX_START_FAILURES = 3
@@ -133,6 +136,7 @@ class Scheduler:
         # (`curve_rows`), by which the store tells a whole curve from one cut short
         self._curve_rows: Counter[tuple[str, int]] = Counter()
         self._last_tick = 0.0
+        self._winding = False  # Ctrl-C: taking the last reports of trials asked to stop
         self.observer.on_start(self.name, self.counts)
 
     def submit(self, trials: Collection[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
@@ -210,8 +214,31 @@ class Scheduler:
             self._loop(busy)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, lambda *_: _exit_now())
+            self._wind_down()
             self._shutdown()
             raise Interrupted() from None
+
+    def _wind_down(self) -> None:
+        """Ask the workers running the researcher's code to stop, and take what they send (rows, the
+        results of trials that end) for up to `INTERRUPT_GRACE_S`; nothing is dispatched or re-queued."""
+        self._winding = True
+        own = [s for s in self.slots if s.up and not s.dead and any(
+            a.trial.kind != "builtin" and a.trial.trial_id not in c.ended for c in s.calls for a in c.chunk)]
+        if not own:
+            return
+        for slot in own:
+            slot.actor.interrupt.remote()
+        running = sum(1 for s in own for c in s.calls[:1] for a in c.chunk if a.trial.trial_id not in c.ended)
+        self.observer.on_stopping(min(running, len(own)), INTERRUPT_GRACE_S)
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while time.monotonic() < deadline:
+            calls = {c.gen: c for s in own for c in s.calls if not s.dead}
+            if not calls:
+                break
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+            for ref in ready:
+                self._receive(calls[ref])
+            self.writer.maybe_flush()
 
     def _loop(self, busy) -> None:
         while busy():
@@ -259,8 +286,13 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         self._refill()
+        starting = sum(1 for s in self.slots if not s.up)
         for _ in range(self._calls_in_flight()):  # round-robin: every worker gets its share first
             for slot in self.slots:
+                # a worker's next call waits while the queue holds no more than the workers still
+                # starting will take (two long trials went to the first worker up, one after the other)
+                if slot.calls and starting and len(self.queue) + self._unstreamed <= starting * self._chunk_size():
+                    continue
                 if slot.up and self.queue and len(slot.calls) < self._calls_in_flight():
                     chunk = self._take()
                     call = _Call(slot, chunk)
@@ -300,10 +332,15 @@ class Scheduler:
             report: Report = ray.get(next(call.gen))
         except StopIteration:
             call.slot.calls.remove(call)
-            self._requeue(call, "the worker ended a call without a result")
+            if not self._winding:  # (an interrupted call ends without the results of trials it stopped)
+                self._requeue(call, "the worker ended a call without a result")
             return
         except WORKER_LOST as e:
-            self._worker_lost(call.slot, e)
+            if self._winding:
+                call.slot.dead = True
+                call.slot.calls.clear()
+            else:
+                self._worker_lost(call.slot, e)
             return
         call.slot.node = report.node
         self.observer.on_report(report)

@@ -35,6 +35,13 @@ class ProgressView(Observer):
             self.console.print(line(counts), highlight=False)
             self._last_line = time.monotonic()
 
+    def on_stopping(self, trials: int, grace_s: float) -> None:
+        self.close()
+        self._bar = None
+        self.console.print(f"stopping: {trials} trial{'s' if trials != 1 else ''} of your code asked to stop "
+                           f"(up to {grace_s:.0f} s, to save checkpoints); Ctrl-C again to quit now",
+                           highlight=False, markup=False)
+
     def _draw(self, counts: Counts) -> None:
         if self._bar is None:
             # the user's name, shown as written: no markup, and no format fields (a column's text is a template)
