@@ -50,6 +50,31 @@ def parameters(task: str, model: str) -> dict[str, str]:
     return owners
 
 
+def choice_values(sweep: Sweep, name: str) -> list:
+    """The values of `task` or `model` in the sweep: its one value, or those of its axis."""
+    fixed = getattr(sweep, name)
+    if fixed is not None:
+        return [fixed]
+    for axis, values in [*sweep.grid, *(a for group in sweep.zips for a in group)]:
+        if axis == name:
+            return list(dict.fromkeys(values))
+    return []
+
+
+def parameter_names(sweep: Sweep) -> list[str]:
+    """The config columns the sweep's trials have (`TrialConfig.columns`), over all its tasks and models."""
+    if sweep.code is not None:
+        names = dict.fromkeys(["trainable", *dict(sweep.fixed)])
+        names.update(dict.fromkeys(axes(sweep)))
+        return [*names, *(["max_steps"] if sweep.max_steps is not None else []), "seed"]
+    names = dict.fromkeys(["task", "model"])
+    for task in choice_values(sweep, "task"):
+        for model in choice_values(sweep, "model"):
+            for cls in (tasks()[task].Args, models()[model].Args, TrainArgs):
+                names.update(dict.fromkeys(f.name for f in dataclasses.fields(cls)))
+    return [*names, "seed", "max_steps"]
+
+
 def points(sweep: Sweep) -> Iterator[dict[str, Value]]:
     """The parameter sets of the sweep, before seeds: fixed values overlaid with each grid/zip step."""
     base = dict(sweep.fixed)
@@ -189,17 +214,18 @@ class _Point:
     """One validated point of a sweep: its arguments (or the parameters of the researcher's code),
     its seeds and its trials' ids."""
 
-    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids", "params")
+    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids", "params", "task", "model")
 
     def __init__(self, sweep: Sweep, task_args, model_args, train: TrainArgs | None, seeds: tuple[int, ...],
-                 ids: PointIds, params: tuple = ()):
+                 ids: PointIds, params: tuple = (), task: str | None = None, model: str | None = None):
         self.sweep, self.task_args, self.model_args, self.train, self.seeds, self.ids, self.params = \
             sweep, task_args, model_args, train, seeds, ids, params
+        self.task, self.model = task, model
 
     def trial(self, trial_id: str, seed: int) -> TrialConfig:
         s = self.sweep
-        return TrialConfig(trial_id, s.task, self.task_args, s.model, self.model_args, self.train, seed, s.max_steps,
-                           s.eval, s.success, s.code, self.params)
+        return TrialConfig(trial_id, self.task, self.task_args, self.model, self.model_args, self.train, seed,
+                           s.max_steps, s.eval, s.success, s.code, self.params)
 
 
 # Validated arguments kept per owner while walking a grid: a grid repeats few values of each owner's
@@ -218,12 +244,11 @@ def _points(sweep: Sweep) -> Iterator[_Point]:
     if sweep.code is not None:
         yield from _code_points(sweep)
         return
-    owners = parameters(sweep.task, sweep.model)
-    task_cls, model_cls = tasks()[sweep.task], models()[sweep.model]
-    hashing = SweepIds(sweep.task, sweep.model, sweep.max_steps, sweep.eval, sweep.success)
     made: dict[tuple, tuple] = {}
+    pairs: dict[tuple[str, str], _Pair] = {}
+    per_value = {(axis, value): dict(args) for axis, value, args in sweep.per_value}
 
-    def validated(kind: str, values: dict, make) -> tuple:
+    def validated(kind, values: dict, make) -> tuple:
         # keyed by type too: 1, 1.0 and True are equal keys but different parameter values
         key = (kind, tuple(values.items()), tuple(map(type, values.values())))
         if (hit := made.get(key)) is None:
@@ -232,40 +257,62 @@ def _points(sweep: Sweep) -> Iterator[_Point]:
             hit = made[key] = make()
         return hit
 
-    def task_part(values):
-        args = task_cls.Args(**values)
-        args.check()
-        return args, part_json(args), task_cls.io(args)
+    for point in points(sweep):
+        seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
+        task, model = point.pop("task", sweep.task), point.pop("model", sweep.model)
+        pair = pairs.get((task, model))
+        if pair is None:
+            pair = pairs[task, model] = _Pair(sweep, task, model)
+        point.update(per_value.get(("task", task), ()))
+        point.update(per_value.get(("model", model), ()))
+        parts: dict[str, dict[str, Value]] = {"task": {}, "model": {}, "train": {}}
+        for name, value in point.items():
+            owner = pair.owners.get(name)
+            if owner is not None:  # (else a parameter of another task or model of the sweep's axes)
+                parts[owner][name] = value
+        parts["train"].setdefault("loss", pair.task_cls.losses[0])  # each task's first loss is its default
+        try:
+            task_args, task_json, io = validated(("task", task), parts["task"], lambda: pair.task_part(parts["task"]))
+            model_args, model_json = validated(("model", model, io), parts["model"],
+                                               lambda: pair.model_part(parts["model"], io))
+            train, train_json = validated(("train", task), parts["train"], lambda: pair.train_part(parts["train"]))
+        except ValueError as e:
+            shown_point = {**({"task": task} if sweep.task is None else {}),
+                           **({"model": model} if sweep.model is None else {}), **point}
+            values = ", ".join(f"{k}={shown(v)}" for k, v in sorted(shown_point.items()))
+            raise SpecError(f"{sweep.path}: point {{{values}}}: {clipped(str(e), 2 * SHOWN_CHARS)}") from None
+        yield _Point(sweep, task_args, model_args, train, seeds, pair.hashing.point(task_json, model_json, train_json),
+                     task=task, model=model)
 
-    def model_part(values, io):
-        args = model_cls.Args(**values)
-        if io.kind not in model_cls.accepts:
-            raise ValueError(f"model {sweep.model!r} takes {' or '.join(model_cls.accepts)} inputs, "
-                             f"task {sweep.task!r} gives {io.kind} inputs")
+
+class _Pair:
+    """What validating and hashing the points of one (task, model) pair of a sweep needs."""
+
+    def __init__(self, sweep: Sweep, task: str, model: str):
+        self.task, self.model = task, model
+        self.owners = parameters(task, model)
+        self.task_cls, self.model_cls = tasks()[task], models()[model]
+        self.hashing = SweepIds(task, model, sweep.max_steps, sweep.eval, sweep.success)
+
+    def task_part(self, values):
+        args = self.task_cls.Args(**values)
+        args.check()
+        return args, part_json(args), self.task_cls.io(args)
+
+    def model_part(self, values, io):
+        args = self.model_cls.Args(**values)
+        if io.kind not in self.model_cls.accepts:
+            raise ValueError(f"model {self.model!r} takes {' or '.join(self.model_cls.accepts)} inputs, "
+                             f"task {self.task!r} gives {io.kind} inputs")
         args.check(io)
         return args, part_json(args)
 
-    def train_part(values):
+    def train_part(self, values):
         args = TrainArgs(**values)
         args.check()
-        if args.loss not in task_cls.losses:
-            raise ValueError(f"loss {shown(args.loss)} is not one of {', '.join(task_cls.losses)}")
+        if args.loss not in self.task_cls.losses:
+            raise ValueError(f"loss {shown(args.loss)} is not one of {', '.join(self.task_cls.losses)}")
         return args, part_json(args)
-
-    for point in points(sweep):
-        seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
-        parts: dict[str, dict[str, Value]] = {"task": {}, "model": {}, "train": {}}
-        for name, value in point.items():
-            parts[owners[name]][name] = value
-        parts["train"].setdefault("loss", task_cls.losses[0])  # each task's first loss is its default
-        try:
-            task_args, task_json, io = validated("task", parts["task"], lambda: task_part(parts["task"]))
-            model_args, model_json = validated(("model", io), parts["model"], lambda: model_part(parts["model"], io))
-            train, train_json = validated("train", parts["train"], lambda: train_part(parts["train"]))
-        except ValueError as e:
-            values = ", ".join(f"{k}={shown(v)}" for k, v in sorted(point.items()))
-            raise SpecError(f"{sweep.path}: point {{{values}}}: {clipped(str(e), 2 * SHOWN_CHARS)}") from None
-        yield _Point(sweep, task_args, model_args, train, seeds, hashing.point(task_json, model_json, train_json))
 
 
 def _code_points(sweep: Sweep) -> Iterator[_Point]:

@@ -90,7 +90,9 @@ class Sweep:
     `fixed` holds every parameter that does not vary; `grid` axes form a cartesian product; each
     group of `zips` moves together (one value of each axis per step) and is crossed with the grid;
     `points`, from a Python spec, replaces grid and zips with explicit parameter sets. Every point is
-    crossed with `seeds` unless it names its own `seed`.
+    crossed with `seeds` unless it names its own `seed`. `task` and `model` are None when they are
+    axes (`grid: {model: [lstm, transformer]}`): each point then names its own, and a parameter
+    applies to the points whose task and model have it.
     """
 
     name: str
@@ -111,3 +113,6 @@ class Sweep:
     search: FrontierSearch | OptunaSearch | None = None  # None: run the whole grid
     tune: Tune | None = None
     code: Code | None = None  # the researcher's own function or command (`paretolab.user_code`)
+    # arguments of one value of the task or model axis: (axis, value, ((parameter, value), ...)),
+    # from `model_args: {lstm: {...}, transformer: {...}}`
+    per_value: tuple[tuple[str, str, tuple[tuple[str, Value], ...]], ...] = ()

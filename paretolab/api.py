@@ -251,31 +251,58 @@ def _placed(sweep, st: Store, address: str | None):
 
 def _shipping(sweep, st: Store) -> dict:
     """The worker actors' options that ship the researcher's code to a cluster: the spec's folder as
-    Ray's `working_dir` (without the store, the checkpoints, `.git` and caches), and a package
-    imported from outside it and outside the installed packages as a `py_modules` entry."""
+    Ray's `working_dir` (without the store, the checkpoints, `.git` and caches; Ray also skips what
+    a `.gitignore` or `.rayignore` there lists), and a package imported from outside it and outside
+    the installed packages as a `py_modules` entry.
+
+    Ray takes local folders only in `ray.init`'s job-wide environment (an actor's `runtime_env` must
+    name packages the cluster already holds: Ray 2.60 refuses a path), so they are uploaded here, as
+    `ray.init` does: zipped, content-addressed (an unchanged folder is not sent again), at most 512
+    MiB zipped. Ray keeps an uploaded package while a worker uses it, and for 10 minutes after the
+    upload (`RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S`).
+
+    Raises:
+        ClusterError: the folder cannot be uploaded (too large, unreadable).
+    """
     code = sweep.code
     if code is None or not code.shipped:
         return {}
+    import importlib.util
+    import sysconfig
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    from paretolab.errors import ClusterError
+    from paretolab.workers.user_code import split_target
+
     root = Path(code.root)
-    excludes = [".git", "__pycache__", "*.pyc", ".venv"]
-    for inside in (st.root, Path(code.checkpoints) if "://" not in code.checkpoints else None):
-        if inside is not None:
-            with suppress(ValueError):
-                excludes.append("/" + str(Path(inside).resolve().relative_to(root)))
-    env: dict = {"working_dir": str(root), "excludes": excludes}
-    if code.kind == "function":
-        from paretolab.workers.user_code import split_target
-
-        where = split_target(code.name)[0]
-        if not where.endswith(".py"):
-            import importlib.util
-
-            found = importlib.util.find_spec(where.split(".")[0])
-            origin = None if found is None or not found.origin else \
-                Path(found.origin).parent if found.submodule_search_locations else Path(found.origin)
-            if origin is not None and not any(p in origin.parts for p in ("site-packages", "dist-packages")) \
-                    and root not in origin.parents and origin != root:
-                env["py_modules"] = [str(origin)]
+    common = [".git", "__pycache__", "*.pyc", ".venv"]  # gitignore-style patterns, relative to the folder uploaded
+    inside = [Path(p).resolve() for p in (st.root, None if "://" in code.checkpoints else code.checkpoints) if p]
+    excludes = common + ["/" + str(p.relative_to(root)) for p in inside if root in p.parents]
+    installed = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    modules = set()
+    for where in (split_target(t)[0] for t in (code.name, code.vectorized) if t and code.kind == "function"):
+        found = None if where.endswith(".py") else importlib.util.find_spec(where.split(".")[0])
+        places = [] if found is None else list(found.submodule_search_locations or []) or \
+            ([found.origin] if found.has_location else [])
+        origin = Path(places[0]).resolve() if places else None  # a namespace package: its first folder
+        if origin is not None and origin != root and root not in origin.parents and \
+                not any(p in origin.parents for p in installed) and \
+                not {"site-packages", "dist-packages"} & set(origin.parts):
+            modules.add(str(origin))
+    gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"  # as Ray's own upload reads it
+    try:
+        with tempfile.TemporaryDirectory(prefix="paretolab-ship-") as scratch:
+            env = upload_working_dir_if_needed({"working_dir": str(root), "excludes": excludes}, gitignore, scratch)
+            if modules:
+                env |= upload_py_modules_if_needed({"py_modules": sorted(modules), "excludes": common}, gitignore,
+                                                   scratch)
+    except Exception as e:  # noqa: BLE001 - Ray's RuntimeEnvSetupError, ValueError or OSError
+        raise ClusterError(f"cannot ship the code in {root} to the cluster: {str(e).splitlines()[0]}; keep "
+                           "large files out of the spec's folder or list them in a .rayignore there") from None
+    env.pop("excludes", None)
     return {"runtime_env": env}
 
 
@@ -284,7 +311,7 @@ def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
     list of `TrialConfig`s, or a grid's `Plan` (whose ids are listed without building its trials)."""
     import pyarrow as pa
 
-    from paretolab.orchestrator.grid import Plan, axes, expand
+    from paretolab.orchestrator.grid import Plan, axes, expand, parameter_names
 
     if isinstance(trials, Plan):
         ids, first = trials.trial_ids(), next(expand(sweep), None)
@@ -300,7 +327,7 @@ def _record_sweep(st: Store, writer: StoreWriter, sweep, trials) -> None:
     writer.append("sweeps", [{
         "sweep": sweep.name, "spec": sweep.source, "path": str(sweep.path),
         "submitted_at": datetime.now(timezone.utc), "trial_ids": ids,
-        "axes": axes(sweep), "parameters": list(first.columns()) if first is not None else [],
+        "axes": axes(sweep), "parameters": parameter_names(sweep) if first is not None else [],
         "success_metric": s.metric, "success_op": s.op, "success_value": s.value,
     }])
     writer.flush()

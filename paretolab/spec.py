@@ -18,11 +18,11 @@ from paretolab.orchestrator.sweep import Resources, Sweep, Value
 from paretolab.spec_search import parse_search, parse_tune
 from paretolab.spec_values import (base_type, choice, coerce, field_type, free_type, free_values, hints, known_parameter,
                                    mapping, no_unknown, MAX_SEED_COUNT, OpenParams, positive_int, seed_value, to_float,
-                                   type_of)
+                                   type_of, UnionParams)
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.success import Success
 from paretolab.workers.models import models
-from paretolab.workers.trial import EvalArgs
+from paretolab.workers.trial import EvalArgs, TrainArgs
 
 TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "pack_by", "version",
             "timeout_s", "checkpoint_dir", "keep_checkpoints", "grid", "zip", "fixed", "seeds",
@@ -124,43 +124,130 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     if raw.get("trainable") is not None or raw.get("command") is not None:
         return _build_code(raw, path, source)
     for key in REQUIRED:
-        if raw.get(key) is None:
+        if raw.get(key) is None and key not in _axis_keys(raw):
             raise SpecError(f"{path}: {key}: required key is missing; add it (required: {', '.join(REQUIRED)}; "
                             "or `trainable:`/`command:` for your own training code)")
     for key in CODE_KEYS:
         if key in raw:
             raise SpecError(f"{path}: {key}: applies to your own code (`trainable:` or `command:`), not to the "
-                            f"built-in task {shown(raw['task'])}; remove it")
+                            "built-in tasks; remove it")
     name = _name(raw, path)
-    task = choice(raw["task"], tasks(), path, "task")
-    model = choice(raw["model"], models(), path, "model")
-    owners = parameters(task, model)
+    task_values = _choices(raw, "task", tasks(), path)
+    model_values = _choices(raw, "model", models(), path)
+    task = task_values[0] if "task" in _axis_keys(raw) else choice(raw["task"], tasks(), path, "task")
+    model = model_values[0] if "model" in _axis_keys(raw) else choice(raw["model"], models(), path, "model")
+    owners = UnionParams(task_values, model_values) if len(task_values) * len(model_values) > 1 else \
+        parameters(task, model)
     fixed: dict[str, Value] = {}
-    for section, owner in (("task_args", "task"), ("model_args", "model"), ("fixed", None)):
-        for pname, value in mapping(raw.get(section, {}), path, section).items():
+    per_value: list[tuple[str, str, tuple]] = []
+    for section, owner, values in (("task_args", "task", task_values), ("model_args", "model", model_values),
+                                   ("fixed", None, ())):
+        args = mapping(raw.get(section, {}), path, section)
+        if owner is not None and owner in _axis_keys(raw):  # per-value arguments: {value: {param: value}}
+            per_value += _per_value(args, section, owner, values, model_values if owner == "task" else task_values,
+                                    path)
+            continue
+        for pname, value in args.items():
             key = f"{section}.{pname}"
             known_parameter(pname, owners if owner is None else {k: o for k, o in owners.items() if o == owner}, path, key)
             if pname in fixed:
                 raise SpecError(f"{path}: {key}: {shown(pname)} is set twice; set it in one place")
             fixed[pname] = coerce(value, type_of(task, model, pname, owners), path, key)
-    grid = tuple(_axes(raw.get("grid", {}), "grid", task, model, owners, fixed, path))
-    zips = _zips(raw.get("zip"), task, model, owners, fixed, {n for n, _ in grid}, path)
+    for _, _, args in per_value:
+        for pname, _ in args:
+            if pname in fixed:
+                raise SpecError(f"{path}: {pname}: set both per value and in fixed; set it in one place")
+    taken = {**fixed, **{p: None for _, _, args in per_value for p, _ in args}}
+    grid = tuple(_axes(raw.get("grid", {}), "grid", task, model, owners, taken, path))
+    zips = _zips(raw.get("zip"), task, model, owners, taken, {n for n, _ in grid}, path)
     seeds = _seeds(raw.get("seeds", 1), path)
     axis_names = [n for n, _ in grid] + [n for g in zips for n, _ in g]
-    search = parse_search(raw.get("search"), task, model, owners, {**fixed, **dict.fromkeys(axis_names)}, axis_names,
-                     len(seeds), path)
-    tune = parse_tune(raw.get("tune"), task, model, owners, {**fixed, **dict.fromkeys(axis_names)}, len(seeds), path)
+    params = {**taken, **dict.fromkeys(axis_names)}
+    search_task = task if len(task_values) == 1 else None  # several tasks: their metrics are checked as they run
+    search = parse_search(raw.get("search"), search_task, model, owners, params, axis_names, len(seeds), path)
+    tune = parse_tune(raw.get("tune"), search_task, model, owners, params, len(seeds), path)
     if search is not None and tune is not None:
         raise SpecError(f"{path}: tune: per-cell tuning runs over a grid, not with a search; drop one of them")
+    success = None
+    for t in task_values:
+        success = _success(raw.get("success", {}), t, path)
     return Sweep(
-        name=name, task=task, model=model, fixed=tuple(sorted(fixed.items())),
+        name=name, task=None if len(task_values) > 1 or "task" in _axis_keys(raw) else task,
+        model=None if len(model_values) > 1 or "model" in _axis_keys(raw) else model, fixed=tuple(sorted(fixed.items())),
         grid=grid, zips=zips, points=None, seeds=seeds,
         max_steps=positive_int(raw["max_steps"], path, "max_steps"),
-        eval=_eval(raw.get("eval", {}), path), success=_success(raw.get("success", {}), task, path),
+        eval=_eval(raw.get("eval", {}), path), success=success, per_value=tuple(per_value),
         resources=_resources(raw.get("resources", {}), path),
         max_attempts=positive_int(raw.get("max_attempts", 3), path, "max_attempts"),
         path=path, source=source, search=search, tune=tune,
     )
+
+
+# what can be a grid or zip axis besides parameters: the task, the model
+CHOICE_AXES = ("task", "model")
+
+
+def _axis_keys(raw: dict) -> set[str]:
+    """The names among CHOICE_AXES that the spec's grid or zip groups make axes."""
+    found = set()
+    for section in (raw.get("grid"), *(raw.get("zip") if isinstance(raw.get("zip"), list) else [raw.get("zip")])):
+        if isinstance(section, dict):
+            found.update(k for k in section if k in CHOICE_AXES)
+    return found
+
+
+def _choices(raw: dict, name: str, registry: dict, path: str) -> list[str]:
+    """The values of `task` or `model`: the top-level key's one value, or the values of its axis.
+
+    Raises:
+        SpecError: both given, an unknown value, or a repeated one.
+    """
+    where = [f"{section}.{name}" for section in ("grid", "zip") if isinstance(raw.get(section), dict) and name in raw[section]]
+    where += [f"zip[{i}].{name}" for i, g in enumerate(raw.get("zip") or []) if isinstance(raw.get("zip"), list)
+              and isinstance(g, dict) and name in g]
+    if not where:
+        return [choice(raw[name], registry, path, name)]
+    if raw.get(name) is not None:
+        raise SpecError(f"{path}: {name}: also an axis ({where[0]}); set it in one place")
+    key = where[0]
+    section = raw["grid"] if key.startswith("grid") else raw["zip"] if key.startswith("zip.") else \
+        raw["zip"][int(key[4:key.index("]")])]
+    values = section[name]
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{path}: {key}: expected a list of {name}s, e.g. [{', '.join(sorted(registry)[:2])}], got {shown(values)}")
+    return [choice(v, registry, path, key) for v in values]
+
+
+def _per_value(args: dict, section: str, owner: str, values: list[str], others: list[str], path: str
+               ) -> list[tuple[str, str, tuple]]:
+    """`model_args: {lstm: {hidden: 64, lr: 0.001}, transformer: {...}}` where `model` is an axis:
+    (owner, value, its arguments) for each value given. A value's arguments are its own and the
+    training arguments (a learning rate per model, say); `others` are the values of the other axis."""
+    out = []
+    for value, given in args.items():
+        if value not in values:
+            raise SpecError(f"{path}: {section}.{value}: {shown(value)} is not a value of the {owner} axis "
+                            f"({', '.join(values)}); with {owner} as an axis, {section} maps each {owner} to its arguments")
+        given = mapping(given, path, f"{section}.{value}")
+        fields = _owner_fields(owner, value, others)
+        checked = []
+        for pname, v in given.items():
+            if pname not in fields:
+                raise SpecError(f"{path}: {section}.{value}.{pname}: unknown parameter {shown(pname)} of {owner} "
+                                f"{value}; known: {', '.join(sorted(fields))}")
+            checked.append((pname, coerce(v, fields[pname], path, f"{section}.{value}.{pname}")))
+        out.append((owner, value, tuple(sorted(checked))))
+    return out
+
+
+def _owner_fields(owner: str, value: str, others: list[str]) -> dict:
+    """{parameter: type} that one value of the task or model axis may set: its own and the training arguments."""
+    fields = dict(hints(TrainArgs))
+    for other in others:
+        task, model = (value, other) if owner == "task" else (other, value)
+        parameters(task, model)  # a clash of names is an error here too
+    fields.update(hints((tasks() if owner == "task" else models())[value].Args))
+    return fields
 
 
 def _name(raw: dict, path: str) -> str:
@@ -219,6 +306,12 @@ def _axes(raw, section, task, model, owners, taken, path):
         key = f"{section}.{name}"
         if name == "seed":
             raise SpecError(f"{path}: {key}: seeds are not a grid axis; use the top-level `seeds` key")
+        if name in CHOICE_AXES and not isinstance(owners, OpenParams):  # checked by _choices
+            values = list(spec)
+            if section == "grid":
+                values = list(dict.fromkeys(values))
+            yield name, tuple(values)
+            continue
         known_parameter(name, owners, path, key)
         if name in taken:
             raise SpecError(f"{path}: {key}: {shown(name)} is also set elsewhere in the spec; set it in one place")

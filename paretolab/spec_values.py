@@ -82,9 +82,29 @@ class OpenParams(dict):
         return object  # not set yet: any scalar
 
 
+class UnionParams(dict):
+    """The parameters of a sweep whose task or model is an axis: every parameter of any of its
+    (task, model) pairs, mapped to its owner (task, model or train), with the type it has there."""
+
+    def __init__(self, task_values, model_values):
+        from paretolab.orchestrator.grid import parameters
+
+        super().__init__()
+        self.types: dict[str, object] = {}
+        for t in task_values:
+            for m in model_values:
+                for name, owner in parameters(t, m).items():
+                    if name not in self:
+                        self[name] = owner
+                        cls = {"task": tasks()[t].Args, "model": models()[m].Args, "train": TrainArgs}[owner]
+                        self.types[name] = hints(cls)[name]
+
+
 def type_of(task, model, name, owners):
     if isinstance(owners, OpenParams):
         return owners[name]
+    if isinstance(owners, UnionParams):
+        return owners.types[name]
     cls = {"task": tasks()[task].Args, "model": models()[model].Args, "train": TrainArgs}[owners[name]]
     return hints(cls)[name]
 
