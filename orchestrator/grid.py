@@ -65,7 +65,7 @@ def parameter_names(sweep: Sweep) -> list[str]:
     """The config columns the sweep's trials have (`TrialConfig.columns`), over all its tasks and models."""
     if sweep.code is not None:
         names = dict.fromkeys(["trainable", *dict(sweep.fixed)])
-        names.update(dict.fromkeys(axes(sweep)))
+        names.update(dict.fromkeys(a for a in axes(sweep) if a != "trainable"))
         return [*names, *(["max_steps"] if sweep.max_steps is not None else []), "seed"]
     names = dict.fromkeys(["task", "model"])
     for task in choice_values(sweep, "task"):
@@ -214,18 +214,18 @@ class _Point:
     """One validated point of a sweep: its arguments (or the parameters of the researcher's code),
     its seeds and its trials' ids."""
 
-    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids", "params", "task", "model")
+    __slots__ = ("sweep", "task_args", "model_args", "train", "seeds", "ids", "params", "task", "model", "code")
 
     def __init__(self, sweep: Sweep, task_args, model_args, train: TrainArgs | None, seeds: tuple[int, ...],
-                 ids: PointIds, params: tuple = (), task: str | None = None, model: str | None = None):
+                 ids: PointIds, params: tuple = (), task: str | None = None, model: str | None = None, code=None):
         self.sweep, self.task_args, self.model_args, self.train, self.seeds, self.ids, self.params = \
             sweep, task_args, model_args, train, seeds, ids, params
-        self.task, self.model = task, model
+        self.task, self.model, self.code = task, model, code
 
     def trial(self, trial_id: str, seed: int) -> TrialConfig:
         s = self.sweep
         return TrialConfig(trial_id, self.task, self.task_args, self.model, self.model_args, self.train, seed,
-                           s.max_steps, s.eval, s.success, s.code, self.params)
+                           s.max_steps, s.eval, s.success, self.code, self.params)
 
 
 # Validated arguments kept per owner while walking a grid: a grid repeats few values of each owner's
@@ -318,8 +318,11 @@ class _Pair:
 def _code_points(sweep: Sweep) -> Iterator[_Point]:
     """The points of a sweep of the researcher's code: its parameters as the spec gave them (checked
     there: the code itself is the judge of what they mean)."""
-    hashing = SweepIds.of_code(sweep.code, sweep.max_steps, sweep.success)
+    codes = dict(sweep.codes) or {None: sweep.code}
+    hashing = {name: SweepIds.of_code(code, sweep.max_steps, sweep.success) for name, code in codes.items()}
     for point in points(sweep):
         seeds = (point.pop("seed"),) if "seed" in point else sweep.seeds
+        name = point.pop("trainable", None)
         params = tuple(sorted(point.items()))
-        yield _Point(sweep, None, None, None, seeds, hashing.point(canonical_json(dict(params))), params)
+        yield _Point(sweep, None, None, None, seeds, hashing[name].point(canonical_json(dict(params))), params,
+                     code=codes[name])

@@ -113,6 +113,8 @@ class Sweep:
     search: FrontierSearch | OptunaSearch | None = None  # None: run the whole grid
     tune: Tune | None = None
     code: Code | None = None  # the researcher's own function or command (`paretolab.user_code`)
+    # with `trainable` as an axis: each of its values and its `Code` (`code` is the first's)
+    codes: tuple[tuple[str, Code], ...] = ()
     # arguments of one value of the task or model axis: (axis, value, ((parameter, value), ...)),
     # from `model_args: {lstm: {...}, transformer: {...}}`
     per_value: tuple[tuple[str, str, tuple[tuple[str, Value], ...]], ...] = ()

@@ -121,7 +121,7 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a mapping of keys ({', '.join(allowed)}), got {type(raw).__name__}")
     no_unknown(raw, allowed, path, "")
-    if raw.get("trainable") is not None or raw.get("command") is not None:
+    if raw.get("trainable") is not None or raw.get("command") is not None or "trainable" in _axis_keys(raw):
         return _build_code(raw, path, source)
     for key in REQUIRED:
         if raw.get(key) is None and key not in _axis_keys(raw):
@@ -183,8 +183,8 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
     )
 
 
-# what can be a grid or zip axis besides parameters: the task, the model
-CHOICE_AXES = ("task", "model")
+# what can be a grid or zip axis besides parameters: the task, the model, the researcher's function
+CHOICE_AXES = ("task", "model", "trainable")
 
 
 def _axis_keys(raw: dict) -> set[str]:
@@ -290,15 +290,28 @@ def _build_code(raw: dict, path: str, source: str) -> Sweep:
     tune = parse_tune(raw.get("tune"), None, None, owners, params, len(seeds), path)
     if search is not None and tune is not None:
         raise SpecError(f"{path}: tune: per-cell tuning runs over a grid, not with a search; drop one of them")
-    names = set(params) | {a.name for a in getattr(search, "space", ())} | ({tune.param} if tune else set())
-    code = user_code.resolve(raw, path, names | ({"max_steps"} if max_steps is not None else set()))
+    names = set(params) - {"trainable"} | {a.name for a in getattr(search, "space", ())} | \
+        ({tune.param} if tune else set()) | ({"max_steps"} if max_steps is not None else set())
+    if "trainable" in _axis_keys(raw):  # several functions, one per value of the axis
+        targets = _choices(raw, "trainable", _Anything(), path)
+        codes = tuple((t, user_code.resolve({**raw, "trainable": t}, path, names)) for t in dict.fromkeys(targets))
+        code = codes[0][1]
+    else:
+        codes, code = (), user_code.resolve(raw, path, names)
     return Sweep(
         name=name, task=None, model=None, fixed=tuple(sorted(fixed.items())), grid=grid, zips=zips, points=None,
         seeds=seeds, max_steps=max_steps, eval=None, success=_success(raw.get("success", {}), None, path),
         resources=_resources(raw.get("resources", {}), path),
         max_attempts=positive_int(raw.get("max_attempts", 3), path, "max_attempts"),
-        path=path, source=source, search=search, tune=tune, code=code,
+        path=path, source=source, search=search, tune=tune, code=code, codes=codes,
     )
+
+
+class _Anything(dict):
+    """Any value passes `choice` (a trainable is checked by importing it)."""
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str)
 
 
 def _axes(raw, section, task, model, owners, taken, path):
@@ -306,7 +319,7 @@ def _axes(raw, section, task, model, owners, taken, path):
         key = f"{section}.{name}"
         if name == "seed":
             raise SpecError(f"{path}: {key}: seeds are not a grid axis; use the top-level `seeds` key")
-        if name in CHOICE_AXES and not isinstance(owners, OpenParams):  # checked by _choices
+        if name in CHOICE_AXES and (name == "trainable") == isinstance(owners, OpenParams):  # checked by _choices
             values = list(spec)
             if section == "grid":
                 values = list(dict.fromkeys(values))

@@ -130,3 +130,27 @@ def test_one_sweep_compares_two_models_end_to_end(ray_cluster, tmp_path):
         assert out.returncode == 0, out.stderr
         assert "lstm" in out.stdout and "transformer" in out.stdout
     assert paretolab.run(spec, store=store).ran == 0  # resumed: nothing left
+
+
+def test_functions_as_an_axis(tmp_path):
+    for name, factor in (("a", 1), ("b", 2)):
+        (tmp_path / f"{name}.py").write_text(
+            f"def main(config, ctx):\n    ctx.report(step=0, loss=1.0 / (1 + {factor} * config['lr']))\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("sweep: two\ngrid:\n  trainable: [a.py:main, b.py:main]\n  lr: [0.1, 1.0]\n"
+                    "success: {metric: loss, op: '<=', value: 0.5}\n")
+    from paretolab.spec import load_spec
+
+    sweep = load_spec(spec)
+    assert axes(sweep) == ["trainable", "lr"]
+    trials = list(expand(sweep))
+    assert [(t.code.name, dict(t.params)["lr"]) for t in trials] == \
+        [("a.py:main", 0.1), ("a.py:main", 1.0), ("b.py:main", 0.1), ("b.py:main", 1.0)]
+    assert trials[0].code.digest != trials[2].code.digest and trials[0].columns()["trainable"] == "a.py:main"
+    # the ids of a's trials are those of a sweep of a alone
+    spec.write_text("sweep: one\ntrainable: a.py:main\ngrid:\n  lr: [0.1, 1.0]\n"
+                    "success: {metric: loss, op: '<=', value: 0.5}\n")
+    assert [t.trial_id for t in expand(load_spec(spec))] == [t.trial_id for t in trials[:2]]
+    spec.write_text("sweep: two\ngrid:\n  trainable: [a.py:main, c.py:main]\n")
+    with pytest.raises(SpecError, match="trainable: no file 'c.py'"):
+        load_spec(spec)
