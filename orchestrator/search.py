@@ -404,8 +404,8 @@ class OptunaStrategy(Strategy):
         else:
             ids = list(self.ended)
             rungs = []
-            step = self.sweep.eval.every
-            while step <= self.sweep.max_steps:
+            step, top = self._rung_base(store, ids)
+            while step <= top:
                 rungs.append(step)
                 step *= HALVING_RATE
             q = 1 / HALVING_RATE if lower else 1 - 1 / HALVING_RATE
@@ -415,6 +415,18 @@ class OptunaStrategy(Strategy):
         rows = store.query(f"SELECT step, {stat} AS bar FROM metrics WHERE list_contains(?, trial_id) AND {where} "
                            f"AND isfinite({ident(s.metric)}) GROUP BY step ORDER BY step", [ids]).to_pylist()
         return Pruning(s.metric, tuple((r["step"], r["bar"]) for r in rows), lower) if rows else None
+
+    def _rung_base(self, store: Store, ids: list[str]) -> tuple[int, int]:
+        """The first rung and the last step: the evaluation interval and `max_steps` of built-in
+        trials; for the researcher's code, which reports where it likes, the first step above 0 and
+        the last step its ended trials reported (no rung before any has ended)."""
+        if self.sweep.eval is not None:
+            return self.sweep.eval.every, self.sweep.max_steps
+        if not ids or not store.files("metrics"):
+            return 1, 0
+        row = store.query("SELECT min(step) FILTER (WHERE step > 0) AS lo, max(step) AS hi FROM metrics "
+                          "WHERE list_contains(?, trial_id)", [ids]).to_pylist()[0]
+        return (row["lo"], row["hi"]) if row["lo"] is not None else (1, 0)
 
     def result(self) -> OptunaResult:
         from collections import Counter
