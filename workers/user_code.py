@@ -14,6 +14,8 @@ worker's node, removed once the attempt has ended (kept when it failed).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import numbers
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 import traceback
+import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +156,26 @@ _LOADED: dict[tuple[str, str, str], object] = {}
 _LOCK = threading.Lock()
 
 
+@dataclasses.dataclass
+class _Import:
+    """A module of the researcher's code as this process imported it: `owned`, the modules that the
+    import loaded from the code's folders (itself among them, unless it was imported before), and
+    `files`, the sha-256 of each of their files then. Until one of those files changes, loading it
+    again is a lookup; once one does, it is imported again (a long-lived process, the driver of
+    `paretolab.run` called twice or a worker, otherwise keeps the old code and, as nothing new is
+    imported, hashes only the module's own file)."""
+
+    module: types.ModuleType
+    owned: dict[str, types.ModuleType]
+    files: dict[str, str]
+
+    def current(self) -> bool:
+        return all(_file_hash(f) == h for f, h in self.files.items())
+
+
+_IMPORTS: dict[tuple[str, str], _Import] = {}
+
+
 def code_root(code: Code) -> str:
     """The folder the code is found in on this node: the working directory Ray's runtime
     environment unpacked it to when it was shipped, else the spec's folder."""
@@ -174,52 +197,81 @@ def split_target(target: str) -> tuple[str, str]:
 def load_function(target: str, root: str):
     """Import the function `target` (`file.py:fn` relative to `root`, or `module:fn` importable with
     `root` first on `sys.path`); returns (the function, the files of every module the import loaded
-    under `root` or the module's own package folder).
+    under `root` or the module's own package folder). The module is imported again when one of
+    those files has changed since this process last imported it.
 
     Raises:
         ValueError: the module does not import, has no such name, or it is not callable.
     """
     where, name = split_target(target)
     with _LOCK:
-        before = set(sys.modules)
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        try:
-            if where.endswith(".py"):
-                module = _import_file(Path(root) / where)
-            else:
-                module = importlib.import_module(where)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 - a SyntaxError, an ImportError, a sys.exit() at import
-            raise ValueError(f"{where} does not import: {_exception_line(e)}") from None
-        fn = getattr(module, name, None)
+        key = (os.path.abspath(root), where)
+        found = _IMPORTS.get(key)
+        if found is None or not found.current():
+            found = _IMPORTS[key] = _import(where, root)
+        else:  # its modules are found by name again (a checkpoint's classes unpickle through them)
+            sys.modules.update(found.owned)
+        fn = getattr(found.module, name, None)
         if fn is None:
             raise ValueError(f"{where} has no {name!r}")
         if not callable(fn):
             raise ValueError(f"{where}:{name} is a {type(fn).__name__}, not a function")
-        file = getattr(module, "__file__", None)
-        bases = [os.path.abspath(root)]
-        if file and not where.endswith(".py"):  # an installed package: its own folder
-            top = sys.modules.get(where.split(".")[0])
-            top_file = getattr(top, "__file__", None)
-            if top_file:
-                bases.append(os.path.dirname(os.path.abspath(top_file)))
-        files = {os.path.abspath(file)} if file else set()
-        for mod_name in set(sys.modules) - before:
-            f = getattr(sys.modules.get(mod_name), "__file__", None)
-            if f and f.endswith(".py") and any(os.path.abspath(f).startswith(b + os.sep) for b in bases):
-                files.add(os.path.abspath(f))
-        return fn, sorted(files)
+        return fn, sorted(found.files)
+
+
+def _import(where: str, root: str) -> _Import:
+    """Import `where` afresh: the modules of the researcher's code imported before leave
+    `sys.modules` first, so that a name two spec folders share (`train`, `helper`) is this folder's."""
+    for known in _IMPORTS.values():
+        for mod_name, module in known.owned.items():
+            if sys.modules.get(mod_name) is module:
+                del sys.modules[mod_name]
+    if sys.path[:1] != [root]:
+        if root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
+    importlib.invalidate_caches()
+    before = set(sys.modules)
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:  # no .pyc of the researcher's code: one written moments before an edit that keeps the file's
+        # size and second would be taken for the edited file, and the old code would run under the new id
+        if where.endswith(".py"):
+            module = _import_file(Path(root) / where)
+        else:
+            module = importlib.import_module(where)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a SyntaxError, an ImportError, a sys.exit() at import
+        raise ValueError(f"{where} does not import: {_exception_line(e)}") from None
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+    bases = [os.path.abspath(root)]
+    file = getattr(module, "__file__", None)
+    if file and not where.endswith(".py"):  # an installed package: its own folder
+        top_file = getattr(sys.modules.get(where.split(".")[0]), "__file__", None)
+        if top_file:
+            bases.append(os.path.dirname(os.path.abspath(top_file)))
+    files = {os.path.abspath(file)} if file else set()
+    owned = {}
+    for mod_name in set(sys.modules) - before:
+        f = getattr(sys.modules.get(mod_name), "__file__", None)
+        if f and f.endswith(".py") and any(os.path.abspath(f).startswith(b + os.sep) for b in bases):
+            files.add(os.path.abspath(f))
+            owned[mod_name] = sys.modules[mod_name]
+    return _Import(module, owned, {f: _file_hash(f) for f in files})
+
+
+def _file_hash(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _import_file(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     name = path.stem if path.stem.isidentifier() else "paretolab_trainable"
-    existing = sys.modules.get(name)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == str(path.resolve()):
-        return existing
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # pickled objects of its classes (a checkpoint) find their module by name
