@@ -2,7 +2,8 @@
 
 Every kind implements the same contract, so the built-in loop has no path the researcher's own code
 lacks: `solo(assignment, device, interrupted)` trains one trial and yields its `MetricRow`s and then
-its `TrialResult`; `pack_key(trial)` is None for a trial that cannot be packed, else a key equal
+its `TrialResult` (and None now and then while it waits on the code: the worker's chance to send
+what it holds; nothing at all after an interrupt that stopped the trial before it ended); `pack_key(trial)` is None for a trial that cannot be packed, else a key equal
 for trials that can train together, which `pack(assignments, device)` then does, `pack_size(trial,
 device, pack_size)` members at a time (`pack_size`: the spec's, None for auto).
 
@@ -21,7 +22,7 @@ from typing import Protocol
 
 from paretolab.workers.trial import Assignment, MetricRow, TrialConfig, TrialResult
 
-Item = MetricRow | TrialResult
+Item = MetricRow | TrialResult | None
 
 
 class Runner(Protocol):
