@@ -86,7 +86,7 @@ def _function(raw: dict, path: str, root: str, names: set[str], common: dict) ->
             raise SpecError(f"{path}: {key}: {clipped(str(e), 300)}") from None
         files.update(loaded)
     pack_by = raw.get("pack_by", [])
-    if not isinstance(pack_by, list) or any(p not in names for p in pack_by):
+    if not isinstance(pack_by, list) or any(not isinstance(p, str) or p not in names for p in pack_by):
         raise SpecError(f"{path}: pack_by: expected a list of the sweep's parameters ({', '.join(sorted(names))}), "
                         f"got {shown(pack_by)}")
     if pack_by and "vectorized" not in targets:
@@ -128,11 +128,24 @@ def _command(raw, path: str, root: str, names: set[str], timeout, common: dict) 
 
 
 def digest(files, root: str) -> str:
-    """The hash of `files` (paths relative to `root` where they lie under it, and their bytes)."""
+    """The hash of `files`: their bytes, each under its path relative to `root` where it lies under
+    it, else relative to the entry of `sys.path` it was imported from (`mypkg/train.py` of an
+    installed package: the same code hashes the same wherever a machine installed it)."""
     h = hashlib.sha256()
-    for f in sorted(files):
-        rel = os.path.relpath(f, root) if os.path.abspath(f).startswith(os.path.abspath(root) + os.sep) else f
+    for name, f in sorted((_portable(os.path.abspath(f), root), f) for f in files):
         data = Path(f).read_bytes()
-        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
     return h.hexdigest()[:16]
+
+
+def _portable(path: str, root: str) -> str:
+    """`path` relative to `root` if it lies under it, else to the deepest `sys.path` entry it lies
+    under, else as it is."""
+    import sys
+
+    bases = [os.path.abspath(root)] + sorted((os.path.abspath(p) for p in sys.path if p), key=len, reverse=True)
+    for base in bases:
+        if path.startswith(base.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, base)
+    return path

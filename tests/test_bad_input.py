@@ -43,6 +43,32 @@ def python_spec(body: str) -> tuple[str, str]:
                        + body)
 
 
+OWN = """\
+sweep: own
+trainable: train.py:main
+grid: {lr: [0.1, 0.2]}
+success: {metric: loss, op: "<=", value: 0.1}
+"""
+TRAIN_PY = """\
+def main(config, ctx):
+    return {"loss": config["lr"]}
+
+
+def main_many(configs, ctxs):
+    return [{"loss": c["lr"]} for c in configs]
+
+
+not_callable = 3
+"""
+
+
+def own(old: str = "", new: str = "", **files: str) -> dict[str, str]:
+    """A sweep of the researcher's own function: the files of its folder (spec.yaml, train.py and
+    `files`), with `old` replaced by `new` in the spec (or `new` added when there is no `old`)."""
+    assert old in OWN, old
+    return {"spec.yaml": OWN.replace(old, new) if old else OWN + new, "train.py": TRAIN_PY, **files}
+
+
 # "billion laughs": nine levels of nine aliases, 9^9 strings in a few hundred bytes (inside a value)
 LAUGHS = "{" + ", ".join([f"a0: &a0 [{', '.join(['lol'] * 9)}]"]
                          + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]) + "}"
@@ -113,6 +139,51 @@ CASES = [
      "fixed.lr: expected a finite number, got 'xxxxxxxxxx"),  # ... 'xxx'... (1,000,000 characters)
     ("long-string-value", edit("lr: 0.1", f"loss: {'x' * 1_000_000}"), RUN, "... (1,000,000 characters)"),
     ("long-key", edit("lr: 0.1", f"{'x' * 1000}: 1"), RUN, "fixed: keys must be names (at most 100 characters), got 'xxx"),
+    # specs of the researcher's own function: the code named, and the keys that go with it
+    ("own-syntax-error", own("train.py:main", "broken.py:main", **{"broken.py": "def main(:\n"}), RUN,
+     "trainable: broken.py does not import: SyntaxError: invalid syntax ("),
+    ("own-import-error", own("train.py:main", "noimport.py:main", **{"noimport.py": "import not_a_module_anywhere\n"}),
+     RUN, "trainable: noimport.py does not import: ModuleNotFoundError: No module named 'not_a_module_anywhere' "
+          "(noimport.py:1)"),
+    ("own-no-module", own("train.py:main", "not_a_package_anywhere.train:main"), RUN,
+     "trainable: not_a_package_anywhere.train does not import: ModuleNotFoundError: No module named "
+     "'not_a_package_anywhere'"),
+    ("own-no-name", own("train.py:main", "train.py:nope"), RUN, "trainable: train.py has no 'nope'"),
+    ("own-not-callable", own("train.py:main", "train.py:not_callable"), RUN,
+     "trainable: train.py:not_callable is a int, not a function"),
+    ("own-no-file", own("train.py:main", "missing.py:main"), RUN, "trainable: no file 'missing.py' in the spec's folder"),
+    ("own-no-function", own("train.py:main", "train.py"), RUN,
+     "trainable: expected module:function or file.py:function (e.g. train.py:main), got 'train.py'"),
+    ("own-empty-function", own("train.py:main", "'train.py:'"), RUN,
+     "trainable: expected module:function or file.py:function, got 'train.py:'"),
+    ("own-list", own("train.py:main", "[train.py, main]"), RUN,
+     "trainable: expected module:function or file.py:function (e.g. train.py:main), got ['train.py', 'main']"),
+    ("own-with-task", own(new="task: sparse_parity\n"), RUN, "task: applies to built-in trials, not to your own code"),
+    ("own-with-model-args", own(new="model_args: {width: 16}\n"), RUN,
+     "model_args: applies to built-in trials, not to your own code; give your code's parameters under fixed, grid or zip"),
+    ("own-with-eval", own(new="eval: {every: 10}\n"), RUN, "eval: applies to built-in trials, not to your own code"),
+    ("own-and-command", own(new="command: [python, train.py]\n"), RUN,
+     "trainable, command: a sweep runs one or the other; keep one"),
+    ("own-timeout", own(new="timeout_s: 5\n"), RUN,
+     "timeout_s: ends a command that hangs; a function cannot be ended from outside"),
+    ("own-version", own(new="version: [1]\n"), RUN, "version: expected a string or a number (e.g. 3, or"),
+    ("own-version-bool", own(new="version: true\n"), RUN, "version: expected a string or a number (e.g. 3, or"),
+    ("own-keep-checkpoints", own(new="keep_checkpoints: 3\n"), RUN, "keep_checkpoints: expected true or false, got 3"),
+    ("own-checkpoint-dir", own(new="checkpoint_dir: ''\n"), RUN,
+     "checkpoint_dir: expected a folder or a URI (s3://bucket/prefix), got ''"),
+    ("own-pack-by-unknown", own(new="vectorized: train.py:main_many\npack_by: [depth]\n"), RUN,
+     "pack_by: expected a list of the sweep's parameters (lr), got ['depth']"),
+    ("own-pack-by-alone", own(new="pack_by: [lr]\n"), RUN,
+     "pack_by: says which trials a vectorized function trains together; set `vectorized:` too"),
+    ("own-vectorized-no-name", own(new="vectorized: train.py:nope\n"), RUN, "vectorized: train.py has no 'nope'"),
+    ("own-result-column", own(new="fixed: {status: 1}\n"), RUN, "fixed.status: unknown parameter 'status'"),
+    ("own-max-steps-fixed", own(new="fixed: {max_steps: 100}\n"), RUN, "fixed.max_steps: unknown parameter 'max_steps'"),
+    ("own-mixed-kinds", own("[0.1, 0.2]", "[0.1, fast]"), RUN,
+     "grid.lr: the values mix number and str ([0.1, 'fast']); give one parameter values of one kind"),
+    ("own-not-scalar", own(new="fixed: {layers: [1, 2]}\n"), RUN,
+     "fixed.layers: a parameter's value is a number, a string, true/false or null, got [1, 2]"),
+    ("own-success-metric", own("metric: loss", "metric: test error"), RUN,
+     "success.metric: expected the name of a metric your code reports, got 'test error'"),
     # run: files and arguments
     ("missing-spec", None, ("run", "{tmp}/missing.yaml", "--store", "{new}"), "missing.yaml: no such spec file"),
     ("spec-suffix", None, ("run", "{json}", "--store", "{new}"), "unknown spec format '.json'; use .yaml"),
@@ -179,9 +250,9 @@ CASES = [
     ("no-command", None, (), "the following arguments are required: command"),
 ]
 # rows also run as subprocesses: a spec error, an argparse error, a store error, a query error, a
-# spec that exits, a name that would rewrite the terminal
+# spec that exits, a name that would rewrite the terminal, code that does not import
 IN_SUBPROCESS = ("yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out",
-                 "python-exit", "name-escape")
+                 "python-exit", "name-escape", "own-import-error")
 
 
 @pytest.fixture
@@ -207,6 +278,10 @@ def snapshot(root: Path) -> dict[str, bytes] | None:
 
 
 def prepare(spec, place) -> list[str]:
+    if isinstance(spec, dict):  # the files of the spec's folder: spec.yaml and the code it names
+        for name, text in spec.items():
+            (Path(place["tmp"]) / name).write_text(text)
+        return place
     if isinstance(spec, tuple):  # (file name, text): a spec of another kind
         place["spec"] = str(Path(place["tmp"]) / spec[0])
         spec = spec[1]

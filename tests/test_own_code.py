@@ -77,6 +77,16 @@ def misbehaves(config, ctx):
         sys.exit(3)
     elif mode == "returns_a_list":
         return [1.0]
+    elif mode == "returns_a_parameter":
+        return {"lr": 0.3}
+    elif mode == "case_twins":
+        ctx.report(step=1, samples=8, Loss=0.5)
+    elif mode == "bad_n_params":
+        ctx.n_params = "big"
+    elif mode == "library_raises":
+        json.loads("{not json")
+    elif mode == "two_line_message":
+        raise ValueError("first line\\nsecond line")
     else:
         ctx.report(step=1, samples=8, loss=0.5)
     return None
@@ -88,7 +98,8 @@ def needs_size(config, ctx):
 
 
 def never_reports_the_success_metric(config, ctx):
-    ctx.report(step=0, samples=0, accuracy=0.5)
+    if config["mode"] == "other_metric":
+        ctx.report(step=0, samples=0, accuracy=0.5)
 
 
 def main_many(configs, ctxs):
@@ -258,34 +269,54 @@ def test_a_function_that_only_returns_is_one_row(ray_cluster, tmp_path):
         assert "max_steps" not in t or t["max_steps"] is None  # not set: not in the config
 
 
+def line_of(text: str) -> int:
+    """The line of TRAIN (as train.py) that holds `text`."""
+    (line,) = [i for i, source in enumerate(TRAIN.splitlines(), 1) if text in source]
+    return line
+
+
 def test_a_failing_function_fails_alone_with_a_clear_error(ray_cluster, tmp_path):
     spec = project(tmp_path, """\
         sweep: failing
         trainable: train.py:misbehaves
         grid:
-          mode: [fine, raises, nan, text, backwards, named_like_a_parameter, exits, returns_a_list]
+          mode: [fine, raises, nan, text, backwards, named_like_a_parameter, exits, returns_a_list,
+                 returns_a_parameter, case_twins, bad_n_params, two_line_message, library_raises]
         fixed: {lr: 0.1}
         success: {metric: loss, op: "<=", value: 0.5}
         """)
     summary = paretolab.run(spec, store=tmp_path / "r")
-    assert (summary.ran, summary.failed, summary.diverged) == (8, 6, 1)
-    line = next(i for i, text in enumerate(TRAIN.splitlines(), 1) if 'raise ValueError("boom' in text)
+    assert (summary.ran, summary.failed, summary.diverged) == (13, 11, 1)
     got = {t["mode"]: t for t in rows(tmp_path / "r", "SELECT * FROM trials")}
     assert (got["fine"]["status"], got["fine"]["success"], got["fine"]["steps"]) == ("finished", True, 1)
     assert (got["nan"]["status"], got["nan"]["steps"], got["nan"]["error"]) == ("diverged", 1, None)
-    errors = {mode: (t["status"], t["error"]) for mode, t in got.items() if mode not in ("fine", "nan")}
+    assert {t["lr"] for t in got.values()} == {0.1}  # a returned `lr` overwrote no column
+    errors = {mode: t["error"] for mode, t in got.items() if mode not in ("fine", "nan")}
+    at = {mode: line_of(text) for mode, text in (("raises", "boom at step 1"), ("text", '"low"'), ("backwards", "step=3,"),
+                                                 ("named", "lr=0.1)"), ("twins", "Loss=0.5"), ("keys", "first line"),
+                                                 ("json", "{not json"))}
     assert errors == {
-        "raises": ("failed", f"ValueError: boom at step 1 (train.py:{line})"),
-        "text": ("failed", "TypeError: ctx.report: metric 'loss' must be a number, got str 'low' "
-                           f"(train.py:{line + 4})"),
-        "backwards": ("failed", "ValueError: ctx.report: step 3 does not increase (the previous report was at "
-                                f"step 5); report each step once, in order (train.py:{line + 7})"),
-        "named_like_a_parameter": ("failed", "ValueError: ctx.report: a metric cannot be named 'lr': a parameter "
-                                             f"of the trial has that name; rename the metric (train.py:{line + 9})"),
-        "exits": ("failed", "the function called sys.exit(3); return from it instead"),
-        "returns_a_list": ("failed", "the function returned a list; return a dict of final metrics or None"),
+        "raises": f"ValueError: boom at step 1 (train.py:{at['raises']})",
+        "text": "TypeError: ctx.report: metric 'loss' must be a number, got str 'low' "
+                f"(train.py:{at['text']})",
+        "backwards": "ValueError: ctx.report: step 3 does not increase (the previous report was at step 5); "
+                     f"report each step once, in order (train.py:{at['backwards']})",
+        "named_like_a_parameter": "ValueError: ctx.report: a metric cannot be named 'lr': a parameter of the trial "
+                                  "has that name (column names ignore case); rename the metric "
+                                  f"(train.py:{at['named']})",
+        "exits": "the function called sys.exit(3); return from it instead",
+        "returns_a_list": "the function returned a list; return a dict of final metrics or None",
+        "returns_a_parameter": "the returned dict: a metric cannot be named 'lr': a parameter of the trial has "
+                               "that name (column names ignore case); rename the metric",
+        "case_twins": "ValueError: ctx.report: metric 'Loss' was reported as 'loss' before; column names ignore "
+                      f"case: spell it one way (train.py:{at['twins']})",
+        "bad_n_params": "ctx.n_params must be an integer >= 0 (or None), got str 'big'",
+        "two_line_message": f"ValueError: first line second line (train.py:{at['keys']})",  # one line
+        "library_raises": "json.decoder.JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
+                          f"column 2 (char 1) (train.py:{at['json']})",  # their line, not json's
     }
-    # the failed attempts' rows are kept: the curve up to the failure
+    assert all(got[mode]["status"] == "failed" for mode in errors)
+    # a failed attempt's rows are kept: the curve up to the failure
     steps = rows(tmp_path / "r", "SELECT step FROM metrics WHERE trial_id = ? ORDER BY step", [got["backwards"]["trial_id"]])
     assert [r["step"] for r in steps] == [0, 5]
     assert paretolab.run(spec, store=tmp_path / "r").ran == 0  # a failed trial is not rerun by itself
@@ -295,13 +326,14 @@ def test_a_success_metric_never_reported_fails_saying_so(ray_cluster, tmp_path):
     spec = project(tmp_path, """\
         sweep: unreported
         trainable: train.py:never_reports_the_success_metric
-        fixed: {lr: 0.1}
+        grid: {mode: [other_metric, nothing]}
         success: {metric: loss, op: "<=", value: 0.5}
         """)
-    assert paretolab.run(spec, store=tmp_path / "r").failed == 1
-    (t,) = rows(tmp_path / "r", "SELECT status, error FROM trials")
-    assert t == {"status": "failed", "error": "the success metric 'loss' was never reported (reported: accuracy); "
-                                              "report it, or set success.metric to one of those"}
+    assert paretolab.run(spec, store=tmp_path / "r").failed == 2
+    got = {t["mode"]: (t["status"], t["error"]) for t in rows(tmp_path / "r", "SELECT mode, status, error FROM trials")}
+    assert got == {mode: ("failed", f"the success metric 'loss' was never reported (reported: {reported}); report it, "
+                                    "or set success.metric to one of those")
+                   for mode, reported in (("other_metric", "accuracy"), ("nothing", "none"))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,6 +416,20 @@ def test_an_edit_that_keeps_the_size_and_the_second_is_seen(tmp_path):
     os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert load_function("train.py:main", str(tmp_path))[0](None, None) == {"loss": 0.7}
     assert not (tmp_path / "__pycache__").exists()
+
+
+def test_code_that_does_not_import_names_the_line_of_its_own_that_failed(tmp_path):
+    from paretolab.workers.user_code import load_function
+
+    with pytest.raises(ValueError) as missing:  # no line of the researcher's (nor importlib's frozen frames)
+        load_function("not_a_package_anywhere.train:main", str(tmp_path))
+    assert str(missing.value) == ("not_a_package_anywhere.train does not import: ModuleNotFoundError: No module "
+                                  "named 'not_a_package_anywhere'")
+    (tmp_path / "helper.py").write_text("import os\n\nLIMIT = os.environ['NOT_SET_ANYWHERE_X']\n")
+    (tmp_path / "train.py").write_text("from helper import LIMIT\n")
+    with pytest.raises(ValueError) as raised:
+        load_function("train.py:main", str(tmp_path))
+    assert str(raised.value) == "train.py does not import: KeyError: 'NOT_SET_ANYWHERE_X' (helper.py:3)"
 
 
 # --------------------------------------------------------------------------------------------------

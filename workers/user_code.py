@@ -18,12 +18,14 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import math
 import numbers
 import os
 import pickle
 import queue
 import shutil
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -295,27 +297,28 @@ def function_of(code: Code, target: str | None = None):
 
 
 def _exception_line(e: BaseException) -> str:
-    """`Type: message (file:line)` of an exception, naming where in the researcher's code it was raised."""
-    text = "".join(traceback.format_exception_only(e)).strip().splitlines()
-    line = text[-1] if text else type(e).__name__
-    if isinstance(e, SyntaxError) and len(text) > 1:
-        line = f"{line} ({e.filename}:{e.lineno})"
-        return line
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(_OWN)]
-    if frames:
-        line = f"{line} ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+    """`Type: message (file:line)` of an exception on one line, naming where in the researcher's code
+    it was raised (the last frame that is neither paretolab's nor the import machinery's)."""
+    if isinstance(e, SyntaxError):
+        text = "".join(traceback.format_exception_only(e)).strip().splitlines()
+        return f"{text[-1]} ({e.filename}:{e.lineno})" if len(text) > 1 else text[-1]
+    text = traceback.format_exception_only(e)[0]  # (what follows it: the exception's notes)
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(e).__name__
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if not f.filename.startswith(_NOT_THEIRS) and not f.filename.startswith("<")]  # <frozen importlib...>
+    own = [f for f in frames if not f.filename.startswith(_LIBRARIES)]  # their line, not torch's that raised
+    if own or frames:
+        where = (own or frames)[-1]
+        line = f"{line} ({os.path.basename(where.filename)}:{where.lineno})"
     return line
 
 
-_OWN = os.path.dirname(os.path.abspath(__file__))
+_NOT_THEIRS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(importlib.__file__)))
+_LIBRARIES = tuple({os.path.abspath(sysconfig.get_path(p)) + os.sep for p in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 # ---------------------------------------------------------------------------------------------
 # the context a function is called with
-
-
-class Stop(Exception):
-    """Raised inside the function's thread when the worker abandons the trial (not seen by the function)."""
 
 
 class Context:
@@ -344,7 +347,8 @@ class Context:
         self._start = time.perf_counter()
         self._wall_offset = 0.0
         self._last_step: int | None = None
-        self._names = set(self.config) | {"trainable"}
+        self._names = {n.lower() for n in self.config} | {"trainable"}
+        self._spelled: dict[str, str] = {}  # each metric reported, by its name in lower case
         self._workdir: Path | None = None
         self.reported: set[str] = set()
 
@@ -370,14 +374,9 @@ class Context:
         if self._last_step is not None and step <= self._last_step:
             raise ValueError(f"ctx.report: step {step} does not increase (the previous report was at step "
                              f"{self._last_step}); report each step once, in order")
-        values = {}
-        for name, value in metrics.items():
-            if name in ROW_COLUMNS or name in self._names or name in _RESERVED:
-                raise ValueError(f"ctx.report: a metric cannot be named {name!r}: "
-                                 f"{'a parameter of the trial' if name in self._names else 'a result column'} "
-                                 "has that name; rename the metric")
-            values[name] = _number(value, name)
+        values = {name: self._metric(name, value) for name, value in metrics.items()}
         self._last_step = step
+        self._spelled.update((name.lower(), name) for name in values)
         self.reported.update(values)
         row = MetricRow(self.trial_id, self.attempt, step, samples,
                         self._wall_offset + time.perf_counter() - self._start, values)
@@ -385,6 +384,19 @@ class Context:
         self._out.put(row)
         self.outcome.see(step, samples, values)
         return self.outcome.status is not None or self._interrupted.is_set()
+
+    def _metric(self, name: str, value) -> float | None:
+        """`value` as a metric named `name`, which no column of the result (nor, as column names in
+        DuckDB ignore case, a name of another case) has taken."""
+        folded = name.lower()
+        if folded in ROW_COLUMNS or folded in self._names or folded in _RESERVED:
+            raise ValueError(f"ctx.report: a metric cannot be named {name!r}: "
+                             f"{'a parameter of the trial' if folded in self._names else 'a result column'} "
+                             "has that name (column names ignore case); rename the metric")
+        if self._spelled.get(folded, name) != name:
+            raise ValueError(f"ctx.report: metric {name!r} was reported as {self._spelled[folded]!r} before; "
+                             "column names ignore case: spell it one way")
+        return _number(value, name)
 
     def should_stop(self) -> bool:
         """Whether the trial should stop (what the last `report` answered, or an interrupt since)."""
@@ -416,14 +428,19 @@ class Context:
         if state is None:
             return None
         for step, samples, wall_s, values in state.get("rows", ()):
-            row = MetricRow(self.trial_id, self.attempt, step, samples, wall_s, values)
-            self._rows.append(row)
-            self._out.put(row)
-            self.reported.update(values)
-            self.outcome.see(step, samples, values)
-            self._last_step, self._wall_offset = step, wall_s
+            self.carry(MetricRow(self.trial_id, self.attempt, step, samples, wall_s, values))
         self._start = time.perf_counter()
         return state.get("obj")
+
+    def carry(self, row: MetricRow) -> None:
+        """Take `row`, a row of an earlier attempt's curve (its step, samples, clock and metrics, as
+        this attempt's), as this attempt's next row: what resuming a curve does, before the first report."""
+        self._rows.append(row)
+        self._out.put(row)
+        self._spelled.update((name.lower(), name) for name in row.values)
+        self.reported.update(row.values)
+        self.outcome.see(row.step, row.samples, row.values)
+        self._last_step, self._wall_offset = row.step, row.wall_s
 
 
 _RESERVED = frozenset({
@@ -506,9 +523,10 @@ def run_members(assignments: list[Assignment], device: str, interrupted: threadi
         return
     values = done.get("values")
     if not isinstance(values, list) or len(values) != len(assignments):
+        got = f"a list of {len(values)}" if isinstance(values, list) else f"a {type(values).__name__}"
         for a, ctx in zip(assignments, ctxs):
-            yield failed_result(a, f"the vectorized function returned {type(values).__name__}; return a list of "
-                                   f"{len(assignments)} dicts of final metrics (or None)", wall, ctx)
+            yield failed_result(a, f"the vectorized function returned {got}; return a list of {len(assignments)} "
+                                   "dicts of final metrics (or None), one per config", wall, ctx)
         return
     for a, ctx, value in zip(assignments, ctxs, values):
         yield from _ended(a, ctx, value, wall, interrupted)
@@ -521,30 +539,42 @@ def _ended(a: Assignment, ctx: Context, value, wall: float, interrupted) -> Iter
                                "or None", wall, ctx)
         return
     final = dict(value or {})
-    if final and not ctx._rows:  # nothing reported: what it returned is its one row
-        try:
+    try:
+        if final and not ctx._rows:  # nothing reported: what it returned is its one row
             ctx.report(step=final.pop("step", 0), samples=final.pop("samples", None), **final)
-        except (TypeError, ValueError) as e:
-            yield failed_result(a, str(e).replace("ctx.report", "the returned dict"), wall, ctx)
-            return
-        yield ctx._rows[-1]
-        ctx._out.get_nowait()
-        final = {}
-    else:
-        try:
-            final = {k: _number(v, k) for k, v in final.items()}
-        except TypeError as e:
-            yield failed_result(a, str(e).replace("ctx.report", "the returned dict"), wall, ctx)
-            return
+            yield ctx._rows[-1]
+            ctx._out.get_nowait()
+            final = {}
+        else:  # final metrics: named and valued as reported ones (a name like `lr` would overwrite the column)
+            final = {k: ctx._metric(k, v) for k, v in final.items()}
+    except (TypeError, ValueError) as e:
+        yield failed_result(a, str(e).replace("ctx.report", "the returned dict"), wall, ctx)
+        return
     if interrupted is not None and interrupted.is_set() and ctx.outcome.status is None:
         return  # stopped by an interrupt: the trial has not ended (it runs again on resume)
     metric = a.trial.success.metric
-    if ctx._rows and metric not in ctx.reported:
+    if metric not in ctx.reported and ctx.outcome.status != "diverged":
         yield failed_result(a, f"the success metric {metric!r} was never reported (reported: "
                                f"{', '.join(sorted(ctx.reported)) or 'none'}); report it, or set success.metric "
                                "to one of those", wall, ctx)
         return
+    if (problem := _unrecordable(ctx)) is not None:
+        yield failed_result(a, problem, wall, ctx)
+        return
     yield ended_result(a, ctx, wall, final)
+
+
+def _unrecordable(ctx: Context) -> str | None:
+    """Why the trial's row cannot hold what the function set on `ctx`, if it cannot (a value of
+    another type in a column fails the driver's write of every trial beside it)."""
+    n, per_sample = ctx.n_params, ctx.flops_per_sample
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+        return f"ctx.n_params must be an integer >= 0 (or None), got {type(n).__name__} {n!r}"[:300]
+    if per_sample is not None and (isinstance(per_sample, (bool, str, bytes)) or not isinstance(per_sample, numbers.Real)
+                                   or not math.isfinite(per_sample) or per_sample < 0):
+        return f"ctx.flops_per_sample must be a finite number >= 0 (or None), got {type(per_sample).__name__} " \
+               f"{per_sample!r}"[:300]
+    return None
 
 
 def ended_result(a: Assignment, ctx: Context, wall: float, final: dict) -> TrialResult:
@@ -557,13 +587,14 @@ def ended_result(a: Assignment, ctx: Context, wall: float, final: dict) -> Trial
     if out.first_success is not None:
         samples = out.first_success_samples
         to_success = {"steps_to_success": out.first_success, "samples_to_success": samples,
-                      "flops_to_success": per_sample * samples if per_sample is not None and samples is not None
+                      "flops_to_success": float(per_sample) * samples if per_sample is not None and samples is not None
                       else None}
     metrics = {**(last.values if last else {}), **final}
     result = TrialResult(
         trial_id=a.trial.trial_id, attempt=a.attempt, status=status, steps=last.step if last else 0,
         samples=last.samples if last else None, wall_s=wall, success=out.first_success is not None,
-        n_params=ctx.n_params, flops_per_sample=per_sample, final=metrics, **to_success)
+        n_params=None if ctx.n_params is None else int(ctx.n_params),
+        flops_per_sample=None if per_sample is None else float(per_sample), final=metrics, **to_success)
     _tidy(a, ended=True)
     return result
 
