@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 
 from paretolab.workers import RESULT_VERSION
 
@@ -91,14 +92,18 @@ class SweepIds:
         return ids
 
     def _cut(self, content, names: tuple[str, ...]) -> None:
-        holes = {name: "\0" + name + "\0" for name in (*names, "seed")}
-        text = canonical_json({**content(holes), "seed": holes["seed"]})
-        text = text.replace("{", "{{").replace("}", "}}")  # a format string with the holes as fields
-        for name, hole in holes.items():
-            assert text.count(json.dumps(hole)) == 1, text
-            text = text.replace(json.dumps(hole), "{" + name + "}")
+        holes = {name: json.dumps("\0" + name + "\0") for name in (*names, "seed")}
+        text = canonical_json({**content({n: "\0" + n + "\0" for n in holes}), "seed": "\0seed\0"})
+        for hole in holes.values():
+            assert text.count(hole) == 1, text
+        # a format string with the holes as fields; the text between them (a command's own
+        # `{seed}` placeholder, say) is escaped first, so it cannot be taken for a field
+        pieces = re.split("(" + "|".join(map(re.escape, holes.values())) + ")", text)
+        by_hole = {hole: "{" + name + "}" for name, hole in holes.items()}
+        cut = pieces.index(holes["seed"])
         self._names = names
-        self._head, self._tail = text.split("{seed}")
+        self._head, self._tail = ("".join(by_hole.get(p) or p.replace("{", "{{").replace("}", "}}") for p in part)
+                                  for part in (pieces[:cut], pieces[cut + 1:]))
 
     def point(self, *parts: str) -> PointIds:
         """The ids of one point, given the `part_json` of its arguments (task, model and training

@@ -290,3 +290,16 @@ def test_expand_order_is_grid_order_seeds_innermost():
     assert [(t.model_args.width, t.train.lr, t.seed) for t in expand(sweep)] == [
         (8, 0.1, 0), (8, 0.1, 1), (8, 0.2, 0), (8, 0.2, 1),
         (16, 0.1, 0), (16, 0.1, 1), (16, 0.2, 0), (16, 0.2, 1)]
+
+
+def test_a_command_holding_braces_hashes_as_its_content():
+    """A command's own `{seed}` and `{{literal}}` text is not taken for the fast hashing's fields."""
+    from paretolab.orchestrator.identity import SweepIds, canonical_json, code_content, seeded_id
+    from paretolab.tasks.success import Success
+    from paretolab.workers.trial import Code
+
+    code = Code(kind="command", name="x", command=("python", "t.py", "--seed", "{seed}", "{{x}}", "{lr}"), digest="d")
+    ids = SweepIds.of_code(code, None, Success())
+    for seed in (0, 3, 2**63 - 1):
+        assert ids.point(canonical_json({"lr": 0.1})).raw(seed).hex() == \
+            seeded_id(code_content(code, {"lr": 0.1}, None, Success()), seed)
