@@ -31,7 +31,6 @@ def loss_at(lr: float, seed: int, step: int) -> float:
 
 TRAIN = inspect.getsource(loss_at) + '''
 import json
-import math
 import os
 import sys
 import time
@@ -55,12 +54,17 @@ def main(config, ctx):
     return {"final_acc": 1 - loss, "passes": step + 1}
 
 
-def returns_only(config, ctx):
-    return {"loss": loss_at(config["lr"], config["seed"], 0), "passes": 1}
-
-
 def misbehaves(config, ctx):
+    """Ends as its `mode` says: returns, reports what cannot be recorded, raises, exits..."""
     mode = config["mode"]
+    if mode == "returns_only":
+        return {"loss": 0.25, "passes": 1}
+    if mode == "returns_a_step":
+        return {"step": 7, "samples": 56, "loss": 0.75}
+    if mode == "reports_another_metric":
+        ctx.report(step=0, samples=0, accuracy=0.5)
+    if mode in ("reports_another_metric", "reports_nothing"):
+        return None
     ctx.report(step=0, samples=0, loss=1.0)
     if mode == "raises":
         raise ValueError("boom at step 1")
@@ -95,11 +99,6 @@ def misbehaves(config, ctx):
 def needs_size(config, ctx):
     """Succeeds where `size` >= 8, whatever the seed."""
     return {"err": 0.0 if config["size"] >= 8 else 1.0}
-
-
-def never_reports_the_success_metric(config, ctx):
-    if config["mode"] == "other_metric":
-        ctx.report(step=0, samples=0, accuracy=0.5)
 
 
 def main_many(configs, ctxs):
@@ -251,49 +250,40 @@ def test_the_analysis_commands_read_a_function_sweep(grid_run, capsys):
 # what a function returns and how it fails
 
 
-def test_a_function_that_only_returns_is_one_row(ray_cluster, tmp_path):
-    spec = project(tmp_path, """\
-        sweep: returns
-        trainable: train.py:returns_only
-        grid: {lr: [0.5, 2.0]}
-        seeds: 2
-        success: {metric: loss, op: "<=", value: 0.9}
-        """)
-    summary = paretolab.run(spec, store=tmp_path / "r")
-    assert (summary.ran, summary.failed) == (4, 0)
-    for t in rows(tmp_path / "r", "SELECT * FROM trials"):
-        curve = rows(tmp_path / "r", "SELECT step, samples, loss, passes FROM metrics WHERE trial_id = ?", [t["trial_id"]])
-        assert curve == [{"step": 0, "samples": None, "loss": loss_at(t["lr"], t["seed"], 0), "passes": 1.0}]
-        assert (t["status"], t["steps"], t["curve_rows"], t["loss"]) == ("finished", 0, 1, curve[0]["loss"])
-        assert (t["success"], t["steps_to_success"]) == (False, None)  # loss_at(lr, seed, 0) > 0.9
-        assert "max_steps" not in t or t["max_steps"] is None  # not set: not in the config
-
-
 def line_of(text: str) -> int:
     """The line of TRAIN (as train.py) that holds `text`."""
     (line,) = [i for i, source in enumerate(TRAIN.splitlines(), 1) if text in source]
     return line
 
 
-def test_a_failing_function_fails_alone_with_a_clear_error(ray_cluster, tmp_path):
+def test_every_way_a_function_ends(ray_cluster, tmp_path):
     spec = project(tmp_path, """\
         sweep: failing
         trainable: train.py:misbehaves
         grid:
-          mode: [fine, raises, nan, text, backwards, named_like_a_parameter, exits, returns_a_list,
-                 returns_a_parameter, case_twins, bad_n_params, two_line_message, library_raises]
+          mode: [fine, returns_only, returns_a_step, raises, nan, text, backwards, named_like_a_parameter, exits,
+                 returns_a_list, returns_a_parameter, case_twins, bad_n_params, two_line_message, library_raises,
+                 reports_another_metric, reports_nothing]
         fixed: {lr: 0.1}
         success: {metric: loss, op: "<=", value: 0.5}
         """)
     summary = paretolab.run(spec, store=tmp_path / "r")
-    assert (summary.ran, summary.failed, summary.diverged) == (13, 11, 1)
+    assert (summary.ran, summary.failed, summary.diverged) == (17, 13, 1)
     got = {t["mode"]: t for t in rows(tmp_path / "r", "SELECT * FROM trials")}
+    assert "max_steps" not in got["fine"]  # the spec sets none: not in the config, not a column
     assert (got["fine"]["status"], got["fine"]["success"], got["fine"]["steps"]) == ("finished", True, 1)
+    # a function that only returns: what it returned is its one row (at step 0 unless it says)
+    curves = {mode: rows(tmp_path / "r", "SELECT step, samples, loss, passes FROM metrics WHERE trial_id = ?",
+                         [got[mode]["trial_id"]]) for mode in ("returns_only", "returns_a_step")}
+    assert curves == {"returns_only": [{"step": 0, "samples": None, "loss": 0.25, "passes": 1.0}],
+                      "returns_a_step": [{"step": 7, "samples": 56, "loss": 0.75, "passes": None}]}
+    assert [(got[m]["status"], got[m]["steps"], got[m]["curve_rows"], got[m]["success"], got[m]["steps_to_success"])
+            for m in ("returns_only", "returns_a_step")] == [("finished", 0, 1, True, 0), ("finished", 7, 1, False, None)]
     assert (got["nan"]["status"], got["nan"]["steps"], got["nan"]["error"]) == ("diverged", 1, None)
     assert {t["lr"] for t in got.values()} == {0.1}  # a returned `lr` overwrote no column
-    errors = {mode: t["error"] for mode, t in got.items() if mode not in ("fine", "nan")}
+    errors = {mode: t["error"] for mode, t in got.items() if t["status"] == "failed"}
     at = {mode: line_of(text) for mode, text in (("raises", "boom at step 1"), ("text", '"low"'), ("backwards", "step=3,"),
-                                                 ("named", "lr=0.1)"), ("twins", "Loss=0.5"), ("keys", "first line"),
+                                                 ("named", "lr=0.1)"), ("twins", "Loss=0.5"), ("two_lines", "first line"),
                                                  ("json", "{not json"))}
     assert errors == {
         "raises": f"ValueError: boom at step 1 (train.py:{at['raises']})",
@@ -311,29 +301,18 @@ def test_a_failing_function_fails_alone_with_a_clear_error(ray_cluster, tmp_path
         "case_twins": "ValueError: ctx.report: metric 'Loss' was reported as 'loss' before; column names ignore "
                       f"case: spell it one way (train.py:{at['twins']})",
         "bad_n_params": "ctx.n_params must be an integer >= 0 (or None), got str 'big'",
-        "two_line_message": f"ValueError: first line second line (train.py:{at['keys']})",  # one line
+        "two_line_message": f"ValueError: first line second line (train.py:{at['two_lines']})",  # one line
         "library_raises": "json.decoder.JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
                           f"column 2 (char 1) (train.py:{at['json']})",  # their line, not json's
+        "reports_another_metric": "the success metric 'loss' was never reported (reported: accuracy); report it, or "
+                                  "set success.metric to one of those",
+        "reports_nothing": "the success metric 'loss' was never reported (reported: none); report it, or set "
+                           "success.metric to one of those",
     }
-    assert all(got[mode]["status"] == "failed" for mode in errors)
     # a failed attempt's rows are kept: the curve up to the failure
     steps = rows(tmp_path / "r", "SELECT step FROM metrics WHERE trial_id = ? ORDER BY step", [got["backwards"]["trial_id"]])
     assert [r["step"] for r in steps] == [0, 5]
     assert paretolab.run(spec, store=tmp_path / "r").ran == 0  # a failed trial is not rerun by itself
-
-
-def test_a_success_metric_never_reported_fails_saying_so(ray_cluster, tmp_path):
-    spec = project(tmp_path, """\
-        sweep: unreported
-        trainable: train.py:never_reports_the_success_metric
-        grid: {mode: [other_metric, nothing]}
-        success: {metric: loss, op: "<=", value: 0.5}
-        """)
-    assert paretolab.run(spec, store=tmp_path / "r").failed == 2
-    got = {t["mode"]: (t["status"], t["error"]) for t in rows(tmp_path / "r", "SELECT mode, status, error FROM trials")}
-    assert got == {mode: ("failed", f"the success metric 'loss' was never reported (reported: {reported}); report it, "
-                                    "or set success.metric to one of those")
-                   for mode, reported in (("other_metric", "accuracy"), ("nothing", "none"))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,7 +351,7 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
     assert dry.startswith(f"ident: 2 trials, 0 already in {store}, 2 to run\n") and "lr=0.1" in dry, dry
     assert not store.exists() and not any(out.iterdir())  # a dry run runs nothing, writes nothing
 
-    first = paretolab.run(spec, store=store)
+    first = paretolab.run(spec, store=store, workers=1)
     assert (first.ran, first.already_done) == (2, 0)
     before = ids(store)
     assert {r["loss"] for r in rows(store, "SELECT loss FROM trials")} == {0.1, 0.2}
@@ -388,7 +367,7 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
             (lambda: (tmp_path / "helper.py").write_text("SCALE = 10.0\n"), {1.0, 2.0}),
             (lambda: spec.write_text(spec.read_text() + "version: 2\n"), {1.0, 2.0})):
         change()
-        summary = paretolab.run(spec, store=store)
+        summary = paretolab.run(spec, store=store, workers=1)
         now = ids(store) - seen
         assert (summary.ran, summary.already_done, len(now)) == (2, 0, 2)  # every trial again, under new ids
         assert {r["loss"] for r in rows(store, "SELECT loss FROM trials WHERE list_contains(?, trial_id)", [list(now)])} \
@@ -397,7 +376,7 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
     assert paretolab.run(spec, store=store).ran == 0  # version 2, unchanged: nothing to run
 
     spec.write_text(spec.read_text().replace("[0.1, 0.2]", "[0.1, 0.2, 0.4]"))
-    extended = paretolab.run(spec, store=store)
+    extended = paretolab.run(spec, store=store, workers=1)
     assert (extended.total, extended.ran, extended.already_done) == (3, 1, 2)
     assert rows(store, "SELECT count(*) AS n, count(DISTINCT trial_id) AS d FROM trials_all") == [{"n": 9, "d": 9}]
 
@@ -416,6 +395,33 @@ def test_an_edit_that_keeps_the_size_and_the_second_is_seen(tmp_path):
     os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert load_function("train.py:main", str(tmp_path))[0](None, None) == {"loss": 0.7}
     assert not (tmp_path / "__pycache__").exists()
+
+
+def test_a_package_hashes_the_same_wherever_it_is_installed(tmp_path, monkeypatch):
+    """`trainable: pkg.train:main` from a package outside the spec's folder: its files are hashed under
+    their import path, so a machine that installed it elsewhere plans the same ids (an edit, new ones)."""
+    from paretolab.orchestrator.grid import expand
+    from paretolab.spec import load_spec
+
+    package = tmp_path / "site-a" / "ownpkg_for_tests"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("SCALE = 1.0\n")
+    (package / "train.py").write_text("from ownpkg_for_tests.helper import SCALE\n\n\n"
+                                      "def main(config, ctx):\n    return {'loss': SCALE * config['lr']}\n")
+    spec = project(tmp_path / "project", """\
+        sweep: installed
+        trainable: ownpkg_for_tests.train:main
+        grid: {lr: [0.1, 0.2]}
+        success: {metric: loss, op: "<=", value: 0.5}
+        """, source="")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-a"))
+    first = [t.trial_id for t in expand(load_spec(spec))]
+    (tmp_path / "site-a").rename(tmp_path / "site-b")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-b"))
+    assert [t.trial_id for t in expand(load_spec(spec))] == first
+    (tmp_path / "site-b" / "ownpkg_for_tests" / "helper.py").write_text("SCALE = 2.0\n")
+    assert not {t.trial_id for t in expand(load_spec(spec))} & set(first)
 
 
 def test_code_that_does_not_import_names_the_line_of_its_own_that_failed(tmp_path):
