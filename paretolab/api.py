@@ -237,7 +237,9 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
 
 def _placed(sweep, st: Store, address: str | None):
     """`sweep` with its code's checkpoints placed (the store's `checkpoints/` folder unless the spec
-    sets `checkpoint_dir`) and, when the run joins a cluster, marked to be shipped to its workers."""
+    sets `checkpoint_dir`) and, when the run joins a cluster, marked to be shipped to its workers:
+    the run is given an address other than `local` (or `RAY_ADDRESS` is one), or this process is
+    connected already to a Ray it did not start itself (which `connect` keeps, whatever the address)."""
     import dataclasses
 
     from paretolab.user_code import CHECKPOINTS
@@ -245,8 +247,16 @@ def _placed(sweep, st: Store, address: str | None):
     code = sweep.code
     checkpoints = code.checkpoints or (str(st.root.resolve() / CHECKPOINTS) if st.root is not None and st.loc.local
                                        else f"{st.uri.rstrip('/')}/{CHECKPOINTS}")
-    joins = (address or os.environ.get("RAY_ADDRESS") or "local") != "local"
-    return dataclasses.replace(sweep, code=dataclasses.replace(code, checkpoints=checkpoints, shipped=joins))
+    ray = sys.modules.get("ray")  # not imported for it: a process that has not imported Ray is not connected
+    if ray is not None and ray.is_initialized():
+        node = ray._private.worker._global_node  # None in a Ray Client session; `head` when ray.init() started it
+        joins = node is None or not node.head
+    else:
+        joins = (address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    def place(c):
+        return dataclasses.replace(c, checkpoints=c.checkpoints or checkpoints, shipped=joins)
+
+    return dataclasses.replace(sweep, code=place(code), codes=tuple((name, place(c)) for name, c in sweep.codes))
 
 
 def _shipping(sweep, st: Store) -> dict:
@@ -268,6 +278,7 @@ def _shipping(sweep, st: Store) -> dict:
     if code is None or not code.shipped:
         return {}
     import importlib.util
+    import inspect
     import sysconfig
     import tempfile
 
@@ -283,7 +294,9 @@ def _shipping(sweep, st: Store) -> dict:
     excludes = common + ["/" + str(p.relative_to(root)) for p in inside if root in p.parents]
     installed = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     modules = set()
-    for where in (split_target(t)[0] for t in (code.name, code.vectorized) if t and code.kind == "function"):
+    codes = (code, *(c for _, c in sweep.codes))  # with `trainable` as an axis: one per function
+    targets = {t for c in codes if c.kind == "function" for t in (c.name, c.vectorized) if t}
+    for where in (split_target(t)[0] for t in targets):
         found = None if where.endswith(".py") else importlib.util.find_spec(where.split(".")[0])
         places = [] if found is None else list(found.submodule_search_locations or []) or \
             ([found.origin] if found.has_location else [])
@@ -292,16 +305,19 @@ def _shipping(sweep, st: Store) -> dict:
                 not any(p in origin.parents for p in installed) and \
                 not {"site-packages", "dist-packages"} & set(origin.parts):
             modules.add(str(origin))
-    gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"  # as Ray's own upload reads it
+    # Ray 2.52 added `include_gitignore` (what `ray.init` passes); before, the upload read the variable itself
+    gitignore = {"include_gitignore": os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"} \
+        if "include_gitignore" in inspect.signature(upload_working_dir_if_needed).parameters else {}
     try:
         with tempfile.TemporaryDirectory(prefix="paretolab-ship-") as scratch:
-            env = upload_working_dir_if_needed({"working_dir": str(root), "excludes": excludes}, gitignore, scratch)
+            env = upload_working_dir_if_needed({"working_dir": str(root), "excludes": excludes}, scratch_dir=scratch,
+                                               **gitignore)
             if modules:
-                env |= upload_py_modules_if_needed({"py_modules": sorted(modules), "excludes": common}, gitignore,
-                                                   scratch)
+                env |= upload_py_modules_if_needed({"py_modules": sorted(modules), "excludes": common},
+                                                   scratch_dir=scratch, **gitignore)
     except Exception as e:  # noqa: BLE001 - Ray's RuntimeEnvSetupError, ValueError or OSError
-        raise ClusterError(f"cannot ship the code in {root} to the cluster: {str(e).splitlines()[0]}; keep "
-                           "large files out of the spec's folder or list them in a .rayignore there") from None
+        raise ClusterError(f"cannot ship the code in {root} to the cluster: {str(e).splitlines()[0]}; keep large "
+                           "files out of the spec's folder, or list them in a .gitignore or .rayignore there") from None
     env.pop("excludes", None)
     return {"runtime_env": env}
 

@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on one machine: a head and worker nodes started by `ray start` as
-separate processes on 127.0.0.1, a sweep spread over them with `paretolab run --address`, and a
-worker node lost mid-sweep."""
+separate processes on 127.0.0.1, a sweep spread over them with `paretolab run --address`, the
+researcher's own code shipped to them, and a worker node lost mid-sweep."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +92,159 @@ def run_cli(cluster, spec, store, *args) -> subprocess.Popen:
 
 def live_nodes(cluster) -> set[str]:
     return set(cluster.raylets()) - {cluster.head}
+
+
+# ---------------------------------------------------------------------------------------------
+# the researcher's own code, shipped to the workers with Ray's runtime environment
+
+# A trial's function that leaves a probe in a folder outside the spec folder (so not shipped): the
+# folders its module and its helper module were imported from, the listing of its own folder, its
+# process. With `spread`, it then waits until a trial of another worker has left a probe, so that
+# the trials are spread over both nodes by construction, not by timing. It ends in its scratch
+# folder (removed after the trial), as code that changes directories does (Hydra's runs did by
+# default): the next trial on that worker must still find the code.
+TRAIN = """\
+import json, os, time
+
+import {helper} as helper
+
+
+def main(config, ctx):
+    here = os.path.dirname(os.path.abspath(__file__))
+    probe = dict(file=here, helper=os.path.dirname(os.path.abspath(helper.__file__)), listing=sorted(os.listdir(here)),
+                 pid=os.getpid())
+    folder = config["probes"]
+    with open(os.path.join(folder, ctx.trial_id + ".part"), "w") as f:
+        json.dump(probe, f)
+    os.replace(os.path.join(folder, ctx.trial_id + ".part"), os.path.join(folder, ctx.trial_id + ".json"))
+    deadline = time.monotonic() + 120
+    while config["spread"] and len(pids(folder)) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no trial ran on another worker within 120 s")
+        time.sleep(0.05)  # polling for the other worker's probe
+    os.chdir(ctx.workdir)
+    ctx.report(step=1, loss=helper.LOSS)
+
+
+def pids(folder):
+    found = set()
+    for name in os.listdir(folder):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                found.add(json.load(f)["pid"])
+    return found
+"""
+
+CODE_SPEC = """\
+sweep: {name}
+trainable: {trainable}
+grid:
+  x: {xs}
+fixed: {{probes: "{probes}", spread: {spread}}}
+success: {{metric: loss, op: "<", value: 0.5}}
+resources: {{cpu: 1}}
+"""
+
+
+def write_project(tmp_path, trainable: str, xs="[1, 2, 3, 4]", spread: bool = False):
+    """`tmp_path/project`, a spec folder holding `spec.yaml`, and `train.py` with the helper module
+    it imports (or both in the package `mypkg/` for a `mypkg.train:main` trainable); and the empty
+    folder the trials leave their probes in, `tmp_path/probes`."""
+    project, probes = tmp_path / "project", tmp_path / "probes"
+    package = trainable.startswith("mypkg.")
+    code = project / "mypkg" if package else project
+    code.mkdir(parents=True)
+    probes.mkdir()
+    if package:
+        (code / "__init__.py").write_text("")
+    (code / "train.py").write_text(TRAIN.format(helper="mypkg.probe_helper" if package else "probe_helper"))
+    (code / "probe_helper.py").write_text("LOSS = 0.25\n")
+    (project / "spec.yaml").write_text(CODE_SPEC.format(name=f"code-{len(xs)}", trainable=trainable, xs=xs,
+                                                        probes=probes, spread=str(spread).lower()))
+    return project, probes
+
+
+def run_in(project, env: dict, command: list[str]) -> None:
+    """Run `command` from the spec folder, as a researcher does (Ray then puts that folder first on
+    every worker's import path); every trial must have finished, in the store `results/` there."""
+    proc = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    trials = paretolab.open_store(project / "results").query("SELECT status, success FROM trials").to_pylist()
+    assert trials and all(t == {"status": "finished", "success": True} for t in trials), trials
+
+
+def probes_in(folder) -> list[dict]:
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def test_a_local_run_imports_the_code_from_the_spec_folder(ray_cluster, tmp_path, monkeypatch):
+    """No address, on a Ray this process started: nothing is shipped, the code is the spec folder's."""
+    project, probes = write_project(tmp_path, "train.py:main", xs="[1, 2]")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading the spec puts its folder on the path
+    try:
+        paretolab.run(project / "spec.yaml", store=project / "results")
+    finally:
+        for name in ("train", "probe_helper"):
+            sys.modules.pop(name, None)
+    found = probes_in(probes)
+    assert len(found) == 2
+    assert all(p["file"] == p["helper"] == str(project) for p in found)
+    assert all("results" in p["listing"] for p in found)  # the spec folder itself, store and all
+
+
+@pytest.fixture(scope="class")
+def two_nodes(ray_dirs):
+    """A head without CPUs and two worker nodes of one CPU each (a worker actor of `cpu: 1` each)."""
+    d = ray_dirs()
+    c = LocalCluster(d)
+    c.workers = [c.add_node(1) for _ in range(2)]
+    yield c
+    d.kill()
+
+
+class TestShippedCode:
+    """`paretolab run --address`: the workers import the researcher's code from the copy of the spec
+    folder that Ray unpacked on their node. All nodes share this machine's disk, so the driver's
+    folder is readable from the workers: what tells the copy apart is where the modules were loaded
+    from (`__file__`: Ray's `runtime_resources/working_dir_files/` folder of the cluster's temp dir)
+    and what it lacks: the store, which the driver's folder holds."""
+
+    def test_a_function_runs_from_the_copy_shipped_to_each_node(self, two_nodes, tmp_path):
+        """`train.py:main` and the helper module it imports; the store `results/` is in the spec
+        folder (holding a checkpoint left from an earlier run) and must not be shipped."""
+        project, probes = write_project(tmp_path, "train.py:main", spread=True)
+        left = project / "results" / "checkpoints" / "0123456789abcdef" / "checkpoint.pkl"
+        left.parent.mkdir(parents=True)
+        left.write_bytes(os.urandom(1 << 20))
+        run_in(project, two_nodes.dir.env(), ["paretolab", "run", "spec.yaml", "--address", two_nodes.address])
+
+        found = probes_in(probes)
+        assert len(found) == 4
+        for copy in {Path(p["file"]) for p in found}:
+            assert copy.is_relative_to(two_nodes.dir.path) and "working_dir_files" in copy.parts, copy
+        assert [p["helper"] for p in found] == [p["file"] for p in found]  # not the driver's folder, first on the path
+        assert [p["listing"] for p in found] == [["probe_helper.py", "spec.yaml", "train.py"]] * 4  # not the store
+        # both workers ran trials, and one ran a trial after one that left it in a removed folder
+        assert len({p["pid"] for p in found}) == 2
+        assert max(Counter(p["pid"] for p in found).values()) >= 2
+        nodes = paretolab.open_store(project / "results").query("SELECT DISTINCT node FROM trials").column(0)
+        assert set(nodes.to_pylist()) == set(two_nodes.workers)
+
+    def test_a_package_runs_from_the_shipped_copy_in_a_script_that_joined_the_cluster(self, two_nodes, tmp_path):
+        """A `module:function` trainable whose package is in the spec folder, run by a script that
+        joined the cluster itself (`ray.init(address)`, then `paretolab.run` without an address)."""
+        project, probes = write_project(tmp_path, "mypkg.train:main")
+        script = f"import ray, paretolab; ray.init(address={two_nodes.address!r}); paretolab.run('spec.yaml')"
+        run_in(project, two_nodes.dir.env(), [sys.executable, "-c", script])
+        found = probes_in(probes)
+        assert len(found) == 4
+        for p in found:
+            package = Path(p["file"])
+            assert package.name == "mypkg" and "working_dir_files" in package.parent.parts, package
+            assert package.is_relative_to(two_nodes.dir.path) and p["helper"] == p["file"], p
+        assert [p["listing"] for p in found] == [["__init__.py", "probe_helper.py", "train.py"]] * 4
 
 
 def test_sweep_spreads_over_the_worker_nodes(cluster, tmp_path):

@@ -15,6 +15,7 @@ worker's node, removed once the attempt has ended (kept when it failed).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -179,9 +180,16 @@ _IMPORTS: dict[tuple[str, str], _Import] = {}
 
 
 def code_root(code: Code) -> str:
-    """The folder the code is found in on this node: the working directory Ray's runtime
-    environment unpacked it to when it was shipped, else the spec's folder."""
-    return os.getcwd() if code.shipped else code.root
+    """The folder the code is found in on this node: when it was shipped, the folder Ray's runtime
+    environment unpacked it to: the directory this worker process started in, read once before any of
+    the code runs (the code may change directories, into a trial's scratch folder that is removed
+    after it), else the spec's folder."""
+    return _started_in() if code.shipped else code.root
+
+
+@functools.cache
+def _started_in() -> str:
+    return os.getcwd()
 
 
 def split_target(target: str) -> tuple[str, str]:
