@@ -5,8 +5,8 @@ Computational Limit" (Barak, Edelman, Goel, Kakade, Malach, Zhang, NeurIPS 2022)
 Besides the loss and the error, every evaluation reports a hidden-progress measure read off the
 weights: `support_share`, the fraction of the first layer's squared weight norm that lies on the k
 relevant input coordinates. It starts near k/n (a random initialization spreads the norm evenly)
-and climbs during the loss plateau, well before the loss drops (Barak et al., Sec. 4: the progress
-SGD makes on the plateau is hidden from the loss but visible in the weights).
+and climbs while the loss is still on its plateau, before the loss drops: the progress SGD makes
+there is hidden from the loss but shows in the weights (Barak et al.'s "hidden progress").
 
 `main(config, ctx)` trains one configuration; `main_many(configs, ctxs)` trains several of one
 width at once with the weights stacked along a leading axis (one batched matmul per layer), each
