@@ -434,6 +434,10 @@ class StoreWriter:
         if len(self._rows[table]) >= self.flush_rows:
             self.flush()
 
+    def buffered(self, table: str) -> int:
+        """Rows of `table` appended and not written yet."""
+        return len(self._rows[table])
+
     def maybe_flush(self) -> None:
         """Write every buffered table if `flush_every_s` has passed since the last write."""
         if time.monotonic() - self._last >= self.flush_every_s:

@@ -27,7 +27,7 @@ RESERVED = frozenset({
     "trial_id", "attempt", "status", "task", "model", "seed", "max_steps", "steps", "samples", "wall_s",
     "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "flops_per_sample",
     "error", "node",
-    "finished_at", "config", "step", "train_loss", "train_error",
+    "finished_at", "config", "curve_rows", "step", "train_loss", "train_error",
     # and the statistics the analysis adds beside the axes (cells, luck)
     "n_seeds", "successes", "p_success", "p_lo", "p_hi", "k_seeds", "p_any_success", "expected_cost",
     "expected_total_cost", "seeds_for_target", "on_frontier",

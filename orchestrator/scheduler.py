@@ -34,7 +34,8 @@ from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.runners import runner
 from paretolab.workers.train import failed
-from paretolab.workers.trial import Assignment, MetricRow, Pruning, Report, TrialConfig, TrialResult
+from paretolab.workers.trial import Assignment, Code, MetricRow, Pruning, Report, TrialConfig, TrialResult
+from paretolab.workers.user_code import drop_checkpoint
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
 # With packing, one call per worker: a call is a pack that lasts seconds (round trips do not
@@ -137,6 +138,9 @@ class Scheduler:
         self._curve_rows: Counter[tuple[str, int]] = Counter()
         self._last_tick = 0.0
         self._winding = False  # Ctrl-C: taking the last reports of trials asked to stop
+        # checkpoints of trials that ended, dropped once the trials' rows are written (a trial whose
+        # row is lost with the driver resumes from its checkpoint on the rerun)
+        self._unkept: list[tuple[Code, str]] = []
         self.observer.on_start(self.name, self.counts)
 
     def submit(self, trials: Collection[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
@@ -252,6 +256,7 @@ class Scheduler:
                 else:
                     self._receive(calls[ref])
             self.writer.maybe_flush()
+            self._drop_checkpoints()
             if time.monotonic() - self._last_tick > 0.25:
                 self.counts.running = sum(1 for s in self.slots if s.calls)  # an actor trains one at a time
                 self.observer.on_tick(self.counts)
@@ -352,7 +357,10 @@ class Scheduler:
 
     def _record(self, result: TrialResult, node: str) -> None:
         curve_rows = self._curve_rows.pop((result.trial_id, result.attempt), 0)
-        self.writer.append("trials", [_trial_row(self.configs.pop(result.trial_id), result, node) | {"curve_rows": curve_rows}])
+        config = self.configs.pop(result.trial_id)
+        self.writer.append("trials", [_trial_row(config, result, node) | {"curve_rows": curve_rows}])
+        if config.code is not None and result.status != "failed" and not config.code.keep_checkpoints:
+            self._unkept.append((config.code, result.trial_id))
         c = self.counts
         c.done += 1
         c.succeeded += result.success
@@ -396,6 +404,14 @@ class Scheduler:
         for slot in self.slots:
             ray.kill(slot.actor, no_restart=True)
         self.writer.flush()
+        self._drop_checkpoints()
+
+    def _drop_checkpoints(self) -> None:
+        """Delete the checkpoints of ended trials whose rows are written (none are left buffered)."""
+        if self._unkept and not self.writer.buffered("trials"):
+            for code, trial_id in self._unkept:
+                drop_checkpoint(code, trial_id)
+            self._unkept = []
 
 
 def _root_cause(error: Exception) -> str:

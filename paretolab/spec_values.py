@@ -59,6 +59,12 @@ def choice(value, registry: dict, path, key) -> str:
 
 
 def known_parameter(name, owners: dict, path, key) -> None:
+    if isinstance(owners, OpenParams) and name not in owners:  # any name but a result column's
+        if name == "max_steps":
+            raise SpecError(f"{path}: {key}: max_steps is a top-level key of the spec; set `max_steps: N` there")
+        if isinstance(name, str) and name.isidentifier():
+            raise SpecError(f"{path}: {key}: {shown(name)} is the name of a result column; rename the parameter")
+        raise SpecError(f"{path}: {key}: a parameter's name is an identifier (letters, digits, _), got {shown(name)}")
     if not isinstance(name, str) or name not in owners:
         raise SpecError(f"{path}: {key}: unknown parameter {shown(name)}; known: {', '.join(sorted(owners))}")
 

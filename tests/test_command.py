@@ -107,8 +107,9 @@ def test_a_run_reports_its_curve_and_ends_finished(tmp_path):
     assert (result.status, result.success, result.steps_to_success, result.samples_to_success) == \
         ("finished", True, 20, 640)
     assert (result.steps, result.samples, result.final, result.error) == (30, 960, rows[3].values, None)
-    # an ended trial leaves no scratch folder and, by default, no checkpoint folder
-    assert not scratch_dir(tmp_path).exists() and not (tmp_path / "checkpoints" / "t1").exists()
+    # an ended trial leaves no scratch folder; its checkpoint folder (its curve) stays until the driver
+    # has stored its row (orchestrator.scheduler drops it then)
+    assert not scratch_dir(tmp_path).exists() and (tmp_path / "checkpoints" / "t1" / "curve.jsonl").exists()
 
 
 def test_placeholders_environment_and_config_file(tmp_path):

@@ -455,12 +455,7 @@ class _Curve:
         self.started = True
         kept = [r for r in self.saved if r["step"] < step]
         for r in kept:
-            row = MetricRow(ctx.trial_id, ctx.attempt, r["step"], r["samples"], r["wall_s"], r["values"])
-            ctx._rows.append(row)
-            ctx._out.put(row)
-            ctx.reported.update(row.values)
-            ctx.outcome.see(row.step, row.samples, row.values)
-            ctx._last_step, ctx._wall_offset = row.step, row.wall_s
+            ctx.carry(MetricRow(ctx.trial_id, ctx.attempt, r["step"], r["samples"], r["wall_s"], r["values"]))
         try:
             tmp = self.path.with_name(f".{CURVE_FILE}.{os.getpid()}.tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))

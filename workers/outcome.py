@@ -36,7 +36,7 @@ class Outcome:
         else:
             if self.first_success is None and self.success.holds(metrics):
                 self.first_success, self.first_success_samples = step, samples
-            if step == self.max_steps or (self.first_success is not None and self.success.stop_on_success):
+            if (self.max_steps is not None and step >= self.max_steps) or (self.first_success is not None and self.success.stop_on_success):
                 self.status = "finished"
             elif self.first_success is None and self.prune is not None and self.prune.hopeless(step, metrics):
                 self.status = "pruned"

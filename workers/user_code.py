@@ -76,6 +76,13 @@ def _fs(where: str):
     from pyarrow import fs
 
     if "://" in where:
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        parts = urlsplit(where)
+        if parts.scheme == "s3":  # one PUT of the whole checkpoint (as the store writes its files)
+            query = dict(parse_qsl(parts.query))
+            query.setdefault("allow_delayed_open", "true")
+            where = urlunsplit(parts._replace(query=urlencode(query)))
         return fs.FileSystem.from_uri(where)
     return fs.LocalFileSystem(), os.path.abspath(where)
 
@@ -616,9 +623,7 @@ def failed_result(a: Assignment, error: str, wall: float, ctx: Context | None = 
 
 
 def _tidy(a: Assignment, ended: bool) -> None:
-    """After an attempt: its scratch folder goes unless it failed; its checkpoint goes once the trial
-    has ended, unless the spec keeps checkpoints."""
+    """After an attempt: its scratch folder goes unless it failed. (Its checkpoint stays until the
+    driver has stored the trial's row: `Scheduler` drops it then, unless the spec keeps checkpoints.)"""
     if ended:
         drop_workdir(a.trial.trial_id)
-        if not a.trial.code.keep_checkpoints:
-            drop_checkpoint(a.trial.code, a.trial.trial_id)
