@@ -114,6 +114,9 @@ def _command(raw, path: str, root: str, names: set[str], timeout, common: dict) 
         used = placeholders(tuple(args))
     except ValueError as e:
         raise SpecError(f"{path}: command: {e}") from None
+    for name in sorted(names & set(SPECIAL)):
+        raise SpecError(f"{path}: {name}: names what a command's placeholder {{{name}}} gives (the trial's own); "
+                        "rename the parameter")
     known = names | {"seed"} | set(SPECIAL)
     for name in sorted(used - known):
         raise SpecError(f"{path}: command: the placeholder {{{name}}} names no parameter; parameters: "

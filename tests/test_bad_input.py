@@ -75,6 +75,12 @@ LAUGHS = "{" + ", ".join([f"a0: &a0 [{', '.join(['lol'] * 9)}]"]
 
 
 RUN = ("run", "{spec}", "--store", "{new}")
+COMMAND = """\
+sweep: cmd
+command: [python, train.py, --lr, "{lr}"]
+grid: {lr: [0.1, 0.2]}
+success: {metric: loss, op: "<=", value: 0.1}
+"""
 ON = ("--sweep", "s", "--store", "{store}")
 
 # (id, spec text or file bytes (None: the valid spec), argv with placeholders, fragment of the message)
@@ -184,6 +190,24 @@ CASES = [
      "fixed.layers: a parameter's value is a number, a string, true/false or null, got [1, 2]"),
     ("own-success-metric", own("metric: loss", "metric: test error"), RUN,
      "success.metric: expected the name of a metric your code reports, got 'test error'"),
+    # specs of a command
+    ("command-not-found", {"spec.yaml": COMMAND.replace("python, train.py", "pythn, train.py")}, RUN,
+     "command: 'pythn' not found (not on PATH, not a file of the spec's folder)"),
+    ("command-unknown-placeholder", {"spec.yaml": COMMAND.replace("{lr}", "{lrr}")}, RUN,
+     "command: the placeholder {lrr} names no parameter; parameters: attempt, checkpoint_dir, device, lr, seed, "
+     "trial_id, workdir"),
+    ("command-unclosed-brace", {"spec.yaml": COMMAND.replace('"{lr}"', '"{lr"')}, RUN, "command: "),
+    ("command-empty", {"spec.yaml": COMMAND.replace("[python, train.py, --lr, \"{lr}\"]", "[]")}, RUN,
+     "command: the command is empty"),
+    ("command-not-a-list", {"spec.yaml": COMMAND.replace("[python, train.py, --lr, \"{lr}\"]", "{a: 1}")}, RUN,
+     "command: expected a list of arguments or a string"),
+    ("command-bad-quotes", {"spec.yaml": COMMAND.replace("[python, train.py, --lr, \"{lr}\"]", "'python \"train.py'")},
+     RUN, "command: No closing quotation"),
+    ("command-timeout", {"spec.yaml": COMMAND + "timeout_s: -1\n"}, RUN, "timeout_s: expected seconds > 0, got -1"),
+    ("command-vectorized", {"spec.yaml": COMMAND + "vectorized: train.py:main\n"}, RUN,
+     "vectorized: packs a function's trials; a command is never packed"),
+    ("command-special-name", {"spec.yaml": COMMAND.replace("grid: {lr: [0.1, 0.2]}", "grid: {lr: [0.1], workdir: [a]}")},
+     RUN, "workdir: names what a command's placeholder {workdir} gives"),
     # run: files and arguments
     ("missing-spec", None, ("run", "{tmp}/missing.yaml", "--store", "{new}"), "missing.yaml: no such spec file"),
     ("spec-suffix", None, ("run", "{json}", "--store", "{new}"), "unknown spec format '.json'; use .yaml"),
