@@ -32,6 +32,11 @@ FLOPS_PER_PARAM_PER_SAMPLE = 6
 WILSON_Z = 1.959963984540054  # 95% two-sided normal quantile
 OPS = ("<=", "<", ">=", ">")
 COST_COLUMNS = ("steps_to_success", "samples_to_success", "flops_to_success")
+# DuckDB column types an objective, a fit or a log axis can take; "NULL" is a column no file gave a value yet.
+NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\)|"NULL")')
+# The data axis comes first where a sweep has one: a frontier of data against compute puts the
+# training-set size (NULL = online) on x.
+DATA_AXIS = "train_size"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,15 @@ class SweepInfo:
     parameters: tuple[str, ...]
     success: Criterion
 
+    def leading_axes(self) -> tuple[str, ...]:
+        """The axes in the order analysis takes its defaults from: `train_size` first when the sweep
+        has it, then the others as the spec lists them (a frontier's x, a phase diagram's x and y)."""
+        return tuple(sorted(self.axes, key=lambda a: a != DATA_AXIS))
+
+    def names(self) -> tuple[str, ...]:
+        """What a user may name as an axis: the sweep's axes, then its other parameters."""
+        return tuple(dict.fromkeys((*self.axes, *self.parameters)))
+
 
 def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
     """The latest submission of `sweep` in the store behind `con`.
@@ -93,9 +107,93 @@ def open_sweep(store: Store, sweep: str, success: str | None = None
     con = store.connect(sweep)
     try:
         info = sweep_info(con, sweep)
-        yield con, info, Criterion.parse(success) if success else info.success
+        fill_missing(con, info)
+        criterion = Criterion.parse(success) if success else info.success
+        check_metric(con, info, criterion.metric)
+        yield con, info, criterion
     finally:
         con.close()
+
+
+def fill_missing(con: duckdb.DuckDBPyConnection, info: SweepInfo) -> None:
+    """Until a sweep's first trial and curve are stored, its parameters are not columns of `trials`
+    (nor its success metric of `metrics`) in a store that holds nothing else: add them as NULL
+    columns, so that every analysis of a sweep with no rows yet is empty rather than an error."""
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    wanted = {"trials": info.names(), "metrics": (info.success.metric,) if info.success.metric else ()}
+    for view, names in wanted.items():
+        have = set(columns(con, view))
+        missing = [n for n in names if n not in have]
+        if missing:  # a temporary view shadows the store's view of the same name in this connection
+            nulls = ", ".join(f"NULL::DOUBLE AS {ident(n)}" for n in missing)
+            con.execute(f"CREATE TEMP VIEW {view} AS SELECT *, {nulls} FROM {ident(db)}.main.{view}")
+
+
+def check_axes(con: duckdb.DuckDBPyConnection, info: SweepInfo, names) -> tuple[str, ...]:
+    """`names` if each is an axis or parameter of the sweep (any trials column for a sweep whose row
+    lists no parameters, as older stores' rows do).
+
+    Raises:
+        UsageError: a name that is neither, naming the sweep's axes and other parameters.
+    """
+    have = set(columns(con, "trials"))
+    known = [n for n in info.names() if n in have] if info.parameters else sorted(have)
+    for name in names:
+        if name not in known:
+            others = [n for n in known if n not in info.axes]
+            raise UsageError(f"unknown axis {name!r}; axes of the sweep {info.name!r}: "
+                             f"{', '.join(info.axes) or 'none'}; other parameters: {', '.join(others) or 'none'}")
+    return tuple(names)
+
+
+def check_metric(con: duckdb.DuckDBPyConnection, info: SweepInfo, name: str) -> str:
+    """`name` if it is the sweep's success metric or a metric the sweep reported.
+
+    Raises:
+        UsageError: another name (a metric only other sweeps of the store reported, too), naming
+            the sweep's metrics.
+    """
+    if name != info.success.metric:
+        reported = reported_metrics(con)
+        if name not in reported:
+            raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(reported) or 'none yet'}")
+    return name
+
+
+def numeric_axes(con: duckdb.DuckDBPyConnection, info: SweepInfo, positive: bool = False) -> tuple[str, ...]:
+    """The sweep's numeric axes in `leading_axes` order; with `positive`, only those whose every value
+    is > 0 (a log axis, a power-law fit, a boundary interpolated in log10)."""
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE trials").fetchall()}
+    out = [a for a in info.leading_axes() if a in types and NUMERIC.fullmatch(types[a])]
+    if positive and out:
+        lows = con.execute("SELECT " + ", ".join(f"min({ident(a)})" for a in out) +
+                           " FROM trials WHERE status <> 'failed'").fetchall()[0]
+        out = [a for a, low in zip(out, lows) if low is None or low > 0]
+    return tuple(out)
+
+
+def default_cost(con: duckdb.DuckDBPyConnection) -> str:
+    """The cost a frontier is drawn over: `flops_to_success` when the trials record their size (FLOPs
+    per sample or a parameter count), else `samples_to_success` when the curves count samples,
+    else `steps_to_success` (a function that reports only steps)."""
+    have = columns(con, "trials")
+    sized = [c for c in ("flops_per_sample", "n_params") if c in have]
+    if sized and con.execute("SELECT EXISTS (SELECT 1 FROM trials WHERE " +
+                             " OR ".join(f"{ident(c)} IS NOT NULL" for c in sized) + ")").fetchall()[0][0]:
+        return "flops_to_success"
+    if con.execute("SELECT EXISTS (SELECT 1 FROM metrics WHERE samples IS NOT NULL)").fetchall()[0][0]:
+        return "samples_to_success"
+    return "steps_to_success"
+
+
+def reported_metrics(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The metrics the sweep behind `con` reported at least once (a store shared by several sweeps
+    has a column for every metric any of them reported)."""
+    names = metric_names(con)
+    if not names:
+        return []
+    counts = con.execute("SELECT " + ", ".join(f"count({ident(n)})" for n in names) + " FROM metrics").fetchall()[0]
+    return [n for n, c in zip(names, counts) if c]
 
 
 def ident(name: str) -> str:
@@ -128,8 +226,9 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_prun
     have = columns(con, "trials")
     keep = ", ".join(f"t.{ident(c)}" for c in have if c not in COST_COLUMNS)
     # the workers record FLOPs per example (x tokens for sequences); older stores only n_params
-    per_sample = ("coalesce(t.flops_per_sample, " if "flops_per_sample" in have else "(") + \
-        f"{FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params)"
+    sizes = (["t.flops_per_sample"] if "flops_per_sample" in have else []) + \
+        ([f"{FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params"] if "n_params" in have else [])
+    per_sample = f"coalesce({', '.join(sizes)})" if sizes else "NULL::DOUBLE"
     return f"""
         SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
                {per_sample} * s.samples AS flops_to_success
@@ -146,11 +245,7 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
     """SQL of one row per cell: the axes, `n_seeds`, `successes`, `p_success` with its 95% Wilson
     interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded.
 
-    (`n_seeds`, not `n`: sparse parity has an axis named `n`.)"""
-    have = set(columns(con, "trials"))
-    missing = [a for a in axes if a not in have]
-    if missing:
-        raise UsageError(f"unknown axis {missing[0]!r}; columns: {', '.join(sorted(have))}")
+    (`n_seeds`, not `n`: sparse parity has an axis named `n`.) `axes` must be checked columns."""
     keys = ", ".join(ident(a) for a in axes)
     z = WILSON_Z
     medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
@@ -195,5 +290,5 @@ def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str 
         StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
     """
     with open_sweep(store, sweep, success) as (con, info, criterion):
-        return con.sql(cells_sql(con, tuple(axes) if axes is not None else info.axes, criterion,
-                                 include_pruned)).to_arrow_table()
+        axes = check_axes(con, info, axes) if axes is not None else info.axes
+        return con.sql(cells_sql(con, axes, criterion, include_pruned)).to_arrow_table()

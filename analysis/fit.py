@@ -13,10 +13,11 @@ so heavy censoring biases the exponent downward; read `censored_fraction` before
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, columns, costs_sql, ident, open_sweep
+from paretolab.analysis.cells import COST_COLUMNS, SweepInfo, check_axes, costs_sql, ident, numeric_axes, open_sweep
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -27,7 +28,7 @@ CENSORING = ("left out of the fit; this biases the exponent downward when the sl
              "censored ones")
 
 
-def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str = "n", by: list[str] | None = None,
+def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str | None = None, by: list[str] | None = None,
         n_boot: int = 1000, seed: int = 0, success: str | None = None) -> pa.Table:
     """Fit log10(y) = log10(a) + b * log10(x) by least squares, per combination of `by`.
 
@@ -41,7 +42,8 @@ def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str = "n", by:
         store: the result store.
         sweep: the sweep's name.
         y: the cost: one of steps_to_success, samples_to_success, flops_to_success.
-        x: a numeric, positive trials column (an axis such as n).
+        x: a numeric, positive axis or parameter (such as n); default the sweep's first numeric axis
+            with values > 0 (`cells.numeric_axes`).
         by: axes to fit separately (default: one fit over every trial).
         n_boot: bootstrap resamples for the exponent's 95% interval (0: no interval). Resamples in
             which every point has the same x carry no slope and are dropped.
@@ -60,8 +62,6 @@ def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str = "n", by:
     if n_boot < 0:
         raise UsageError(f"n_boot must be >= 0, got {n_boot}")
     by = tuple(by or ())
-    if x in by:
-        raise UsageError(f"x {x!r} cannot also be a --by axis; by: {', '.join(by)}")
     data = _points(store, sweep, y, x, by, success)
     rng = np.random.default_rng(seed)
     g = data.column("_group").to_numpy()
@@ -81,13 +81,25 @@ def predict(a: float, b: float, x):
     return a * np.asarray(x, dtype=float) ** b
 
 
-def _points(store: Store, sweep: str, y: str, x: str, by: tuple[str, ...], success: str | None) -> pa.Table:
+def default_x(con: duckdb.DuckDBPyConnection, info: SweepInfo) -> str:
+    """The axis `fit` takes when none is named: the sweep's first numeric axis with values > 0.
+
+    Raises:
+        UsageError: the sweep has no such axis.
+    """
+    for axis in numeric_axes(con, info, positive=True):
+        return axis
+    raise UsageError(f"no axis of the sweep {info.name!r} to fit a power law against (a numeric axis with values "
+                     f"> 0); axes: {', '.join(info.axes) or 'none'}; name one with --x")
+
+
+def _points(store: Store, sweep: str, y: str, x: str | None, by: tuple[str, ...], success: str | None) -> pa.Table:
     """Every non-failed trial with a non-NULL x: its by values, x, y, whether it is censored, its group."""
     with open_sweep(store, sweep, success) as (con, info, criterion):
-        have = columns(con, "trials")
-        for name in (*by, x):
-            if name not in have:
-                raise UsageError(f"unknown axis {name!r}; columns: {', '.join(sorted(have))}")
+        check_axes(con, info, by)
+        x = check_axes(con, info, [x])[0] if x is not None else default_x(con, info)
+        if x in by:
+            raise UsageError(f"x {x!r} cannot also be a --by axis; by: {', '.join(by)}")
         keys = ", ".join(ident(b) for b in by)
         group = f"dense_rank() OVER (ORDER BY {keys})" if by else "1"
         data = con.sql(f"""

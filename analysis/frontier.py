@@ -7,6 +7,10 @@ is *dominated* when another qualifying cell of its group is at least as good on 
 and strictly better on at least one; the frontier is every qualifying cell that is not dominated,
 so exact ties are all kept.
 
+The default objectives come from the sweep: its first numeric axis (`train_size` when it has one) and
+its cost (`cells.default_cost`: FLOPs when the trials record their size), both minimized; a sweep
+with no numeric axis has the cost alone.
+
 A NULL objective value is the worst value for its direction, worse than any number: a NULL
 `train_size` is online training (unlimited data), a NULL median cost is a cell whose seeds never
 succeeded. Two NULLs tie.
@@ -24,16 +28,15 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, cells_sql, columns, ident, open_sweep
+from paretolab.analysis.cells import (COST_COLUMNS, NUMERIC, SweepInfo, cells_sql, columns, default_cost, ident,
+                                      numeric_axes, open_sweep)
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
 DIRECTIONS = ("min", "max")
 PROBABILITIES = ("p_success", "p_lo", "p_hi")
-DEFAULT_OBJECTIVES = (("train_size", "min"), ("flops_to_success", "min"))
 # The statistics `cells_sql` adds to the axes: an axis of the same name would be confused with one.
 CELL_STATS = ("n_seeds", "successes") + PROBABILITIES
-NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\)|"NULL")')
 
 Objective = tuple[str, str]
 
@@ -54,7 +57,22 @@ def parse_objectives(text: str) -> list[Objective]:
     return _checked(out)
 
 
-def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = DEFAULT_OBJECTIVES,
+def default_objectives(store: Store, sweep: str) -> list[Objective]:
+    """The objectives `frontier` takes when none are named (module docstring).
+
+    Raises:
+        StoreError: unknown sweep.
+    """
+    with open_sweep(store, sweep) as (con, info, _):
+        return sweep_objectives(con, info)
+
+
+def sweep_objectives(con: duckdb.DuckDBPyConnection, info: SweepInfo) -> list[Objective]:
+    """`default_objectives` on an open connection of the sweep."""
+    return [(a, "min") for a in numeric_axes(con, info)[:1]] + [(default_cost(con), "min")]
+
+
+def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str | None = None,
              by: Sequence[str] | str | None = None, min_success_prob: float = 0.5, success: str | None = None,
              all_cells: bool = False) -> pa.Table:
     """The non-dominated cells of `sweep` over `objectives`, separately per `by` group.
@@ -62,7 +80,7 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = D
     Args:
         objectives: (column, "min" | "max") pairs, or their text for `parse_objectives`. A column is
             an axis of the sweep, a median cost (steps_, samples_, flops_to_success) or p_success,
-            p_lo, p_hi. NULL is the worst value (module docstring).
+            p_lo, p_hi. NULL is the worst value. None: the sweep's own (module docstring).
         by: axes whose every combination gets its own frontier (a comma-separated string is split);
             None: one frontier over all cells.
         min_success_prob: only cells with p_success >= this take part (and can dominate).
@@ -75,10 +93,14 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str = D
         StoreError: unknown sweep. UsageError: an unknown or non-numeric objective, a bad direction,
         an unknown `by` axis, `min_success_prob` outside [0, 1], or a bad criterion.
     """
-    objectives = parse_objectives(objectives) if isinstance(objectives, str) else _checked(objectives)
+    if isinstance(objectives, str):
+        objectives = parse_objectives(objectives)
+    elif objectives is not None:
+        objectives = _checked(objectives)
     if not 0 <= min_success_prob <= 1:
         raise UsageError(f"min_success_prob must be in [0, 1], got {min_success_prob}")
     with open_sweep(store, sweep, success) as (con, info, criterion):
+        objectives = objectives or sweep_objectives(con, info)
         clash = [a for a in info.axes if a in CELL_STATS]
         if clash:
             raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)})")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, Criterion, columns, costs_sql, ident, open_sweep
+from paretolab.analysis.cells import COST_COLUMNS, Criterion, check_axes, costs_sql, ident, open_sweep
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -60,10 +60,10 @@ def luck(store: Store, sweep: str, cost: str = "steps_to_success", target: float
         raise UsageError(f"target must be a probability in (0, 1), got {target}")
     with open_sweep(store, sweep, success) as (con, info, criterion):
         axes = tuple(axes) if axes is not None else info.axes
-        have = set(columns(con, "trials"))
         for a in axes:
-            if a not in have or a in COST_COLUMNS:
-                raise UsageError(f"unknown axis {a!r}; columns: {', '.join(sorted(have - set(COST_COLUMNS)))}")
+            if a in COST_COLUMNS:
+                raise UsageError(f"axis {a!r} is a cost; axes of the sweep: {', '.join(info.axes) or 'none'}")
+            check_axes(con, info, [a])
             if a in STATS:
                 raise UsageError(f"axis {a!r} has the name of a luck column ({', '.join(STATS)})")
         return con.sql(luck_sql(con, axes, criterion, cost), params={"target": target}).to_arrow_table()

@@ -28,6 +28,13 @@ itself, so it needs no smoothing and no fitted model, and two aggregate passes o
 Crossing a level is inclusive (<= for a falling loss, >= for a rising accuracy); every step is a
 step of the curve's own evaluations, so the resolution is the evaluation interval.
 
+Which metrics: unless named, each comes from what the sweep reported (`transition_metrics`):
+the loss is `test_loss`, else a metric with "loss" in its name (a held-out one before a `train_`
+one); the accuracy is `test_acc`, else a metric with "acc" in its name, likewise; the test error is
+`test_error`, else the sweep's success metric, and then "fitted" means the success criterion holds
+(its operator and value); the train error is the `train_` counterpart of the test error's `test_`
+name. One the sweep did not report is skipped (its columns stay NULL) and named in the `notes`.
+
 Per sweep (`phase_boundary`): where the success probability of the cells crosses a target (1/2)
 along one axis, interpolated in log10 of the axis, for each combination of the other axes.
 
@@ -37,11 +44,13 @@ Trials whose last attempt failed are left out, as in `cells`.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import Criterion, columns, costs_sql, ident, open_sweep, sweep_info
+from paretolab.analysis.cells import (OPS, Criterion, SweepInfo, check_axes, columns, costs_sql, ident, open_sweep,
+                                      reported_metrics)
 from paretolab.analysis.store import Store
 from paretolab.errors import UsageError
 
@@ -55,7 +64,14 @@ MIN_ACCURACY_RISE = 0.2
 PLATEAU_EXIT = 0.1  # the plateau ends where 10% of the total drop is done
 RISE_START, RISE_END = 0.1, 0.9  # the 10%-90% rise time, as for a step response
 DEFAULT_FIT_THRESHOLD = 0.1
-METRIC_KEYS = ("trial_id", "attempt", "step", "samples", "wall_s")
+
+
+class _FromSweep:
+    def __repr__(self) -> str:
+        return "FROM_SWEEP"
+
+
+FROM_SWEEP = _FromSweep()  # a metric argument left to the sweep's own metrics (module docstring)
 
 TRANSITIONS_SQL = """
 WITH m AS (
@@ -81,8 +97,8 @@ WITH m AS (
     SELECT trial_id, any_value(loss_exit) AS loss_exit, any_value(acc_start) AS acc_start,
            min(step) FILTER (WHERE loss <= loss_mid) AS onset_step,
            min(step) FILTER (WHERE acc >= acc_end) AS rise_end_step,
-           min(step) FILTER (WHERE train_error <= $threshold) AS train_fit_step,
-           min(step) FILTER (WHERE test_error <= $threshold) AS test_fit_step
+           min(step) FILTER (WHERE isfinite(train_error) AND train_error {fit_op} $threshold) AS train_fit_step,
+           min(step) FILTER (WHERE isfinite(test_error) AND test_error {fit_op} $threshold) AS test_fit_step
     FROM m JOIN levels USING (trial_id) GROUP BY trial_id
 ), y AS (
     -- the last time the curve is still on the near side of the 10% level before it passes the
@@ -92,12 +108,12 @@ WITH m AS (
            arg_max(next_step, step) FILTER (WHERE acc < acc_start AND step < rise_end_step) AS rise_start_step
     FROM m JOIN x USING (trial_id) GROUP BY trial_id
 )
-SELECT t.trial_id, {keys}, y.plateau_steps, x.onset_step, y.rise_start_step, x.rise_end_step,
+SELECT t.trial_id, {keys}y.plateau_steps, x.onset_step, y.rise_start_step, x.rise_end_step,
        x.rise_end_step - y.rise_start_step AS sharpness_steps, x.train_fit_step, x.test_fit_step,
        x.test_fit_step - x.train_fit_step AS grokking_gap_steps
 FROM trials t LEFT JOIN x USING (trial_id) LEFT JOIN y USING (trial_id)
 WHERE t.status <> 'failed'
-ORDER BY {keys}, t.trial_id
+ORDER BY {keys}t.trial_id
 """
 
 # The success probability of a cell is computed here as in `cells` (successes / non-failed trials),
@@ -134,55 +150,120 @@ FROM s {order_by}
 """
 
 
-def transitions(store: Store, sweep: str, loss: str | None = "test_loss", accuracy: str | None = "test_acc",
-                train_error: str | None = "train_error", test_error: str | None = "test_error",
-                threshold: float | None = None) -> pa.Table:
+@dataclass(frozen=True)
+class TransitionMetrics:
+    """The metrics `transitions` reads (None: skipped) and when a train/test error counts as fitted
+    (`metric fit_op threshold`); `notes` name what the sweep's metrics could not supply."""
+
+    loss: str | None
+    accuracy: str | None
+    train_error: str | None
+    test_error: str | None
+    fit_op: str
+    threshold: float
+    notes: tuple[str, ...] = ()
+
+
+Metric = str | None | _FromSweep
+
+
+def transitions(store: Store, sweep: str, loss: Metric = FROM_SWEEP, accuracy: Metric = FROM_SWEEP,
+                train_error: Metric = FROM_SWEEP, test_error: Metric = FROM_SWEEP,
+                threshold: float | None = None, success: str | None = None) -> pa.Table:
     """Transition statistics of every curve of `sweep` (definitions in the module docstring).
 
     Args:
         store: the result store.
         sweep: the sweep's name.
-        loss: the falling metric for plateau_steps and onset_step (None: skip, NULL columns).
+        loss: the falling metric for plateau_steps and onset_step (None: skip, NULL columns;
+            FROM_SWEEP: chosen from the sweep's metrics, see `transition_metrics`).
         accuracy: the rising metric, a fraction in [0, 1], for the rise steps (None: skip).
         train_error, test_error: the metrics whose first fit gives the grokking gap (None: skip).
-        threshold: the error that counts as fitted; default the sweep's success value when its
-            criterion bounds an error metric from above (e.g. `test_error<=0.05`), else 0.1.
+        threshold: the value that counts as fitted; default the criterion's value when the test
+            error is its metric or the criterion bounds an error metric from above (e.g.
+            `test_error<=0.05`), else 0.1.
+        success: a criterion such as `test_error<=0.05`; default the sweep's.
     Returns:
         One row per non-failed trial: trial_id, the sweep's axes, seed, plateau_steps, onset_step,
         rise_start_step, rise_end_step, sharpness_steps, train_fit_step, test_fit_step,
         grokking_gap_steps (NULL where the curve shows no such event, or has no metric rows).
     Raises:
-        StoreError: unknown sweep. UsageError: a metric the store does not record.
+        StoreError: unknown sweep. UsageError: a metric the store does not record, a bad criterion.
     """
-    con = store.connect(sweep)
-    try:
-        sql, params = transitions_sql(con, sweep_info(con, sweep), loss, accuracy, train_error, test_error, threshold)
+    with open_sweep(store, sweep, success) as (con, info, criterion):
+        chosen = transition_metrics(con, criterion, loss, accuracy, train_error, test_error, threshold)
+        sql, params = transitions_sql(con, info, chosen)
         return con.sql(sql, params=params).to_arrow_table()
-    finally:
-        con.close()
 
 
-def transitions_sql(con: duckdb.DuckDBPyConnection, info, loss: str | None = "test_loss",
-                    accuracy: str | None = "test_acc", train_error: str | None = "train_error",
-                    test_error: str | None = "test_error", threshold: float | None = None,
-                    strict: bool = True) -> tuple[str, dict]:
-    """The SQL and parameters of `transitions` on `con` (restricted to one sweep). With
-    `strict=False` metrics the store does not record are skipped instead of refused."""
-    chosen = {"loss": loss, "acc": accuracy, "train_error": train_error, "test_error": test_error}
-    recorded = [c for c in columns(con, "metrics") if c not in METRIC_KEYS]
-    for key, name in chosen.items():
-        if name is not None and name not in recorded:
+def transition_metrics(con: duckdb.DuckDBPyConnection, criterion: Criterion, loss: Metric = FROM_SWEEP,
+                       accuracy: Metric = FROM_SWEEP, train_error: Metric = FROM_SWEEP,
+                       test_error: Metric = FROM_SWEEP, threshold: float | None = None,
+                       strict: bool = True) -> TransitionMetrics:
+    """The metrics `transitions` reads on `con` (restricted to one sweep), each named one checked,
+    each FROM_SWEEP one chosen from what the sweep reported (module docstring). With `strict=False`
+    a named metric the sweep did not report is skipped instead of refused.
+
+    Raises:
+        UsageError: (strict) a named metric the sweep did not report.
+    """
+    reported = reported_metrics(con)
+    named = {"loss": loss, "accuracy": accuracy, "train_error": train_error, "test_error": test_error}
+    for key, name in named.items():
+        if isinstance(name, str) and name not in reported:
             if strict:
-                raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(recorded) or 'none'}")
-            chosen[key] = None
-    keys = _trial_columns(con, (*info.axes, "seed"))
+                raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(reported) or 'none yet'}")
+            named[key] = None
+    notes = [] if reported else ["no metric of the sweep is stored yet: every transition column is empty"]
+
+    def pick(key: str, found: str | None, missing: str) -> str | None:
+        if named[key] is not FROM_SWEEP:
+            return named[key]
+        if found is None and reported:
+            notes.append(missing)
+        return found
+
+    listed = ", ".join(reported)
+    loss = pick("loss", _like(reported, "test_loss", "loss"),
+                f"no loss metric (none of {listed} has 'loss' in its name): plateau_steps and onset_step are empty")
+    accuracy = pick("accuracy", _like(reported, "test_acc", "acc"),
+                    f"no accuracy metric (none of {listed} has 'acc' in its name): the rise steps are empty")
+    default_test = "test_error" if "test_error" in reported else \
+        criterion.metric if criterion.metric in reported else None
+    test = pick("test_error", default_test,
+                f"neither test_error nor the success metric {criterion.metric!r} was reported: test_fit_step is empty")
+    counterpart = "train_" + test[len("test_"):] if test and test.startswith("test_") else None
+    train = pick("train_error", counterpart if counterpart in reported else None,
+                 f"no train counterpart of {test or 'the test error'} was reported: train_fit_step and "
+                 f"grokking_gap_steps are empty")
+    on_success = test == criterion.metric and criterion.op in OPS
+    return TransitionMetrics(
+        loss, accuracy, train, test, criterion.op if on_success else "<=",
+        float(threshold) if threshold is not None else
+        float(criterion.value) if on_success else _default_threshold(criterion), tuple(notes))
+
+
+def transitions_sql(con: duckdb.DuckDBPyConnection, info: SweepInfo, chosen: TransitionMetrics) -> tuple[str, dict]:
+    """The SQL and parameters of `transitions` on `con` (restricted to one sweep) for checked metrics."""
+    assert chosen.fit_op in OPS
+    keys = (*info.axes, *(["seed"] if "seed" in columns(con, "trials") else []))
+    metrics = {"loss": chosen.loss, "acc": chosen.accuracy, "train_error": chosen.train_error,
+               "test_error": chosen.test_error}
     sql = TRANSITIONS_SQL.format(
-        keys=", ".join(f"t.{ident(k)}" for k in keys),
-        **{k: ident(v) if v is not None else "NULL" for k, v in chosen.items()})
+        keys="".join(f"t.{ident(k)}, " for k in keys), fit_op=chosen.fit_op,
+        **{k: ident(v) if v is not None else "NULL" for k, v in metrics.items()})
     params = {"min_drop": MIN_RELATIVE_DROP, "plateau_exit": PLATEAU_EXIT, "min_rise": MIN_ACCURACY_RISE,
-              "rise_start": RISE_START, "rise_end": RISE_END,
-              "threshold": float(threshold) if threshold is not None else _default_threshold(info.success)}
+              "rise_start": RISE_START, "rise_end": RISE_END, "threshold": chosen.threshold}
     return sql, params
+
+
+def _like(reported: list[str], exact: str, part: str) -> str | None:
+    """`exact` when reported, else the first reported name holding `part` that is not a `train_` one
+    (held out, so it is not the noisy mean over minibatches), else the first holding `part`."""
+    if exact in reported:
+        return exact
+    having = [m for m in reported if part in m.lower()]
+    return next((m for m in having if not m.startswith("train")), having[0] if having else None)
 
 
 def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = None, target: float = 0.5,
@@ -218,7 +299,7 @@ def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = N
         by = tuple(by) if by is not None else tuple(a for a in info.axes if a != axis)
         if axis in by:
             raise UsageError(f"axis {axis!r} cannot also be a --by axis; by: {', '.join(by)}")
-        _trial_columns(con, (*by, axis))
+        check_axes(con, info, (*by, axis))
         _check_log_axis(con, axis)
         by_select = "".join(f"{ident(b)}, " for b in by)
         sql = BOUNDARY_SQL.format(
@@ -233,14 +314,6 @@ def _default_threshold(success: Criterion) -> float:
     if success.metric.endswith("error") and success.op in ("<=", "<") and success.value is not None:
         return float(success.value)
     return DEFAULT_FIT_THRESHOLD
-
-
-def _trial_columns(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> tuple[str, ...]:
-    have = columns(con, "trials")
-    for name in names:
-        if name not in have:
-            raise UsageError(f"unknown axis {name!r}; columns: {', '.join(sorted(have))}")
-    return names
 
 
 def _check_log_axis(con: duckdb.DuckDBPyConnection, axis: str) -> None:

@@ -50,17 +50,19 @@ def report(store: Store, sweep: str, out: str | Path, max_rows: int = 50) -> Pat
                            "WHERE status = 'failed' GROUP BY error ORDER BY trials DESC").to_arrow_table()
     finally:
         con.close()
-    x, y = _two_axes(info.axes)
-    by = "width" if "width" in info.axes and x != "width" else None
     st = status(store, sweep)[0]
     parts = [f"<h1>{_e(sweep)}</h1>",
              f"<p class=note>{st.total} trials: {st.ended} ended ({st.succeeded} succeeded, {st.failed} failed, "
              f"{st.diverged} diverged), {st.remaining} not ended ({st.started} with curves but no result). "
-             f"Success: <code>{_e(info.success.metric)} {_e(info.success.op)} {info.success.value:g}</code>.</p>"]
-    parts += _section("Frontier", lambda: plots.plot_frontier(store, sweep, x=x, by=by) if x else None,
-                      lambda: _frontier_table(store, sweep, x, max_rows) if x else None)
-    parts += _section("Phase diagram", lambda: plots.plot_phase(store, sweep, x=x, y=y) if y else None)
-    parts += _section("Luck", lambda: plots.plot_luck(store, sweep, by=by))
+             f"Success: <code>{_e(info.success.metric)} {_e(info.success.op)} {info.success.value:g}</code>. "
+             f"Axes: {_e(', '.join(info.axes) or 'none')}.</p>"]
+    if not st.succeeded:
+        why = ("No trial has ended yet</b>: the plots below fill in as trials end" if not st.ended else
+               "No trial has succeeded yet</b>: the frontier and luck fill in once one does")
+        parts.append(f"<p class=note><b>{why}; run <code>paretolab report</code> again to update this page.</p>")
+    parts += _section("Frontier", lambda: plots.plot_frontier(store, sweep), lambda: _frontier_table(store, sweep, max_rows))
+    parts += _section("Phase diagram", lambda: plots.plot_phase(store, sweep))
+    parts += _section("Luck", lambda: plots.plot_luck(store, sweep))
     parts += _section("Learning curves", lambda: plots.plot_curves(store, sweep))
     parts.append("<h2>Failures</h2>" + (_table(failures, max_rows) if failures.num_rows else "<p>None.</p>"))
     parts.append(f"<h2>Spec</h2><pre>{_e(spec or '')}</pre>")
@@ -75,29 +77,26 @@ def report(store: Store, sweep: str, out: str | Path, max_rows: int = 50) -> Pat
     return out
 
 
-def _two_axes(axes: tuple[str, ...]) -> tuple[str | None, str | None]:
-    preferred = [a for a in ("train_size", "width") if a in axes] + [a for a in axes if a not in ("train_size", "width")]
-    return (preferred + [None, None])[0], (preferred + [None, None])[1]
-
-
 def _section(title: str, make_plot, make_table=None) -> list[str]:
     out = [f"<h2>{title}</h2>"]
     try:
-        fig = make_plot()
-        if fig is None:
-            return out + ["<p class=note>Not applicable: the sweep has too few axes.</p>"]
-        out.append(f'<img class=plot alt="{title}" src="data:image/png;base64,{_png(fig)}">')
+        out.append(f'<img class=plot alt="{title}" src="data:image/png;base64,{_png(make_plot())}">')
         if make_table is not None:
-            out.append(make_table() or "")
+            out.append(make_table())
     except ParetolabError as e:
         out.append(f"<p class=note>Not available: {_e(str(e))}</p>")
     return out
 
 
-def _frontier_table(store: Store, sweep: str, x: str, max_rows: int) -> str:
-    from paretolab.analysis.frontier import frontier
+def _frontier_table(store: Store, sweep: str, max_rows: int) -> str:
+    from paretolab.analysis.frontier import default_objectives, frontier
 
-    return "<h3>Frontier cells</h3>" + _table(frontier(store, sweep, objectives=[(x, "min"), ("flops_to_success", "min")]), max_rows)
+    objectives = default_objectives(store, sweep)
+    table = frontier(store, sweep, objectives=objectives)
+    over = ", ".join(f"{name} ({direction})" for name, direction in objectives)
+    if not table.num_rows:
+        return f"<p class=note>No cell is on the frontier over {_e(over)} yet (no cell has p_success >= 0.5).</p>"
+    return f"<h3>Frontier cells over {_e(over)}</h3>" + _table(table, max_rows)
 
 
 def _png(fig) -> str:

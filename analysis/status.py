@@ -66,6 +66,8 @@ def status(store: Store, sweep: str | None = None) -> list[SweepStatus]:
     if sweep is not None:
         store.connect(sweep).close()  # raises StoreError naming the known sweeps
     rows = store.query(STATUS_SQL, [sweep, sweep]).to_pylist()
+    if sweep is not None and not rows:  # a sweep submitted with no trial (an empty grid) is in `sweeps` only
+        return [SweepStatus(sweep, 0, 0, 0, 0, 0, 0, 0, None)]
     return [
         SweepStatus(r["sweep"], r["total"], r["ended"], r["succeeded"], r["failed"], r["diverged"],
                     r["pruned"], r["started"], _rate(r["recent"], r["recent_span_s"]))

@@ -1,8 +1,8 @@
 """Ready-made views for `paretolab query --sweep S`: `cells`, `frontier` and `transitions`.
 
 They are computed for the sweep named, with its own axes and success criterion, and only when the
-SQL mentions them (each scans the curves). `frontier` is over (first axis, flops_to_success), both
-minimized, with train_size as the first axis when the sweep has it.
+SQL mentions them (each scans the curves). `frontier` is over the sweep's default objectives
+(`frontier.default_objectives`: its first numeric axis, train_size when it has one, and its cost).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import cells_sql, columns, sweep_info
+from paretolab.analysis.cells import cells_sql, columns, fill_missing, sweep_info
 from paretolab.analysis.store import Store, check_read_only
 from paretolab.errors import StoreError
 
@@ -38,17 +38,17 @@ def query(store: Store, sql: str, sweep: str | None = None) -> pa.Table:
 
 
 def _add(con: duckdb.DuckDBPyConnection, sweep: str, wanted: list[str]) -> None:
-    from paretolab.analysis.frontier import frontier_sql
-    from paretolab.analysis.phases import transitions_sql
+    from paretolab.analysis.frontier import frontier_sql, sweep_objectives
+    from paretolab.analysis.phases import transition_metrics, transitions_sql
 
     info = sweep_info(con, sweep)
+    fill_missing(con, info)
     if "cells" in wanted or "frontier" in wanted:
         con.execute(f"CREATE TEMP TABLE cells AS {cells_sql(con, info.axes, info.success)}")
     if "frontier" in wanted:
-        first = "train_size" if "train_size" in info.axes else info.axes[0]
         con.execute("CREATE TEMP VIEW _cells AS SELECT * FROM cells")
-        sql = frontier_sql(columns(con, "cells"), info.axes, [(first, "min"), ("flops_to_success", "min")], [], False)
+        sql = frontier_sql(columns(con, "cells"), info.axes, sweep_objectives(con, info), [], False)
         con.execute(f"CREATE TEMP TABLE frontier AS {sql}", [0.5])
     if "transitions" in wanted:
-        sql, params = transitions_sql(con, info, strict=False)
+        sql, params = transitions_sql(con, info, transition_metrics(con, info.success, strict=False))
         con.execute(f"CREATE TEMP TABLE transitions AS {sql}", params)

@@ -95,7 +95,8 @@ def _analysis_parsers(sub, store_help: str) -> None:
 
     f = sub.add_parser("frontier", help="the Pareto frontier of the cells over the chosen objectives")
     common(f)
-    f.add_argument("--minimize", default="train_size,flops_to_success", help="comma-separated columns to minimize")
+    f.add_argument("--minimize", help="comma-separated columns to minimize (default: the sweep's first numeric axis, "
+                                      "train_size when it has one, and its cost, flops_to_success when recorded)")
     f.add_argument("--maximize", default="", help="comma-separated columns to maximize (e.g. p_success)")
     f.add_argument("--by", help="comma-separated axes: one frontier per combination")
     f.add_argument("--success-prob", type=float, default=0.5, help="cells below this success probability never qualify")
@@ -110,7 +111,8 @@ def _analysis_parsers(sub, store_help: str) -> None:
     common(lk)
     lk.add_argument("--cost", default="steps_to_success", choices=("steps_to_success", "samples_to_success", "flops_to_success"))
     lk.add_argument("--target", type=float, default=0.9, help="probability of at least one success to size seeds for")
-    lk.add_argument("--by", help="axes of the cells (default: the sweep's axes; the plot uses width)")
+    lk.add_argument("--by", help="comma-separated axes of the cells (default: the sweep's axes; the plot draws one "
+                                "line per cell)")
 
     ph = sub.add_parser("phases", help="the phase boundary along an axis, or per-trial transitions")
     common(ph, plot=False)
@@ -118,6 +120,8 @@ def _analysis_parsers(sub, store_help: str) -> None:
     ph.add_argument("--by", help="comma-separated axes (default: all other axes)")
     ph.add_argument("--target", type=float, default=0.5)
     ph.add_argument("--trials", action="store_true", help="per-trial plateau, onset, sharpness and grokking gap")
+    ph.add_argument("--loss", help="--trials: the falling metric (default: test_loss, else one with 'loss' in its name)")
+    ph.add_argument("--accuracy", help="--trials: the rising metric (default: test_acc, else one with 'acc' in its name)")
 
     ft = sub.add_parser("fit", help="power-law fit of a cost against an axis, with a bootstrap interval")
     common(ft)
@@ -130,10 +134,12 @@ def _analysis_parsers(sub, store_help: str) -> None:
     pl.add_argument("kind", choices=("frontier", "phase", "curves", "luck", "fit"))
     common(pl, plot=False, fmt=False)
     pl.add_argument("-o", "--out", required=True, help="output file (.png, .svg or .pdf)")
-    pl.add_argument("--x", help="x axis (frontier: train_size; phase: train_size; fit: required)")
-    pl.add_argument("--y", help="y: the cost (frontier, fit) or the second axis (phase: width)")
-    pl.add_argument("--by", help="one line per value of this axis (frontier, luck: width; fit: none)")
-    pl.add_argument("--metric", default="test_error", help="curves: the metric to plot")
+    pl.add_argument("--x", help="x axis (frontier: the sweep's first numeric axis; phase: its first axis; fit: required)")
+    pl.add_argument("--y", help="y: the cost (frontier: flops_to_success when recorded; fit: steps_to_success) "
+                                "or the second axis (phase: the sweep's second axis)")
+    pl.add_argument("--by", help="comma-separated axes, one line per combination (frontier: the sweep's other axes; "
+                                 "luck: its axes; fit: one axis, default none)")
+    pl.add_argument("--metric", help="curves: the metric to plot (default: the sweep's success metric)")
     pl.add_argument("--trials", help="curves: comma-separated trial ids (default: one per cell)")
 
     r = sub.add_parser("report", help="one self-contained HTML page: frontier, phases, luck, curves, failures")
@@ -349,20 +355,25 @@ def _export(args) -> int:
 
 
 def _frontier(args) -> int:
-    from paretolab.analysis.frontier import frontier
+    from paretolab.analysis.frontier import default_objectives, frontier
     from paretolab.api import open_store
 
-    objectives = [(c, "min") for c in _split(args.minimize) or []] + [(c, "max") for c in _split(args.maximize) or []]
+    store = open_store(args.store)
+    maximize = [(c, "max") for c in _split(args.maximize) or []]
+    if args.minimize is None:  # the sweep's own, less any column asked to be maximized
+        minimize = [o for o in default_objectives(store, args.sweep) if o[0] not in {c for c, _ in maximize}]
+    else:
+        minimize = [(c, "min") for c in _split(args.minimize) or []]
+    objectives = minimize + maximize
     if not objectives:
         raise UsageError("frontier needs at least one objective: --minimize or --maximize")
-    store = open_store(args.store)
     _emit(frontier(store, args.sweep, objectives, by=_split(args.by), min_success_prob=args.success_prob,
                    success=args.success, all_cells=args.all), args.format)
     if args.plot:
         from paretolab.analysis import plots
 
-        by = (_split(args.by) or [None])[0]
-        plots.save(plots.plot_frontier(store, args.sweep, x=objectives[0][0], y=objectives[-1][0], by=by or "width",
+        x, y = (objectives[0][0], objectives[-1][0]) if len(objectives) > 1 else (None, objectives[0][0])
+        plots.save(plots.plot_frontier(store, args.sweep, x=x, y=y, by=_split(args.by),
                                        min_success_prob=args.success_prob, success=args.success), args.plot)
     return 0
 
@@ -385,23 +396,31 @@ def _luck(args) -> int:
     if args.plot:
         from paretolab.analysis import plots
 
-        plots.save(plots.plot_luck(store, args.sweep, cost=args.cost, by=(_split(args.by) or ["width"])[0],
-                                   success=args.success), args.plot)
+        plots.save(plots.plot_luck(store, args.sweep, cost=args.cost, by=_split(args.by), success=args.success),
+                   args.plot)
     return 0
 
 
 def _phases(args) -> int:
-    from paretolab.analysis.phases import phase_boundary, transitions
+    from paretolab.analysis.phases import FROM_SWEEP, phase_boundary, transition_metrics, transitions
     from paretolab.api import open_store
 
     store = open_store(args.store)
     if args.trials:
-        _emit(transitions(store, args.sweep), args.format)
+        loss, accuracy = args.loss or FROM_SWEEP, args.accuracy or FROM_SWEEP
+        _emit(transitions(store, args.sweep, loss=loss, accuracy=accuracy, success=args.success), args.format)
+        with _sweep(store, args.sweep, args.success) as (con, _, criterion):
+            notes = transition_metrics(con, criterion, loss, accuracy).notes
+        for note in notes:  # after the table, on stderr: a --format csv/json stdout stays data
+            _say(_console(stderr=True), f"note: {note}")
     elif args.axis:
         _emit(phase_boundary(store, args.sweep, args.axis, by=_split(args.by), target=args.target,
                              success=args.success), args.format)
     else:
-        raise UsageError("phases needs --axis AXIS (the phase boundary) or --trials (per-trial transitions)")
+        with _sweep(store, args.sweep) as (_, info, _c):
+            axes = ", ".join(info.axes) or "none"
+        raise UsageError(f"phases needs --axis AXIS (the phase boundary along it; axes of the sweep: {axes}) "
+                         "or --trials (per-trial transitions)")
     return 0
 
 
@@ -425,20 +444,30 @@ def _plot(args) -> int:
 
     store, s, ok = open_store(args.store), args.sweep, args.success
     if args.kind == "frontier":
-        fig = plots.plot_frontier(store, s, x=args.x or "train_size", y=args.y or "flops_to_success",
-                                  by=args.by or "width", success=ok)
+        fig = plots.plot_frontier(store, s, x=args.x, y=args.y, by=_split(args.by), success=ok)
     elif args.kind == "phase":
-        fig = plots.plot_phase(store, s, x=args.x or "train_size", y=args.y or "width", success=ok)
+        fig = plots.plot_phase(store, s, x=args.x, y=args.y, success=ok)
     elif args.kind == "curves":
         fig = plots.plot_curves(store, s, metric=args.metric, trial_ids=_split(args.trials))
     elif args.kind == "luck":
-        fig = plots.plot_luck(store, s, by=args.by or "width", success=ok)
+        fig = plots.plot_luck(store, s, by=_split(args.by), success=ok)
     else:
         if not args.x:
-            raise UsageError("plot fit needs --x AXIS (e.g. --x n)")
+            from paretolab.analysis.cells import numeric_axes
+
+            with _sweep(store, s) as (con, info, _):
+                axes = ", ".join(numeric_axes(con, info, positive=True)) or "none"
+            raise UsageError(f"plot fit needs --x AXIS (numeric axes of the sweep with values > 0: {axes})")
         fig = plots.plot_fit(store, s, y=args.y or "steps_to_success", x=args.x, by=args.by, success=ok)
     _console().print(printable(f"wrote {plots.save(fig, args.out)}"), markup=False)
     return 0
+
+
+def _sweep(store, sweep: str, success: str | None = None):
+    """`cells.open_sweep`: a connection of the sweep, its `SweepInfo` and criterion."""
+    from paretolab.analysis.cells import open_sweep
+
+    return open_sweep(store, sweep, success)
 
 
 def _report(args) -> int:
