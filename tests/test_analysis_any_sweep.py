@@ -269,7 +269,14 @@ def test_flipflop_with_model_as_an_axis(store, capsys):
     assert len(frontier.axes[0].get_lines()) == len(labels)
     luck = plots.plot_luck(st, "ff")
     assert legend(luck) and all(label.startswith("model=") and ", p_ignore=" in label for label in legend(luck))
-    for fig in (phase, frontier, luck):
+    # explicit choices still override the sweep's
+    swapped = plots.plot_phase(st, "ff", x="p_ignore", y="model")
+    assert (swapped.axes[0].get_xlabel(), swapped.axes[0].get_ylabel()) == ("p_ignore", "model")
+    pooled = plots.plot_luck(st, "ff", by="model")
+    assert set(legend(pooled)) <= {"model=lstm", "model=transformer"}
+    one_line = plots.plot_frontier(st, "ff", y="steps_to_success", by=())
+    assert legend(one_line) == ["frontier"] and one_line.axes[0].get_ylabel() == "median steps to success"
+    for fig in (phase, frontier, luck, swapped, pooled, one_line):
         assert not any("hidden units" in t or "None" in t or "online" in t for t in texts(fig))
         plots._plt().close(fig)
 
@@ -335,3 +342,18 @@ def test_a_running_sweep_before_any_trial_ended(driver, tmp_path, capsys):
     (tmp_path / "go").touch()
     assert run.proc.wait(timeout=120) == 0
     assert [c["p_success"] for c in as_json(capsys, "cells", "--sweep", "running", "--store", str(store))] == [1, 1]
+
+
+def test_a_sweep_row_alone(make_store, tmp_path, capsys):
+    # The first seconds of a run in a new store: its sweep row is written, no curve and no trial yet,
+    # so not even the sweep's axes are columns. (The row is written by hand: a real run leaves this
+    # state before its workers have started, too soon to catch reliably.)
+    store = make_store(tmp_path / "r", "fresh", ["lr", "model"], [], [], ("test_error", "<=", 0.1))
+    out = tmp_path / "out"
+    for args in commands("fresh", store, out, "lr"):
+        rc, _, err = cli(capsys, *args)
+        assert rc == 0, (args, err)
+    assert "No trial has ended yet" in check_report(out / "report.html")
+    assert as_json(capsys, "cells", "--sweep", "fresh", "--store", str(store)) == []
+    rc, _, err = cli(capsys, "phases", "--sweep", "fresh", "--store", str(store), "--trials")
+    assert rc == 0 and err.strip() == "note: no metric of the sweep is stored yet: every transition column is empty"
