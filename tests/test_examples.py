@@ -222,17 +222,23 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_hidden_progress_shows_in_the_weights_before_the_loss_drops(ray_cluster, tmp_path):
-    """Barak et al. 2022's hidden progress, read by the phase analysis: on each curve support_share
-    starts its rise (10% of the way to its maximum) at an earlier step than the test loss reaches
-    the midpoint of its drop. Width 64, lr 0.1, 3 seeds: about 2000 steps each, one pack."""
-    from paretolab.analysis.phases import transitions
+def test_hidden_progress_shows_in_the_weights_before_the_loss_drops(ray_cluster, tmp_path, capsys):
+    """Barak et al. 2022's hidden progress, read by the phase analysis as docs/own_code.md shows it
+    (`paretolab phases --trials --accuracy support_share`): on each curve support_share starts its
+    rise (10% of the way to its maximum) at an earlier step than the test loss reaches the midpoint
+    of its drop. Width 64, lr 0.1, 3 seeds: about 2000 steps each, one pack."""
+    import json
+
+    from paretolab.cli import main
 
     spec = shrunk(OWN_CODE / "hidden_progress.yaml", tmp_path, max_steps=3000, sizes={},
                   grid={"width": [64], "lr": [0.1]}, seeds=3)
     summary = paretolab.run(spec, store=tmp_path / "r")
     assert (summary.ran, summary.succeeded) == (3, 3)
-    found = transitions(paretolab.open_store(tmp_path / "r"), "hidden-progress", accuracy="support_share").to_pylist()
+    capsys.readouterr()
+    assert main(["phases", "--store", str(tmp_path / "r"), "--sweep", "hidden-progress", "--trials",
+                 "--accuracy", "support_share", "--format", "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
     assert len(found) == 3
     for t in found:
         assert t["rise_start_step"] < t["onset_step"] <= t["test_fit_step"], t
