@@ -68,6 +68,16 @@ def report(step: int, samples: int | None = None, **metrics) -> bool:
     return should_stop()
 
 
+def size(n_params: int | None = None, flops_per_sample: float | None = None) -> None:
+    """Print the model's size: its parameter count and its training FLOPs per example (e.g. 6 x
+    n_params for a vector input), recorded on the trial's row; `flops_per_sample` turns samples into
+    the FLOPs of `flops_to_success`."""
+    row = {k: v for k, v in (("n_params", n_params), ("flops_per_sample", flops_per_sample)) if v is not None}
+    if row:
+        sys.stdout.write(MARKER + json.dumps(row) + "\n")
+        sys.stdout.flush()
+
+
 def should_stop() -> bool:
     """Whether paretolab asks the trial to stop (what the last `report` answered, or a stop since)."""
     stop_file = os.environ.get("PARETOLAB_STOP_FILE")

@@ -499,3 +499,20 @@ def test_the_client_stands_alone(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARETOLAB_")}
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout == '##paretolab {"step": 2, "acc": 0.5}\nFalse\n'
+
+
+def test_a_command_states_its_model_size(tmp_path):
+    """A line of only n_params / flops_per_sample (`report.size`) records the model's size, from which
+    the FLOPs to success follow, as `ctx.n_params` / `ctx.flops_per_sample` do for a function."""
+    name = script(tmp_path, """
+        from paretolab.report import report, size
+        size(n_params=1000, flops_per_sample=6000)
+        for i, err in enumerate([0.5, 0.05]):
+            report(i * 10, samples=i * 320, test_error=err)
+    """)
+    rows, result = run(trial(tmp_path, "python", name, success=Success("test_error", "<=", 0.1)))
+    assert len(rows) == 2 and (result.status, result.n_params, result.flops_per_sample) == ("finished", 1000, 6000)
+    assert result.flops_to_success == 6000 * 320
+    bad = script(tmp_path, 'print(\'##paretolab {"n_params": "big"}\')\n', "bad.py")
+    _, result = run(trial(tmp_path, "python", bad))
+    assert result.status == "failed" and result.error == "stdout line 1: n_params must be a number >= 0, got 'big'"

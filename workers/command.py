@@ -44,6 +44,8 @@ from paretolab.workers.user_code import (HEARTBEAT_S, Context, checkpoint_folder
                                          failed_result, workdir)
 
 MARKER = "##paretolab "  # paretolab/report.py keeps its own copy: that file stands alone
+# a line of only these keys sets the model's size (what `flops_to_success` is computed from)
+SIZE_KEYS = ("n_params", "flops_per_sample")
 SPECIAL = ("trial_id", "attempt", "workdir", "checkpoint_dir", "device")
 STOP_GRACE_S = 10.0  # from the stop file to SIGTERM: time to save a checkpoint and exit
 KILL_GRACE_S = 5.0  # from SIGTERM to SIGKILL
@@ -433,7 +435,7 @@ def _metric_row(line: bytes | None) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object after {MARKER.strip()!r}, like {{\"step\": 100, \"test_error\": "
                          f"0.2}}; got {text!r}")
-    if "step" not in obj:
+    if "step" not in obj and not (obj and set(obj) <= set(SIZE_KEYS)):
         raise ValueError(f"no \"step\" in {text!r}; a metric line is like "
                          f"{MARKER}{{\"step\": 100, \"test_error\": 0.2}}")
     return obj
@@ -505,6 +507,12 @@ def _report(ctx: Context, curve: _Curve | None, line: bytes | None) -> None:
         ValueError: the line is malformed, or the context refuses it.
     """
     obj = _metric_row(line)
+    if "step" not in obj:  # the model's size: {"n_params": ..., "flops_per_sample": ...}
+        for key, value in obj.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+            setattr(ctx, key, value)
+        return
     step, samples = obj.pop("step"), obj.pop("samples", None)
     if curve is not None and not curve.started and type(step) is int and step >= 0:
         curve.start(ctx, step)
