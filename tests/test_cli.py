@@ -105,7 +105,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     monkeypatch.setattr(connect, "connect", lambda address: True)
     monkeypatch.setattr(connect, "slots", lambda cpu, gpu: 1)
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", lambda self, pending, attempts: "counts")
-    sweep = type("Sweep", (), {"resources": type("R", (), {"cpu": 1, "gpu": 0})(), "max_attempts": 1, "name": "s"})()
+    sweep = type("Sweep", (), {"resources": type("R", (), {"cpu": 1, "gpu": 0})(), "max_attempts": 1, "name": "s", "code": None})()
     for at in ("flushed", "shut down"):
         ctrl_c_at[:] = [at]
         steps.clear()
