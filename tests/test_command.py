@@ -24,7 +24,7 @@ import pytest
 
 import paretolab.report as client
 from paretolab.tasks.success import Success
-from paretolab.workers import command
+from paretolab.workers import process
 from paretolab.workers.command import MARKER, placeholders, run_command
 from paretolab.workers.trial import Assignment, Code, MetricRow, TrialConfig, TrialResult
 from support import wait_for
@@ -158,7 +158,7 @@ def test_a_program_on_path_runs(tmp_path):
 
 
 def test_stop_on_success_is_honoured_by_the_client(tmp_path, monkeypatch):
-    monkeypatch.setattr(command, "STOP_GRACE_S", 120.0)  # a script that did not stop would hold the test
+    monkeypatch.setattr(process, "STOP_GRACE_S", 120.0)  # a script that did not stop would hold the test
     name = script(tmp_path, """
         import sys
         from paretolab.report import report
@@ -188,8 +188,8 @@ def test_max_steps_stops_the_command(tmp_path):
 
 
 def test_a_command_ignoring_the_stop_file_is_ended(tmp_path, monkeypatch):
-    monkeypatch.setattr(command, "STOP_GRACE_S", 0.2)
-    monkeypatch.setattr(command, "KILL_GRACE_S", 0.2)
+    monkeypatch.setattr(process, "STOP_GRACE_S", 0.2)
+    monkeypatch.setattr(process, "KILL_GRACE_S", 0.2)
     name = script(tmp_path, """
         import os, signal, sys, threading
         from paretolab.report import report
@@ -309,7 +309,7 @@ def test_a_stdout_flood_is_read_fast_in_bounded_memory(tmp_path):
     assert result.error == "exit status 1: flood done"
     assert max(peak) - baseline < 64 * 2**20
     log = scratch_dir(tmp_path) / "stdout.log"
-    assert command.LOG_CAP_BYTES <= log.stat().st_size < command.LOG_CAP_BYTES + 200
+    assert process.LOG_CAP_BYTES <= log.stat().st_size < process.LOG_CAP_BYTES + 200
     assert log.read_bytes().endswith(b"more bytes dropped; a log keeps its first 16,777,216]\n")
     assert elapsed < 30, elapsed
 
@@ -330,7 +330,7 @@ def test_a_command_past_its_timeout_is_ended_with_its_children(tmp_path):
 
 
 def test_a_process_that_leaves_the_group_does_not_hold_the_trial(tmp_path, monkeypatch):
-    monkeypatch.setattr(command, "DRAIN_S", 0.3)
+    monkeypatch.setattr(process, "DRAIN_S", 0.3)
     name = script(tmp_path, """
         import subprocess, sys
         from paretolab.report import report
@@ -391,7 +391,7 @@ def test_a_command_never_reporting_the_success_metric_fails(tmp_path):
 
 @pytest.mark.parametrize("honours", [True, False])
 def test_an_interrupted_command_yields_no_result(tmp_path, monkeypatch, honours):
-    monkeypatch.setattr(command, "STOP_GRACE_S", 0.2)
+    monkeypatch.setattr(process, "STOP_GRACE_S", 0.2)
     name = script(tmp_path, f"""
         import os, sys, threading, time
         from paretolab.report import report, should_stop

@@ -275,7 +275,7 @@ def test_command_example_stopped_then_run_again_resumes_from_its_checkpoint(tmp_
     (as Ctrl-C does): the script sees the stop file at its next report (step 30), saves and exits,
     and the trial has not ended. Attempt 2 loads that checkpoint and reports from step 40 on; rows
     0-30 are the first attempt's, carried over (wall_s too), and the curve is an uninterrupted run's."""
-    from paretolab.workers.command import STOP_FILE
+    from paretolab.workers.process import STOP_FILE
     from paretolab.workers.runners import runner
     from paretolab.workers.trial import Assignment, MetricRow, TrialResult
     from paretolab.workers.user_code import workdir

@@ -6,12 +6,12 @@ group of its own, with the trial's config and folders in `PARETOLAB_*` variables
 `paretolab.report` reads). Every stdout line that starts with `MARKER` is one metric row, a JSON
 object: `##paretolab {"step": 100, "samples": 3200, "test_error": 0.2}`; a `Context` judges it as it
 judges a function's `ctx.report`. The rest of stdout goes to `stdout.log` and stderr to `stderr.log`
-in the scratch folder, each capped at `LOG_CAP_BYTES`.
+in the scratch folder, each capped (`workers.process`, which runs the process and reads its output).
 
 Stopping: once the trial's outcome has ended (success under stop_on_success, max_steps, pruned,
 diverged) or the worker is interrupted, the stop file `$PARETOLAB_STOP_FILE` appears (the client's
-`report` returns True from then on); a process still running `STOP_GRACE_S` later gets SIGTERM, and
-SIGKILL `KILL_GRACE_S` after that. Rows a script reports after its outcome has ended are dropped,
+`report` returns True from then on); a process still running `process.STOP_GRACE_S` later gets
+SIGTERM, and SIGKILL `process.KILL_GRACE_S` after that. Rows a script reports after its outcome has ended are dropped,
 as a built-in trial has none past its last evaluation.
 
 A curve continues across attempts: each row is also appended to `curve.jsonl` in the trial's
@@ -26,7 +26,6 @@ import numbers
 import os
 import queue
 import re
-import select
 import shutil
 import signal
 import string
@@ -35,32 +34,21 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from paretolab.errors import clipped
+from paretolab.workers import process as processes
+from paretolab.workers.process import _MARKER, EOF, MARKER, Launch, Process
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 from paretolab.workers.user_code import (HEARTBEAT_S, Context, checkpoint_folder, code_root, ended_result,
                                          failed_result, workdir)
 
-MARKER = "##paretolab "  # paretolab/report.py keeps its own copy: that file stands alone
 # a line of only these keys sets the model's size (what `flops_to_success` is computed from)
 SIZE_KEYS = ("n_params", "flops_per_sample")
 SPECIAL = ("trial_id", "attempt", "workdir", "checkpoint_dir", "device")
-STOP_GRACE_S = 10.0  # from the stop file to SIGTERM: time to save a checkpoint and exit
-KILL_GRACE_S = 5.0  # from SIGTERM to SIGKILL
-DRAIN_S = 5.0  # after the command exits, how long output of a process that left its group is awaited
-LOG_CAP_BYTES = 16 * 2**20  # per log; what a flood prints past it is dropped
-MAX_LINE_BYTES = 2**20  # a longer metric line is malformed
-TAIL_BYTES = 2048  # the end of stderr kept for the error of a failed command
-CHUNK_BYTES = 2**20
-QUEUED_LINES = 1024  # metric lines read ahead of the worker; past that the command waits on its pipe
 ERROR_CHARS = 300
 CURVE_FILE = "curve.jsonl"
-STOP_FILE = "stop"
 
-_MARKER = MARKER.encode()
-_EOF = object()
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # colour and cursor codes of a terminal-minded stderr
 
 
@@ -152,17 +140,7 @@ def _anchored(arg: str, root: str) -> str:
     return path if arg and os.path.isfile(path) else arg
 
 
-@dataclass(frozen=True)
-class _Launch:
-    """What the command runs with: its arguments, environment, scratch folder and curve file."""
-
-    argv: list[str]
-    env: dict[str, str]
-    folder: Path
-    curve: Path | None  # None: the checkpoint folder is not local
-
-
-def _launch(a: Assignment, device: str) -> _Launch:
+def _launch(a: Assignment, device: str) -> Launch:
     """Prepare the trial's folders (a fresh stop file, the config file, the checkpoint folder) and command line."""
     trial, code = a.trial, a.trial.code
     config = trial.config()
@@ -171,7 +149,7 @@ def _launch(a: Assignment, device: str) -> _Launch:
     except (TypeError, ValueError) as e:
         raise _Refused(f"the trial's config is not JSON: {e}") from None
     folder = workdir(trial.trial_id)
-    (folder / STOP_FILE).unlink(missing_ok=True)  # an interrupted attempt leaves it behind
+    (folder / processes.STOP_FILE).unlink(missing_ok=True)  # an interrupted attempt leaves it behind
     (folder / "config.json").write_text(config_json)
     special = {"trial_id": trial.trial_id, "attempt": a.attempt, "workdir": str(folder), "device": device}
     checkpoints = checkpoint_folder(code, trial.trial_id) if code.checkpoints else None
@@ -190,7 +168,7 @@ def _launch(a: Assignment, device: str) -> _Launch:
         "PARETOLAB_TRIAL_ID": trial.trial_id, "PARETOLAB_ATTEMPT": str(a.attempt), "PARETOLAB_SEED": str(trial.seed),
         "PARETOLAB_CONFIG": config_json, "PARETOLAB_CONFIG_FILE": str(folder / "config.json"),
         "PARETOLAB_WORKDIR": str(folder), "PARETOLAB_DEVICE": device,
-        "PARETOLAB_STOP_FILE": str(folder / STOP_FILE),
+        "PARETOLAB_STOP_FILE": str(folder / processes.STOP_FILE),
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     })
     if local is not None:
@@ -199,218 +177,7 @@ def _launch(a: Assignment, device: str) -> _Launch:
     env.setdefault("PYTHONUNBUFFERED", "1")
     values = {**{k: _text(v) for k, v in special.items()}, **{k: _text(v) for k, v in config.items()}}
     argv = _argv(code.command, values, root, env.get("PATH", os.defpath))
-    return _Launch(argv, env, folder, Path(local) / CURVE_FILE if local is not None else None)
-
-
-# ---------------------------------------------------------------------------------------------
-# the process and its output
-
-
-class _Log:
-    """A log file that keeps the first LOG_CAP_BYTES written to it and counts the rest."""
-
-    def __init__(self, path: Path):
-        self.path, self.cap, self.size, self.dropped = path, LOG_CAP_BYTES, 0, 0
-        self.file = open(path, "wb")
-
-    def write(self, data) -> None:
-        kept = max(0, min(len(data), self.cap - self.size))
-        if kept and self.file is not None:
-            try:
-                self.file.write(data[:kept])
-            except OSError:  # a full disk: the log stops, the trial goes on
-                self.file = None
-        self.size += kept
-        self.dropped += len(data) - kept
-
-    def close(self) -> None:
-        if self.file is None:
-            return
-        try:
-            if self.dropped:
-                self.file.write(f"\n[paretolab: {self.dropped:,} more bytes dropped; a log keeps its first "
-                                f"{self.cap:,}]\n".encode())
-            self.file.close()
-        except OSError:
-            pass
-
-
-class _Splitter:
-    """Cuts a process's stdout, chunk by chunk, into its metric lines (returned with their line
-    numbers; None for a line longer than MAX_LINE_BYTES) and the rest (written to the log). Ordinary
-    lines cost no Python step each, only a few `bytes.find`s per chunk: the 100 million lines of
-    `yes | head -c 200000000` are read in 0.4 s (`| cat` takes 0.1 s; 2 cores, measured)."""
-
-    def __init__(self, log: _Log):
-        self.log = log
-        self.lines = 0  # complete lines before `pending`
-        self.pending = b""  # the start of a line that is, or may turn out to be, a metric line
-        self.in_text = False  # the last chunk ended inside an ordinary line
-
-    def feed(self, chunk: bytes) -> list[tuple[int, bytes | None]]:
-        data, found, pos = self.pending + chunk, [], 0
-        self.pending = b""
-        if self.in_text:
-            end = data.find(b"\n")
-            pos = self._text(data, 0, len(data) if end < 0 else end + 1)
-            self.in_text = end < 0
-        while pos < len(data):
-            if data.startswith(_MARKER, pos):
-                end = data.find(b"\n", pos)
-                if end < 0 and len(data) - pos <= MAX_LINE_BYTES:
-                    self.pending = data[pos:]
-                    break
-                if end < 0 or end - pos > MAX_LINE_BYTES:
-                    found.append((self.lines + 1, None))
-                    self.in_text = end < 0  # the rest of it is skipped as text
-                    pos = self._text(data, pos, len(data) if end < 0 else end + 1)
-                    continue
-                self.lines += 1
-                found.append((self.lines, data[pos:end]))
-                pos = end + 1
-            elif len(data) - pos < len(_MARKER) and _MARKER.startswith(data[pos:]):
-                self.pending = data[pos:]
-                break
-            else:
-                end = data.find(b"\n" + _MARKER, pos)
-                if end < 0:
-                    end = data.rfind(b"\n", pos)
-                    self.in_text = end < 0
-                pos = self._text(data, pos, len(data) if end < 0 else end + 1)
-        return found
-
-    def end(self) -> list[tuple[int, bytes | None]]:
-        """At the end of the output: its last line, if it had no newline."""
-        rest, self.pending = self.pending, b""
-        if rest.startswith(_MARKER):
-            return [(self.lines + 1, rest)]
-        self.log.write(rest)
-        return []
-
-    def _text(self, data: bytes, start: int, stop: int) -> int:
-        self.log.write(memoryview(data)[start:stop])
-        self.lines += data.count(b"\n", start, stop)
-        return stop
-
-
-class _Process:
-    """The command's process group, the threads reading its output, and the signals that end it.
-
-    The stdout thread queues metric lines (bounded: a command reporting faster than the worker takes
-    rows waits on its pipe) and then `_EOF`; the stderr thread keeps the last TAIL_BYTES.
-    """
-
-    def __init__(self, launch: _Launch):
-        """Start the command.
-
-        Raises:
-            OSError: it cannot start (FileNotFoundError: no such program).
-        """
-        logs = _Log(launch.folder / "stdout.log"), _Log(launch.folder / "stderr.log")
-        self.started = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(launch.argv, cwd=launch.folder, env=launch.env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        except OSError:
-            for log in logs:
-                log.close()
-            raise
-        self.stop_file = launch.folder / STOP_FILE
-        self.lines: queue.Queue = queue.Queue(QUEUED_LINES)
-        self.closing = threading.Event()  # the readers give up (a process that left the group holds a pipe)
-        self.stderr_tail = b""
-        self.stop_at: float | None = None
-        self.kill_at: float | None = None
-        reads = zip((self._read_stdout, self._read_stderr), logs)
-        self.readers = [threading.Thread(target=read, args=(log,), name=f"{launch.folder.name}-{log.path.stem}",
-                                         daemon=True) for read, log in reads]
-        for reader in self.readers:
-            reader.start()
-
-    def ask_to_stop(self, now: float) -> None:
-        """Create the stop file; the process has STOP_GRACE_S to exit."""
-        if self.stop_at is None:
-            self.stop_file.touch()
-            self.stop_at = now + STOP_GRACE_S
-
-    def terminate(self, now: float) -> None:
-        """SIGTERM the group; SIGKILL follows KILL_GRACE_S later."""
-        if self.kill_at is None:
-            self._signal(signal.SIGTERM)
-            self.kill_at = now + KILL_GRACE_S
-
-    def escalate(self, now: float) -> None:
-        if self.stop_at is not None and now >= self.stop_at:
-            self.terminate(now)
-        if self.kill_at is not None and now >= self.kill_at:
-            self._signal(signal.SIGKILL)
-            self.kill_at = float("inf")
-
-    def wait_s(self, now: float, *deadlines: float | None) -> float:
-        """How long to wait for output: until the next of its own deadlines and `deadlines`."""
-        return min(d for d in (self.stop_at, self.kill_at, *deadlines) if d is not None) - now
-
-    def kill_group(self) -> None:
-        """SIGKILL every process left in the group (once the command has exited: what it left running,
-        which would hold its pipes open)."""
-        self._signal(signal.SIGKILL)
-
-    def close(self) -> None:
-        """End whatever still runs of the group, and the readers."""
-        if self.proc.poll() is None:
-            self._signal(signal.SIGKILL)
-            self.proc.wait()
-        self.kill_group()
-        self.closing.set()
-        for reader in self.readers:
-            reader.join(timeout=2 * DRAIN_S)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            pipe.close()
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):  # the group has ended
-            pass
-
-    def _chunks(self, pipe) -> Iterator[bytes]:
-        fd = pipe.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while not self.closing.is_set():
-            if poller.poll(250):
-                chunk = os.read(fd, CHUNK_BYTES)
-                if not chunk:
-                    return
-                yield chunk
-
-    def _read_stdout(self, log: _Log) -> None:
-        splitter = _Splitter(log)
-        try:
-            for chunk in self._chunks(self.proc.stdout):
-                for line in splitter.feed(chunk):
-                    self._put(line)
-            for line in splitter.end():
-                self._put(line)
-        finally:
-            log.close()
-            self._put(_EOF)
-
-    def _read_stderr(self, log: _Log) -> None:
-        try:
-            for chunk in self._chunks(self.proc.stderr):
-                log.write(chunk)
-                self.stderr_tail = (self.stderr_tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
-        finally:
-            log.close()
-
-    def _put(self, item) -> None:
-        while not self.closing.is_set():
-            try:
-                self.lines.put(item, timeout=0.25)
-                return
-            except queue.Full:
-                continue
+    return Launch(argv, env, folder, Path(local) / CURVE_FILE if local is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +191,7 @@ def _metric_row(line: bytes | None) -> dict:
         ValueError: why the line is malformed.
     """
     if line is None:
-        raise ValueError(f"a metric line longer than {MAX_LINE_BYTES:,} bytes")
+        raise ValueError(f"a metric line longer than {processes.MAX_LINE_BYTES:,} bytes")
     text = line[len(_MARKER):].decode("utf-8", "replace")
     try:
         obj = json.loads(text)
@@ -541,7 +308,7 @@ def run_command(a: Assignment, device: str, interrupted: threading.Event) -> Ite
         yield failed_result(a, clipped(reason, ERROR_CHARS), time.perf_counter() - start, ctx)
         return
     try:
-        process = _Process(launch)
+        process = Process(launch)
     except OSError as e:
         reason = f"command not found: {launch.argv[0]}" if isinstance(e, FileNotFoundError) else \
             f"cannot run {launch.argv[0]}: {e.strerror or e}"  # not executable, not a program
@@ -559,7 +326,7 @@ def run_command(a: Assignment, device: str, interrupted: threading.Event) -> Ite
     yield _verdict(a, ctx, process, reason, time.perf_counter() - start)
 
 
-def _follow(process: _Process, ctx: Context, timeout_s: float | None, interrupted: threading.Event,
+def _follow(process: Process, ctx: Context, timeout_s: float | None, interrupted: threading.Event,
             curve: _Curve | None):
     """Yield the rows the process reports (None when nothing came for HEARTBEAT_S) until it has
     exited and its output is read; returns why the trial failed meanwhile (a malformed line, the
@@ -578,7 +345,7 @@ def _follow(process: _Process, ctx: Context, timeout_s: float | None, interrupte
         if exited_at is None and process.proc.poll() is not None:
             exited_at = now
             process.kill_group()
-        if exited_at is not None and (eof or now - exited_at > DRAIN_S):
+        if exited_at is not None and (eof or now - exited_at > processes.DRAIN_S):
             return reason
         timing = deadline if reason is None and process.stop_at is None else None
         wait = max(0.001, process.wait_s(now, beat + HEARTBEAT_S, timing))
@@ -592,7 +359,7 @@ def _follow(process: _Process, ctx: Context, timeout_s: float | None, interrupte
                 item = process.lines.get(timeout=wait)
             except queue.Empty:
                 item = None
-            if item is _EOF:
+            if item is EOF:
                 eof = True
             elif item is not None and reason is None and ctx.outcome.status is None:  # once ended, lines are dropped
                 try:
@@ -610,7 +377,7 @@ def _follow(process: _Process, ctx: Context, timeout_s: float | None, interrupte
         beat = time.monotonic()
 
 
-def _verdict(a: Assignment, ctx: Context, process: _Process, reason: str | None, wall: float) -> TrialResult:
+def _verdict(a: Assignment, ctx: Context, process: Process, reason: str | None, wall: float) -> TrialResult:
     """The result of an attempt whose process has ended."""
     if reason is not None:
         return failed_result(a, reason, wall, ctx)
