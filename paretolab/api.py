@@ -286,7 +286,7 @@ def _shipping(sweep, st: Store) -> dict:
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
     from paretolab.errors import ClusterError
-    from paretolab.workers.user_code import split_target
+    from paretolab.workers.importing import split_target
 
     root = Path(code.root)
     common = [".git", "__pycache__", "*.pyc", ".venv"]  # gitignore-style patterns, relative to the folder uploaded

@@ -67,7 +67,7 @@ def resolve(raw: dict, path: str, names: set[str]) -> Code:
 
 
 def _function(raw: dict, path: str, root: str, names: set[str], common: dict) -> Code:
-    from paretolab.workers.user_code import load_function
+    from paretolab.workers.importing import load_function
 
     files: set[str] = set()
     targets = {"trainable": raw["trainable"]}

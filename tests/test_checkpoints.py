@@ -8,8 +8,9 @@ import pytest
 from paretolab.tasks.success import Success
 from paretolab.workers.outcome import Outcome
 from paretolab.workers.trial import Assignment, Code, TrialConfig
-from paretolab.workers.user_code import (CHECKPOINT_FILE, CheckpointError, Context, checkpoint_folder,
-                                         drop_checkpoint, load_checkpoint, save_checkpoint)
+from paretolab.workers.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_folder, drop_checkpoint,
+                                          load_checkpoint, save_checkpoint)
+from paretolab.workers.user_code import Context
 
 
 def code(where: str) -> Code:

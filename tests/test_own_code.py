@@ -384,7 +384,7 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
 def test_an_edit_that_keeps_the_size_and_the_second_is_seen(tmp_path):
     """Python's .pyc cache tells an edited file by its size and whole-second time: the code as
     imported is never cached there, so the edited file is the one that runs."""
-    from paretolab.workers.user_code import load_function
+    from paretolab.workers.importing import load_function
 
     train = tmp_path / "train.py"
     train.write_text("def main(config, ctx):\n    return {'loss': 0.1}\n")
@@ -425,7 +425,7 @@ def test_a_package_hashes_the_same_wherever_it_is_installed(tmp_path, monkeypatc
 
 
 def test_code_that_does_not_import_names_the_line_of_its_own_that_failed(tmp_path):
-    from paretolab.workers.user_code import load_function
+    from paretolab.workers.importing import load_function
 
     with pytest.raises(ValueError) as missing:  # no line of the researcher's (nor importlib's frozen frames)
         load_function("not_a_package_anywhere.train:main", str(tmp_path))
@@ -487,7 +487,7 @@ def resumable_curve() -> list[dict]:
 def read_checkpoint(path: Path) -> dict:
     import pickle
 
-    from paretolab.workers.user_code import CHECKPOINT_MAGIC
+    from paretolab.workers.checkpoints import CHECKPOINT_MAGIC
 
     return pickle.loads(path.read_bytes()[len(CHECKPOINT_MAGIC) + 4:])
 

@@ -40,8 +40,9 @@ from paretolab.errors import clipped
 from paretolab.workers import process as processes
 from paretolab.workers.process import _MARKER, EOF, MARKER, Launch, Process
 from paretolab.workers.trial import Assignment, MetricRow, TrialResult
-from paretolab.workers.user_code import (HEARTBEAT_S, Context, checkpoint_folder, code_root, ended_result,
-                                         failed_result, workdir)
+from paretolab.workers.checkpoints import checkpoint_folder
+from paretolab.workers.importing import code_root
+from paretolab.workers.user_code import HEARTBEAT_S, Context, ended_result, failed_result, workdir
 
 # a line of only these keys sets the model's size (what `flops_to_success` is computed from)
 SIZE_KEYS = ("n_params", "flops_per_sample")

@@ -6,49 +6,32 @@ The function runs in a thread of the worker actor while the actor streams what `
 whether the function should stop; it saves and loads checkpoints, which keep the curve so far: a
 trial resumed from a checkpoint re-emits that curve in its new attempt and continues it.
 
-Where things live: a trial's checkpoint is `<checkpoints>/<trial id>/checkpoint.pkl` (the store's
-`checkpoints/` folder unless the spec sets `checkpoint_dir`; a URI writes through pyarrow's
-filesystems); its scratch folder (`ctx.workdir`) is `<temp dir>/paretolab-work/<trial id>` on the
+Where things live: a trial's checkpoint is `<checkpoints>/<trial id>/checkpoint.pkl`
+(`workers.checkpoints`); its scratch folder (`ctx.workdir`) is `<temp dir>/paretolab-work/<trial id>` on the
 worker's node, removed once the attempt has ended (kept when it failed).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import hashlib
-import importlib
-import importlib.util
 import math
 import numbers
-import os
-import pickle
 import queue
 import shutil
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
-import traceback
-import types
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from paretolab.workers.checkpoints import load_checkpoint, save_checkpoint
+from paretolab.workers.importing import exception_line, function_of
 from paretolab.workers.outcome import Outcome
-from paretolab.workers.trial import Assignment, Code, MetricRow, TrialResult
+from paretolab.workers.trial import Assignment, MetricRow, TrialResult
 
-CHECKPOINT_FILE = "checkpoint.pkl"
-CHECKPOINT_MAGIC = b"paretolab-checkpoint-1\n"
 WORK_FOLDER = "paretolab-work"
 HEARTBEAT_S = 0.5  # while a function trains without reporting, the worker looks at its clock this often
 # Names a reported metric cannot take: the columns every metric row and trial row already has.
 ROW_COLUMNS = frozenset({"trial_id", "attempt", "step", "samples", "wall_s"})
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, or the one found cannot be read (it is damaged)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,272 +47,6 @@ def workdir(trial_id: str) -> Path:
 
 def drop_workdir(trial_id: str) -> None:
     shutil.rmtree(Path(tempfile.gettempdir()) / WORK_FOLDER / trial_id, ignore_errors=True)
-
-
-def checkpoint_folder(code: Code, trial_id: str) -> str:
-    """The folder (or URI) of `trial_id`'s checkpoint."""
-    return f"{code.checkpoints.rstrip('/')}/{trial_id}"
-
-
-def _fs(where: str):
-    """(pyarrow filesystem, path) of a folder or URI."""
-    from pyarrow import fs
-
-    if "://" in where:
-        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-        parts = urlsplit(where)
-        if parts.scheme == "s3":  # one PUT of the whole checkpoint (as the store writes its files)
-            query = dict(parse_qsl(parts.query))
-            query.setdefault("allow_delayed_open", "true")
-            where = urlunsplit(parts._replace(query=urlencode(query)))
-        return fs.FileSystem.from_uri(where)
-    return fs.LocalFileSystem(), os.path.abspath(where)
-
-
-def save_checkpoint(code: Code, trial_id: str, state: dict) -> None:
-    """Write `state` as the trial's checkpoint, whole or not at all (a temporary file, fsynced, renamed).
-
-    Raises:
-        CheckpointError: it cannot be pickled or written.
-    """
-    try:
-        body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001 - whatever the object's pickling raises
-        raise CheckpointError(f"ctx.save_checkpoint: the object cannot be pickled: {type(e).__name__}: {e}") from None
-    data = CHECKPOINT_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body
-    folder = checkpoint_folder(code, trial_id)
-    try:
-        if "://" not in folder:
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{CHECKPOINT_FILE}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(folder, CHECKPOINT_FILE))
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        else:  # an object store's put is atomic: a reader sees the old object or the new one
-            filesystem, path = _fs(folder)
-            with filesystem.open_output_stream(f"{path}/{CHECKPOINT_FILE}") as out:
-                out.write(data)
-    except OSError as e:
-        raise CheckpointError(f"ctx.save_checkpoint: cannot write {folder}: {e}") from None
-
-
-def load_checkpoint(code: Code, trial_id: str) -> dict | None:
-    """The trial's checkpoint, or None if it has none.
-
-    Raises:
-        CheckpointError: the checkpoint is there but damaged (its checksum does not match) or does not unpickle.
-    """
-    filesystem, folder = _fs(checkpoint_folder(code, trial_id))
-    try:
-        with filesystem.open_input_stream(f"{folder}/{CHECKPOINT_FILE}") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if "not found" in str(e).lower() or "does not exist" in str(e).lower():
-            return None
-        raise CheckpointError(f"ctx.load_checkpoint: cannot read {folder}: {e}") from None
-    head = len(CHECKPOINT_MAGIC)
-    if data[:head] != CHECKPOINT_MAGIC or len(data) < head + 4 or \
-            zlib.crc32(data[head + 4:]) != int.from_bytes(data[head:head + 4], "big"):
-        raise CheckpointError(f"ctx.load_checkpoint: the checkpoint {folder}/{CHECKPOINT_FILE} is damaged (its "
-                              "checksum does not match); delete it to start the trial over")
-    try:
-        return pickle.loads(data[head + 4:])
-    except Exception as e:  # noqa: BLE001 - a class of the checkpoint that changed or vanished
-        raise CheckpointError(f"ctx.load_checkpoint: the checkpoint {folder}/{CHECKPOINT_FILE} does not unpickle: "
-                              f"{type(e).__name__}: {e}") from None
-
-
-def drop_checkpoint(code: Code, trial_id: str) -> None:
-    """Delete the trial's checkpoint folder, if any (best effort: a leftover costs only space)."""
-    filesystem, folder = _fs(checkpoint_folder(code, trial_id))
-    try:
-        filesystem.delete_dir(folder)
-    except (OSError, FileNotFoundError):
-        pass
-
-
-# ---------------------------------------------------------------------------------------------
-# finding the function
-
-
-_LOADED: dict[tuple[str, str, str], object] = {}
-_LOCK = threading.Lock()
-
-
-@dataclasses.dataclass
-class _Import:
-    """A module of the researcher's code as this process imported it: `owned`, the modules that the
-    import loaded from the code's folders (itself among them, unless it was imported before), and
-    `files`, the sha-256 of each of their files then. Until one of those files changes, loading it
-    again is a lookup; once one does, it is imported again (a long-lived process, the driver of
-    `paretolab.run` called twice or a worker, otherwise keeps the old code and, as nothing new is
-    imported, hashes only the module's own file)."""
-
-    module: types.ModuleType
-    owned: dict[str, types.ModuleType]
-    files: dict[str, str]
-
-    def current(self) -> bool:
-        return all(_file_hash(f) == h for f, h in self.files.items())
-
-
-_IMPORTS: dict[tuple[str, str], _Import] = {}
-
-
-def code_root(code: Code) -> str:
-    """The folder the code is found in on this node: when it was shipped, the folder Ray's runtime
-    environment unpacked it to: the directory this worker process started in, read once before any of
-    the code runs (the code may change directories, into a trial's scratch folder that is removed
-    after it), else the spec's folder."""
-    return _started_in() if code.shipped else code.root
-
-
-@functools.cache
-def _started_in() -> str:
-    return os.getcwd()
-
-
-def split_target(target: str) -> tuple[str, str]:
-    """`train.py:main` -> (`train.py`, `main`); `pkg.mod:main` -> (`pkg.mod`, `main`).
-
-    Raises:
-        ValueError: not `module:function` or `file.py:function`.
-    """
-    where, sep, name = target.rpartition(":")
-    if not sep or not where or not name.isidentifier():
-        raise ValueError(f"expected module:function or file.py:function, got {target!r}")
-    return where, name
-
-
-def load_function(target: str, root: str):
-    """Import the function `target` (`file.py:fn` relative to `root`, or `module:fn` importable with
-    `root` first on `sys.path`); returns (the function, the files of every module the import loaded
-    under `root` or the module's own package folder). The module is imported again when one of
-    those files has changed since this process last imported it.
-
-    Raises:
-        ValueError: the module does not import, has no such name, or it is not callable.
-    """
-    where, name = split_target(target)
-    with _LOCK:
-        key = (os.path.abspath(root), where)
-        found = _IMPORTS.get(key)
-        if found is None or not found.current():
-            found = _IMPORTS[key] = _import(where, root)
-        else:  # its modules are found by name again (a checkpoint's classes unpickle through them)
-            sys.modules.update(found.owned)
-        fn = getattr(found.module, name, None)
-        if fn is None:
-            raise ValueError(f"{where} has no {name!r}")
-        if not callable(fn):
-            raise ValueError(f"{where}:{name} is a {type(fn).__name__}, not a function")
-        return fn, sorted(found.files)
-
-
-def _import(where: str, root: str) -> _Import:
-    """Import `where` afresh: the modules of the researcher's code imported before leave
-    `sys.modules` first, so that a name two spec folders share (`train`, `helper`) is this folder's."""
-    for known in _IMPORTS.values():
-        for mod_name, module in known.owned.items():
-            if sys.modules.get(mod_name) is module:
-                del sys.modules[mod_name]
-    if sys.path[:1] != [root]:
-        if root in sys.path:
-            sys.path.remove(root)
-        sys.path.insert(0, root)
-    importlib.invalidate_caches()
-    before = set(sys.modules)
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:  # no .pyc of the researcher's code: one written moments before an edit that keeps the file's
-        # size and second would be taken for the edited file, and the old code would run under the new id
-        if where.endswith(".py"):
-            module = _import_file(Path(root) / where)
-        else:
-            module = importlib.import_module(where)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # noqa: BLE001 - a SyntaxError, an ImportError, a sys.exit() at import
-        raise ValueError(f"{where} does not import: {_exception_line(e)}") from None
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-    bases = [os.path.abspath(root)]
-    file = getattr(module, "__file__", None)
-    if file and not where.endswith(".py"):  # an installed package: its own folder
-        top_file = getattr(sys.modules.get(where.split(".")[0]), "__file__", None)
-        if top_file:
-            bases.append(os.path.dirname(os.path.abspath(top_file)))
-    files = {os.path.abspath(file)} if file else set()
-    owned = {}
-    for mod_name in set(sys.modules) - before:
-        f = getattr(sys.modules.get(mod_name), "__file__", None)
-        if f and f.endswith(".py") and any(os.path.abspath(f).startswith(b + os.sep) for b in bases):
-            files.add(os.path.abspath(f))
-            owned[mod_name] = sys.modules[mod_name]
-    return _Import(module, owned, {f: _file_hash(f) for f in files})
-
-
-def _file_hash(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def _import_file(path: Path):
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    name = path.stem if path.stem.isidentifier() else "paretolab_trainable"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # pickled objects of its classes (a checkpoint) find their module by name
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
-def function_of(code: Code, target: str | None = None):
-    """The trial's function (or `target`, its vectorized variant), imported once per worker process."""
-    target = target or code.name
-    root = code_root(code)
-    key = (root, target, code.digest)
-    fn = _LOADED.get(key)
-    if fn is None:
-        fn = _LOADED[key] = load_function(target, root)[0]
-    return fn
-
-
-def _exception_line(e: BaseException) -> str:
-    """`Type: message (file:line)` of an exception on one line, naming where in the researcher's code
-    it was raised (the last frame that is neither paretolab's nor the import machinery's)."""
-    if isinstance(e, SyntaxError):
-        text = "".join(traceback.format_exception_only(e)).strip().splitlines()
-        return f"{text[-1]} ({e.filename}:{e.lineno})" if len(text) > 1 else text[-1]
-    text = traceback.format_exception_only(e)[0]  # (what follows it: the exception's notes)
-    line = " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(e).__name__
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if not f.filename.startswith(_NOT_THEIRS) and not f.filename.startswith("<")]  # <frozen importlib...>
-    own = [f for f in frames if not f.filename.startswith(_LIBRARIES)]  # their line, not torch's that raised
-    if own or frames:
-        where = (own or frames)[-1]
-        line = f"{line} ({os.path.basename(where.filename)}:{where.lineno})"
-    return line
-
-
-_NOT_THEIRS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(importlib.__file__)))
-_LIBRARIES = tuple({os.path.abspath(sysconfig.get_path(p)) + os.sep for p in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +249,7 @@ def run_members(assignments: list[Assignment], device: str, interrupted: threadi
         if isinstance(error, SystemExit):
             reason = f"the function called sys.exit({error.code!r}); return from it instead"
         else:
-            reason = _exception_line(error)
+            reason = exception_line(error)
         for a, ctx in zip(assignments, ctxs):
             yield failed_result(a, reason, wall, ctx)
         return

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Iterator
 
 from paretolab.workers.trial import Assignment, MetricRow, TrialConfig, TrialResult
-from paretolab.workers.user_code import function_of, run_members
+from paretolab.workers.importing import function_of
+from paretolab.workers.user_code import run_members
 
 AUTO_PACK = 32  # members per pack under `pack_size: auto`: the code's own cost is unknown here
 
