@@ -209,6 +209,8 @@ def _choices(raw: dict, name: str, registry: dict, path: str) -> list[str]:
         return [choice(raw[name], registry, path, name)]
     if raw.get(name) is not None:
         raise SpecError(f"{path}: {name}: also an axis ({where[0]}); set it in one place")
+    if len(where) > 1:
+        raise SpecError(f"{path}: {where[1]}: {name} is also an axis in {where[0]}; set it in one place")
     key = where[0]
     section = raw["grid"] if key.startswith("grid") else raw["zip"] if key.startswith("zip.") else \
         raw["zip"][int(key[4:key.index("]")])]

@@ -105,6 +105,8 @@ eval: {every: 5, test_size: 16}
     (("  lstm: {n_layers: 1, hidden: 16, lr: 0.003}\n", "  mlp: {width: 3}\n"),
      "model_args.mlp: 'mlp' is not a value of the model axis (lstm, transformer)"),
     (("hidden: 16", "d_model: 16"), "model_args.lstm.d_model: unknown parameter 'd_model' of model lstm"),
+    (("fixed: {batch_size: 8", "zip: {model: [lstm]}\nfixed: {batch_size: 8"),
+     "zip.model: model is also an axis in grid.model; set it in one place"),
     (("fixed: {batch_size: 8", "fixed: {hidden: 4, batch_size: 8"),
      "hidden: set both per value and in fixed; set it in one place"),
 ])
