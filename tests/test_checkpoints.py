@@ -98,3 +98,14 @@ def test_outcome_is_the_one_rule():
     assert o.see(50, 5, {"loss": float("nan")}) == "diverged"
     assert o.see(100, 10, {"loss": 0.0}) == "diverged"  # once ended, stays ended
     assert Outcome(Success("loss"), None, max_steps=None).see(10**9, 0, {"loss": 1.0}) is None
+
+
+def test_a_count_past_int64_is_refused_before_it_reaches_the_store(tmp_path):
+    """A step, sample count or n_params past 2**63-1 would fail the driver's Parquet write of every
+    row beside it: the report refuses it, and only that trial fails."""
+    ctx = Context(trial(str(tmp_path)), "cpu")
+    with pytest.raises(ValueError, match=r"step must be at most 2\*\*63-1"):
+        ctx.report(step=2**70, loss=1.0)
+    with pytest.raises(ValueError, match=r"samples must be at most 2\*\*63-1"):
+        ctx.report(step=1, samples=2**63, loss=1.0)
+    assert ctx.report(step=2**63 - 1, samples=0, loss=1.0) is False

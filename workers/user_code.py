@@ -182,9 +182,15 @@ _RESERVED = frozenset({
 })
 
 
+# the store's `step`, `samples` and `n_params` columns are Parquet int64
+MAX_COUNT = 2**63 - 1
+
+
 def _count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise TypeError(f"ctx.report: {what} must be an integer >= 0, got {value!r}"[:300])
+    if value > MAX_COUNT:
+        raise ValueError(f"ctx.report: {what} must be at most 2**63-1 (an int64 column), got {value!r}"[:300])
     return int(value)
 
 
@@ -300,8 +306,8 @@ def _unrecordable(ctx: Context) -> str | None:
     """Why the trial's row cannot hold what the function set on `ctx`, if it cannot (a value of
     another type in a column fails the driver's write of every trial beside it)."""
     n, per_sample = ctx.n_params, ctx.flops_per_sample
-    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
-        return f"ctx.n_params must be an integer >= 0 (or None), got {type(n).__name__} {n!r}"[:300]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= MAX_COUNT):
+        return f"ctx.n_params must be an integer in 0..2**63-1 (or None), got {type(n).__name__} {n!r}"[:300]
     if per_sample is not None and (isinstance(per_sample, (bool, str, bytes)) or not isinstance(per_sample, numbers.Real)
                                    or not math.isfinite(per_sample) or per_sample < 0):
         return f"ctx.flops_per_sample must be a finite number >= 0 (or None), got {type(per_sample).__name__} " \
