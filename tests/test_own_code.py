@@ -647,3 +647,14 @@ def test_a_vectorized_function_packs_members_with_the_solo_curves(grid_run):
         rows(solo_store, f"SELECT {columns} FROM trials ORDER BY trial_id")
     curve = "SELECT trial_id, step, samples, loss, acc FROM metrics ORDER BY trial_id, step"
     assert rows(folder / "p", curve) == rows(solo_store, curve)
+
+
+def test_an_error_of_megabytes_is_clipped_where_it_was_raised():
+    from paretolab.workers.importing import ERROR_CHARS, exception_line
+
+    try:
+        raise ValueError("x" * 10_000_000)
+    except ValueError as e:
+        line = exception_line(e)
+    assert len(line) < ERROR_CHARS + 100 and "(10,000,012 characters)" in line
+    assert line.endswith(f"(test_own_code.py:{e.__traceback__.tb_lineno})")

@@ -22,6 +22,7 @@ import traceback
 import types
 from pathlib import Path
 
+from paretolab.errors import clipped
 from paretolab.workers.trial import Code
 
 
@@ -182,6 +183,7 @@ def exception_line(e: BaseException) -> str:
         return f"{text[-1]} ({e.filename}:{e.lineno})" if len(text) > 1 else text[-1]
     text = traceback.format_exception_only(e)[0]  # (what follows it: the exception's notes)
     line = " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(e).__name__
+    line = clipped(line, ERROR_CHARS)  # a message of megabytes would be copied into every view of the trial
     frames = [f for f in traceback.extract_tb(e.__traceback__)
               if not f.filename.startswith(_NOT_THEIRS) and not f.filename.startswith("<")]  # <frozen importlib...>
     own = [f for f in frames if not f.filename.startswith(_LIBRARIES)]  # their line, not torch's that raised
@@ -191,5 +193,6 @@ def exception_line(e: BaseException) -> str:
     return line
 
 
+ERROR_CHARS = 2000  # of an exception's message kept as a trial's error
 _NOT_THEIRS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(importlib.__file__)))
 _LIBRARIES = tuple({os.path.abspath(sysconfig.get_path(p)) + os.sep for p in ("stdlib", "platstdlib", "purelib", "platlib")})
