@@ -655,6 +655,6 @@ def test_an_error_of_megabytes_is_clipped_where_it_was_raised():
     try:
         raise ValueError("x" * 10_000_000)
     except ValueError as e:
-        line = exception_line(e)
+        line, where = exception_line(e), e.__traceback__.tb_lineno
     assert len(line) < ERROR_CHARS + 100 and "(10,000,012 characters)" in line
-    assert line.endswith(f"(test_own_code.py:{e.__traceback__.tb_lineno})")
+    assert line.endswith(f"(test_own_code.py:{where})")
