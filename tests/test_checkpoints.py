@@ -109,3 +109,21 @@ def test_a_count_past_int64_is_refused_before_it_reaches_the_store(tmp_path):
     with pytest.raises(ValueError, match=r"samples must be at most 2\*\*63-1"):
         ctx.report(step=1, samples=2**63, loss=1.0)
     assert ctx.report(step=2**63 - 1, samples=0, loss=1.0) is False
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import os
+
+    c = code(str(tmp_path))
+    save_checkpoint(c, "t1", {"step": 1})
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        save_checkpoint(c, "t1", {"step": 2})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert load_checkpoint(c, "t1") == {"step": 1}
+    assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == [CHECKPOINT_FILE]

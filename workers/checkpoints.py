@@ -9,6 +9,7 @@ keeps the curve reported so far in it, so that a resumed trial continues its cur
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zlib
@@ -61,11 +62,16 @@ def save_checkpoint(code: Code, trial_id: str, state: dict) -> None:
         if "://" not in folder:
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{CHECKPOINT_FILE}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(folder, CHECKPOINT_FILE))
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, os.path.join(folder, CHECKPOINT_FILE))
+            except OSError:  # a full disk: the previous checkpoint stays, no partial file beside it
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             dir_fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
