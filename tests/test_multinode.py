@@ -75,14 +75,18 @@ class LocalCluster:
         return node
 
 
+def started(ray_dirs, nodes: int) -> LocalCluster:
+    """A head without CPUs and `nodes` worker nodes of one CPU each (a worker actor of `cpu: 1` each)."""
+    c = LocalCluster(ray_dirs())
+    c.workers = [c.add_node(1) for _ in range(nodes)]
+    return c
+
+
 @pytest.fixture(scope="module")
 def cluster(ray_dirs):
-    """A head without CPUs and three worker nodes of one CPU each."""
-    d = ray_dirs()
-    c = LocalCluster(d)
-    c.workers = [c.add_node(1) for _ in range(3)]
+    c = started(ray_dirs, 3)
     yield c
-    d.kill()
+    c.dir.kill()
 
 
 def run_cli(cluster, spec, store, *args) -> subprocess.Popen:
@@ -196,12 +200,9 @@ def test_a_local_run_imports_the_code_from_the_spec_folder(ray_cluster, tmp_path
 
 @pytest.fixture(scope="class")
 def two_nodes(ray_dirs):
-    """A head without CPUs and two worker nodes of one CPU each (a worker actor of `cpu: 1` each)."""
-    d = ray_dirs()
-    c = LocalCluster(d)
-    c.workers = [c.add_node(1) for _ in range(2)]
+    c = started(ray_dirs, 2)
     yield c
-    d.kill()
+    c.dir.kill()
 
 
 class TestShippedCode:
