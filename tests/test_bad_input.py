@@ -156,7 +156,7 @@ CASES = [
      "'not_a_package_anywhere'"),
     ("own-no-name", own("train.py:main", "train.py:nope"), RUN, "trainable: train.py has no 'nope'"),
     ("own-not-callable", own("train.py:main", "train.py:not_callable"), RUN,
-     "trainable: train.py:not_callable is a int, not a function"),
+     "trainable: train.py:not_callable is not a function (a value of type int)"),
     ("own-no-file", own("train.py:main", "missing.py:main"), RUN, "trainable: no file 'missing.py' in the spec's folder"),
     ("own-no-function", own("train.py:main", "train.py"), RUN,
      "trainable: expected module:function or file.py:function (e.g. train.py:main), got 'train.py'"),

@@ -96,7 +96,7 @@ def load_function(target: str, root: str):
         if fn is None:
             raise ValueError(f"{where} has no {name!r}")
         if not callable(fn):
-            raise ValueError(f"{where}:{name} is a {type(fn).__name__}, not a function")
+            raise ValueError(f"{where}:{name} is not a function (a value of type {type(fn).__name__})")
         return fn, sorted(found.files)
 
 
