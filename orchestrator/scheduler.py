@@ -32,10 +32,10 @@ from paretolab.errors import ClusterError
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
 from paretolab.orchestrator.sweep import Resources
 from paretolab.workers.actor import Worker
+from paretolab.workers.checkpoints import drop_checkpoint
 from paretolab.workers.runners import runner
 from paretolab.workers.train import failed
 from paretolab.workers.trial import Assignment, Code, MetricRow, Pruning, Report, TrialConfig, TrialResult
-from paretolab.workers.checkpoints import drop_checkpoint
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
 # With packing, one call per worker: a call is a pack that lasts seconds (round trips do not
