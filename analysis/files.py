@@ -99,13 +99,17 @@ class Location:
 
     def exists(self) -> bool:
         """Whether the store has been created (on an object store: holds any object)."""
-        if self.local:
-            return Path(self.base).is_dir()
+        return self.names() is not None
+
+    def names(self) -> list[str] | None:
+        """The names in the root folder; None when there is no such folder (on an object store: no object)."""
         try:
+            if self.local:
+                return sorted(os.listdir(self.base)) if Path(self.base).is_dir() else None
             info = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True, recursive=False))
         except OSError as e:  # the first call that reaches an object store: an endpoint down, bad credentials
             raise self.unreachable(e) from None
-        return bool(info)
+        return sorted(i.base_name for i in info) or None
 
     def unreachable(self, e: OSError) -> StoreError:
         """The error for a store that cannot be reached or read, naming the store and the fix."""

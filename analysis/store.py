@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from paretolab.analysis import files as _files
 from paretolab.analysis.files import FileEntry, Location
-from paretolab.errors import StoreError
+from paretolab.errors import StoreError, shown
 
 TABLES = ("trials", "metrics", "sweeps")
 # The order a flush writes the tables in: a trial's curve (and its sweep's row) before its result.
@@ -117,8 +117,18 @@ class Store:
         self._lease = None
 
     def exists(self) -> bool:
-        """Whether the store has been written to."""
-        return self.loc.exists()
+        """Whether the store has been created (an empty folder is a new, empty store).
+
+        Raises:
+            StoreError: the folder holds something else: a table folder of a store, or other files.
+        """
+        names = self.loc.names()
+        if names is None:
+            return False
+        problem = _not_a_store(self.uri, names)
+        if problem:
+            raise StoreError(problem)
+        return True
 
     def files(self, table: str) -> list[Path | PurePosixPath]:
         """The live, readable Parquet files of `table`, oldest first: committed, not replaced by
@@ -390,6 +400,7 @@ class Store:
             StoreError: the store cannot be created (a read-only or full disk), or another run holds
                 the lock; a refused lock leaves no `.lock` or store folder it created behind.
         """
+        self.exists()  # a folder that is not a store is refused before anything is written into it
         if not self.loc.local:
             from paretolab.analysis.lease import Lease
 
@@ -427,6 +438,7 @@ class StoreWriter:
         self.flush_rows = flush_rows
         self.flush_every_s = flush_every_s
         self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+        self._types: dict[tuple[str, str], pa.DataType] = {}  # (table, column): the type it was written with
         self._last = time.monotonic()
 
     def append(self, table: str, rows: list[dict]) -> None:
@@ -460,9 +472,51 @@ class StoreWriter:
             return
         self.store._check_writable()
         columns = list(dict.fromkeys(k for r in rows for k in r))
-        data = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
+        data = pa.table({c: self._array(table, c, [r.get(c) for r in rows]) for c in columns})
         self.store.loc.put((table, _new_name()), lambda out: pq.write_table(data, out, **PARQUET_OPTIONS), seal=True)
         self._rows[table] = []
+
+    def _array(self, table: str, column: str, values: list) -> pa.Array:
+        """The column's values; all-NULL (a cost no trial reached, an error no trial raised) typed
+        as this writer wrote the column before, as the view declares it, or else as a number,
+        rather than Parquet's null type, which a reader would show as `NULL`."""
+        array = pa.array(values)
+        if pa.types.is_null(array.type):
+            return pa.nulls(len(values), self._types.get((table, column)) or _declared(table, column) or pa.float64())
+        self._types[(table, column)] = array.type
+        return array
+
+
+def _declared(table: str, column: str) -> pa.DataType | None:
+    """The Arrow type `EMPTY` gives a column of `table`, if it names the column."""
+    sql = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64(),
+           "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string())}
+    for part in EMPTY[table].split(", "):
+        kind, _, name = part.removeprefix("NULL::").partition(" AS ")
+        if name == column:
+            return sql[kind]
+    return None
+
+
+def _not_a_store(uri: str, names: list[str]) -> str | None:
+    """Why a folder holding `names` is not a result store; None when it is one, or is empty.
+
+    A store holds table folders, and before its first flush only what a run writes first (its lock
+    or lease, its checkpoints); hidden files (`.DS_Store`) do not count. Anything else is refused
+    rather than read as an empty store, or written into."""
+    from paretolab.analysis.lease import LEASE
+    from paretolab.user_code import CHECKPOINTS
+
+    if set(names) & {*TABLES, QUARANTINE}:
+        return None
+    parent, _, base = uri.rstrip("/").rpartition("/")
+    if base in TABLES and any(n.endswith(".parquet") for n in names):
+        return f"{uri} is the {base} table folder of the store {parent or '.'}; pass --store {parent or '.'}"
+    other = [n for n in names if not n.startswith(".") and n not in (LEASE, CHECKPOINTS)]
+    if not other:
+        return None
+    return (f"{uri} holds no paretolab store (no trials/, metrics/ or sweeps/ folder; it holds {shown(other[0])}"
+            f"{f' and {len(other) - 1} more' if len(other) > 1 else ''}); pass --store a store, or a new or empty folder")
 
 
 def check_read_only(sql: str) -> None:

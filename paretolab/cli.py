@@ -289,15 +289,43 @@ def _query(args) -> int:
 
 
 def _emit(result, fmt: str) -> None:
-    """Print an Arrow table as a rich table, CSV or JSON records."""
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
+    """Print an Arrow table as a rich table, CSV or JSON records.
 
-        pacsv.write_csv(result, sys.stdout.buffer)
+    CSV and JSON are what standard tools read: CSV quotes a field only where needed and holds a
+    list or struct as JSON text, NULL as an empty field and NaN/inf as `nan`/`inf`; JSON is strict
+    (NaN and inf, which JSON has no word for, become null). Timestamps are ISO 8601 text."""
+    if fmt == "csv":
+        import csv
+
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(result.column_names)
+        for batch in result.to_batches():
+            out.writerows([_csv_field(v) for v in row.values()] for row in batch.to_pylist())
     elif fmt == "json":
-        print(json.dumps(result.to_pylist(), default=str))
+        print(json.dumps(_json_value(result.to_pylist()), default=str, allow_nan=False))
     else:
         _print_table(result)
+
+
+def _csv_field(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(_json_value(v), default=str, allow_nan=False)
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def _json_value(v):
+    """`v` with NaN and inf as None, in lists and dicts too."""
+    if isinstance(v, float):
+        return v if v - v == 0 else None  # false for NaN and +-inf
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    return v
 
 
 def _print_table(result) -> None:
