@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from paretolab.analysis.store import Store
 
-RATE_WINDOW_S = 60  # throughput is measured over the trials that ended in the last minute
+# Throughput is the trials that ended in the last 5 minutes over the time since the window (or, if
+# later, the first of those trials) started. Not between finish instants: a pack of trials ends at
+# one instant, and the rate between two such instants read 5,714 trials/s. A sweep with no trial
+# ended in the window is taken as not running: no rate, no ETA.
+RATE_WINDOW_S = 300
 
 STATUS_SQL = f"""
 WITH ended AS (
-    SELECT st.sweep, t.trial_id, t.status, t.success, t.finished_at
+    SELECT st.sweep, t.trial_id, t.status, t.success, t.finished_at, t.wall_s
     FROM sweep_trials st JOIN trials t USING (trial_id)
 ), started AS (
     SELECT DISTINCT st.sweep, m.trial_id FROM sweep_trials st JOIN metrics_all m USING (trial_id)
     WHERE m.trial_id NOT IN (SELECT trial_id FROM trials)
-), last AS (SELECT max(finished_at) AS t FROM trials)
+)
 SELECT s.sweep,
        count(*) AS total,
        count(e.trial_id) AS ended,
@@ -24,12 +29,12 @@ SELECT s.sweep,
        count(*) FILTER (e.status = 'diverged') AS diverged,
        count(*) FILTER (e.status = 'pruned') AS pruned,
        (SELECT count(*) FROM started WHERE started.sweep = s.sweep) AS started,
-       count(*) FILTER (e.finished_at > (SELECT t FROM last) - INTERVAL {RATE_WINDOW_S} SECOND) AS recent,
-       epoch(max(e.finished_at) - min(e.finished_at) FILTER (
-           e.finished_at > (SELECT t FROM last) - INTERVAL {RATE_WINDOW_S} SECOND)) AS recent_span_s,
+       count(*) FILTER (e.finished_at > $now - INTERVAL {RATE_WINDOW_S} SECOND) AS recent,
+       min(e.finished_at - to_microseconds(CAST(coalesce(e.wall_s, 0) * 1e6 AS BIGINT))) FILTER (
+           e.finished_at > $now - INTERVAL {RATE_WINDOW_S} SECOND) AS recent_from,
        max(e.finished_at) AS last_finished_at
 FROM sweep_trials s LEFT JOIN ended e ON e.sweep = s.sweep AND e.trial_id = s.trial_id
-WHERE ? IS NULL OR s.sweep = ?
+WHERE $sweep IS NULL OR s.sweep = $sweep
 GROUP BY s.sweep ORDER BY s.sweep
 """
 
@@ -57,26 +62,31 @@ class SweepStatus:
         return self.remaining / self.rate_per_s if self.rate_per_s else None
 
 
-def status(store: Store, sweep: str | None = None) -> list[SweepStatus]:
+def status(store: Store, sweep: str | None = None, now: datetime | None = None) -> list[SweepStatus]:
     """The status of every sweep in `store`, or of `sweep` only.
 
+    Args:
+        now: the time the rate is measured at (default: the current time).
     Raises:
         StoreError: no store, or `sweep` is not in it.
     """
     if sweep is not None:
         store.connect(sweep).close()  # raises StoreError naming the known sweeps
-    rows = store.query(STATUS_SQL, [sweep, sweep]).to_pylist()
+    now = now or datetime.now(timezone.utc)
+    rows = store.query(STATUS_SQL, {"now": now, "sweep": sweep}).to_pylist()
     if sweep is not None and not rows:  # a sweep submitted with no trial (an empty grid) is in `sweeps` only
         return [SweepStatus(sweep, 0, 0, 0, 0, 0, 0, 0, None)]
     return [
         SweepStatus(r["sweep"], r["total"], r["ended"], r["succeeded"], r["failed"], r["diverged"],
-                    r["pruned"], r["started"], _rate(r["recent"], r["recent_span_s"]))
+                    r["pruned"], r["started"], _rate(r["recent"], r["recent_from"], now))
         for r in rows
     ]
 
 
-def _rate(recent: int, span_s: float | None) -> float | None:
-    """Trials per second among those that ended in the last window (None with fewer than two)."""
-    if recent < 2 or not span_s:
+def _rate(recent: int, recent_from: datetime | None, now: datetime) -> float | None:
+    """Trials per second: the `recent` trials that ended in the window, over the time since the
+    window or the first of them (`recent_from`: its end less its wall time) started; None without one."""
+    if not recent or recent_from is None:
         return None
-    return (recent - 1) / span_s
+    span_s = (now - max(now - timedelta(seconds=RATE_WINDOW_S), recent_from)).total_seconds()
+    return recent / span_s if span_s > 0 else None

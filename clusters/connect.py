@@ -81,14 +81,72 @@ def disconnect() -> None:
 
 
 def slots(cpu: float, gpu: float) -> int:
-    """How many workers of `cpu` cores and `gpu` GPUs the connected cluster holds."""
+    """How many workers of `cpu` cores and `gpu` GPUs the connected cluster holds: per node, as Ray
+    places an actor on one node (a worker of 2 CPUs fits no cluster of two 1-CPU nodes)."""
+    n = 0
+    for node_cpu, node_gpu in cluster_nodes():
+        fit = int(node_cpu // cpu) if cpu > 0 else 10**9
+        if gpu > 0:
+            fit = min(fit, int(node_gpu // gpu))
+        n += fit
+    return n
+
+
+def cluster_nodes() -> list[tuple[float, float]]:
+    """(CPUs, GPUs) of each live node of the connected cluster, as Ray reports them."""
     import ray
 
-    total = ray.cluster_resources()
-    n = int(total.get("CPU", 0) // cpu) if cpu > 0 else 10**9
-    if gpu > 0:
-        n = min(n, int(total.get("GPU", 0) // gpu))
-    return n
+    return [(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+
+
+def this_machine() -> list[tuple[float, float]]:
+    """(CPUs, GPUs) of this machine, as the embedded Ray would find them, without starting Ray or
+    importing torch: the CPUs this process may use, and the NVIDIA GPUs the driver lists
+    (`/proc/driver/nvidia/gpus`, else `nvidia-smi -L`; none where neither is there)."""
+    import shutil
+    import subprocess
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    listed = "/proc/driver/nvidia/gpus"
+    if os.path.isdir(listed):
+        gpus = len(os.listdir(listed))
+    elif shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        gpus = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    else:
+        gpus = 0
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # Ray counts only the GPUs this names
+        gpus = min(gpus, len([d for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]))
+    return [(float(cpus), float(gpus))]
+
+
+def missing(cpu: float, gpu: float, nodes: list[tuple[float, float]], where: str = "the cluster") -> str | None:
+    """What keeps a worker of `cpu` CPUs and `gpu` GPUs off every node of `nodes` ((CPUs, GPUs)
+    each), in one line naming what is there; None if one node holds it."""
+    if any(c >= cpu and g >= gpu for c, g in nodes):
+        return None
+    most_cpu = max((c for c, _ in nodes), default=0.0)
+    most_gpu = max((g for _, g in nodes), default=0.0)
+    total_cpu = sum(c for c, _ in nodes)
+    total_gpu = sum(g for _, g in nodes)
+    if gpu > 0 and total_gpu == 0:
+        return f"resources: a worker needs {_n(gpu, 'GPU')}; {where} has none (CPUs: {total_cpu:g})"
+    if gpu > most_gpu:
+        return f"resources: a worker needs {_n(gpu, 'GPU')}; the most one node of {where} has is {most_gpu:g}"
+    if cpu > most_cpu:
+        if len(nodes) == 1:
+            return f"resources: a worker needs {_n(cpu, 'CPU')}; {where} has {most_cpu:g}"
+        return (f"resources: a worker needs {_n(cpu, 'CPU')} on one node; the largest node of {where} has "
+                f"{most_cpu:g} ({len(nodes)} nodes, {total_cpu:g} CPUs in all)")
+    shapes = "; ".join(f"{_n(c, 'CPU')}, {_n(g, 'GPU')}" for c, g in nodes)
+    return f"resources: a worker needs {_n(cpu, 'CPU')} and {_n(gpu, 'GPU')} on one node; no node of {where} has both ({shapes})"
+
+
+def _n(amount: float, unit: str) -> str:
+    return f"{amount:g} {unit}" + ("" if 0 < amount <= 1 else "s")
 
 
 @contextmanager

@@ -11,8 +11,9 @@ from paretolab.workers.trial import Report
 @dataclass
 class Counts:
     """Progress of a run. `done` counts every ended trial, `failed`, `diverged` and `pruned` (stopped
-    early by a search's pruner; not failed) included; `running` counts busy workers (each trains one
-    trial at a time)."""
+    early by a search's pruner; not failed) included; `running` counts trials in training (a worker
+    trains a pack of trials together, or one at a time unpacked). `started_at`: when the run began
+    (`time.monotonic()`), for its rate."""
 
     total: int
     done: int = 0

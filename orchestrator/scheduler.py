@@ -258,9 +258,15 @@ class Scheduler:
             self.writer.maybe_flush()
             self._drop_checkpoints()
             if time.monotonic() - self._last_tick > 0.25:
-                self.counts.running = sum(1 for s in self.slots if s.calls)  # an actor trains one at a time
+                self.counts.running = self._training()
                 self.observer.on_tick(self.counts)
                 self._last_tick = time.monotonic()
+
+    def _training(self) -> int:
+        """Trials in training, not calls (`running 1` was shown while a pack of 6 trained): a worker
+        trains its first call's trials one pack at a time (one trial at a time unpacked); its other
+        calls wait."""
+        return sum(min(self._pack, len(s.calls[0].chunk) - len(s.calls[0].ended)) for s in self.slots if s.calls)
 
     def _spawn(self) -> _Slot:
         r = self.resources

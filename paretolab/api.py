@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from paretolab.analysis.store import Store, StoreWriter
-from paretolab.errors import UsageError
+from paretolab.errors import ClusterError, UsageError
 
 DEFAULT_STORE = "results"
 COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
@@ -52,6 +52,7 @@ class RunSummary:
     wall_s: float = 0.0
     first_configs: list[dict] = field(default_factory=list)
     search: object = None  # an adaptive run's answer (frontier boundaries, Optuna's best trials, tuned values); a dry run: what it will do
+    warning: str | None = None  # a dry run: what would stop `run` here (a worker needs a GPU this machine lacks, say)
 
 
 def run(spec, store: str | Path | None = None, address: str | None = None, workers: int | None = None,
@@ -86,7 +87,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     if sweep.code is not None:
         sweep = _placed(sweep, st, address)
     if dry_run and n > CONFIRM_ABOVE_TRIALS:
-        return _large_dry_run(sweep, st, n)
+        return _large_dry_run(sweep, st, n, _local_shortfall(sweep, address))
     if not dry_run and (sweep.search is not None or sweep.tune is not None):  # their candidate grids are small
         return _adaptive(sweep, list(expand(sweep)), st, address, workers, observer, retry_failed, time.monotonic())
     # the grid is walked, not held: ids and a bit each, then the trials to run are built as they run
@@ -97,6 +98,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         from paretolab.orchestrator.search import describe, n_points
         from paretolab.orchestrator.sweep import OptunaSearch
 
+        summary["warning"] = _local_shortfall(sweep, address)
         if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
             return RunSummary(**summary | dict(total=n_points(sweep.search) * len(sweep.seeds), already_done=None),
                               search=describe(sweep))
@@ -172,13 +174,23 @@ def _confirm_size(sweep, yes: bool) -> int:
     return n
 
 
-def _large_dry_run(sweep, st: Store, n: int) -> RunSummary:
+def _local_shortfall(sweep, address: str | None) -> str | None:
+    """A dry run's check of `resources` (it starts no Ray): against this machine when the run would
+    start a local Ray (no address, `local`), else None (a cluster is checked when `run` joins it)."""
+    if (address or os.environ.get("RAY_ADDRESS") or "local") != "local":
+        return None
+    from paretolab.clusters.connect import missing, this_machine
+
+    return missing(sweep.resources.cpu, sweep.resources.gpu, this_machine(), where="this machine")
+
+
+def _large_dry_run(sweep, st: Store, n: int, warning: str | None = None) -> RunSummary:
     """A dry run of a grid too large to expand at once: its size and first trials; the store is not
     checked against all of it (`already_done` is None)."""
     from paretolab.orchestrator.grid import axes, expand
 
     return RunSummary(sweep=sweep.name, store=st.root or st.uri, total=n, already_done=None,
-                      axes=tuple(axes(sweep)), first_configs=_first_configs(islice(expand(sweep), 5)))
+                      axes=tuple(axes(sweep)), first_configs=_first_configs(islice(expand(sweep), 5)), warning=warning)
 
 
 def _first_configs(trials) -> list[dict]:
@@ -203,7 +215,7 @@ def _lock(st: Store):
 
 def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, observer, adaptive=None,
              record=None):
-    from paretolab.clusters.connect import connect, disconnect, held_ctrl_c, slots
+    from paretolab.clusters.connect import cluster_nodes, connect, disconnect, held_ctrl_c, missing, slots
     from paretolab.orchestrator.events import Interrupted
     from paretolab.orchestrator.scheduler import Scheduler
 
@@ -211,6 +223,9 @@ def _execute(sweep, pending, st: Store, writer: StoreWriter, address, workers, o
     started = False
     try:
         started = connect(address)  # a Ctrl-C while Ray starts: KeyboardInterrupt, Ray shut down
+        # Ray would wait forever to place a worker no node can hold (seen: `done 0/4, running 0`)
+        if (short := missing(sweep.resources.cpu, sweep.resources.gpu, cluster_nodes())) is not None:
+            raise ClusterError(short)
         n = workers or slots(sweep.resources.cpu, sweep.resources.gpu)
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")

@@ -184,7 +184,11 @@ def _run(args) -> int:
 
     out = _console()
     if args.dry_run:
-        return _dry_run(out, api.run(args.spec, store=args.store, dry_run=True, retry_failed=args.retry_failed))
+        summary = api.run(args.spec, store=args.store, dry_run=True, retry_failed=args.retry_failed)
+        if summary.warning:  # the spec may be meant for a cluster: said, not refused (`run` here refuses it)
+            _say(_console(stderr=True), f"warning: {summary.warning}; `paretolab run` on this machine would stop here "
+                 "(give --address to run it on a cluster)")
+        return _dry_run(out, summary)
     from paretolab.progress import ProgressView
 
     view = ProgressView(out)
@@ -199,9 +203,12 @@ def _run(args) -> int:
     finally:
         view.close()
     store, sweep = _store_arg(summary.store), shlex.quote(summary.sweep)
-    _say(out, f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already in the "
-         f"store); {summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
-         + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
+    if summary.ran == 0 and summary.search is None:
+        _say(out, f"{summary.sweep}: nothing to run: all {summary.total} trials are in the store")
+    else:
+        _say(out, f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already "
+             f"in the store); {summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
+             + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
     _say(out, f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
     if summary.search is not None:
         import pyarrow as pa

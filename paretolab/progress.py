@@ -6,7 +6,7 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from paretolab.orchestrator.events import Counts, Observer
 from paretolab.terminal import printable
@@ -15,7 +15,9 @@ PLAIN_EVERY_S = 10.0  # how often a non-terminal run prints a line
 
 
 class ProgressView(Observer):
-    """Shows done/running/failed, trials per second and ETA while a sweep runs."""
+    """Shows done/running/failed, trials per second and ETA while a sweep runs. The rate and ETA are
+    the run's own (`rate`), not rich's: rich's speed is taken between its last samples, and a pack of
+    trials that end at the same instant made it thousands of trials per second."""
 
     def __init__(self, console: Console | None = None, sweep: str = "sweep"):
         self.console = console or Console(file=sys.stdout)
@@ -48,20 +50,29 @@ class ProgressView(Observer):
             name = printable(self.sweep).replace("{", "{{").replace("}", "}}")
             self._bar = Progress(TextColumn(name, style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                                 TextColumn("eta"), TimeRemainingColumn(), console=self.console)
+                                 TextColumn("eta {task.fields[eta]}"), console=self.console)
             self._bar.start()
-            self._task = self._bar.add_task(self.sweep, total=counts.total, detail="")
+            self._task = self._bar.add_task(self.sweep, total=counts.total, detail="", eta="?")
         # an adaptive search's total grows as it submits
-        self._bar.update(self._task, total=counts.total, completed=counts.done, detail=detail(counts))
+        self._bar.update(self._task, total=counts.total, completed=counts.done, detail=detail(counts),
+                         eta=eta(counts))
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
 
 
-def rate(counts: Counts) -> float:
-    elapsed = time.monotonic() - counts.started_at
+def rate(counts: Counts, now: float | None = None) -> float:
+    """Trials ended per second since the run started: trials that end together (a pack) count as
+    many trials over the time they took, not as a burst between two instants."""
+    elapsed = (time.monotonic() if now is None else now) - counts.started_at
     return counts.done / elapsed if elapsed > 0 else 0.0
+
+
+def eta(counts: Counts, now: float | None = None) -> str:
+    """Time left at the run's rate so far; `?` until a trial has ended."""
+    r = rate(counts, now)
+    return f"{(counts.total - counts.done) / r:.0f} s" if r > 0 else "?"
 
 
 def detail(counts: Counts) -> str:
@@ -77,7 +88,7 @@ def detail(counts: Counts) -> str:
 
 
 def line(counts: Counts) -> str:
-    r = rate(counts)
-    eta = f"{(counts.total - counts.done) / r:.0f} s" if r > 0 else "?"
+    now = time.monotonic()
     return (f"done {counts.done}/{counts.total}, running {counts.running}, succeeded {counts.succeeded}, "
-            f"failed {counts.failed}, diverged {counts.diverged}, {r:.1f} trials/s, eta {eta}")
+            f"failed {counts.failed}, diverged {counts.diverged}, {rate(counts, now):.1f} trials/s, "
+            f"eta {eta(counts, now)}")

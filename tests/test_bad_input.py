@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from paretolab.cli import main
+from paretolab.clusters.connect import this_machine
 
 SPEC = """\
 sweep: bad
@@ -114,6 +115,12 @@ CASES = [
     ("zero-cpu", SPEC + "resources: {cpu: 0}\n", RUN, "resources: cpu must be > 0"),
     ("zero-pack", SPEC + "resources: {pack_size: 0}\n", RUN, "resources.pack_size: expected an integer >= 1"),
     ("zero-attempts", SPEC + "max_attempts: 0\n", RUN, "max_attempts: expected an integer >= 1, got 0"),
+    # resources no node has: refused once Ray is up, before a worker waits forever to be placed (Ray's
+    # CPUs in these tests: 2; the GPU row where this machine has none, as on the 2-core test machines)
+    *([("gpu-on-cpu-only", SPEC + "resources: {gpu: 1}\n", RUN,
+        "resources: a worker needs 1 GPU; the cluster has none (CPUs: ")] if not this_machine()[0][1] else []),
+    ("cpus-no-node-has", SPEC + "resources: {cpu: 64}\n", RUN, "resources: a worker needs 64 CPUs; the cluster has "),
+    ("gpus-with-workers", SPEC + "resources: {gpu: 64}\n", (*RUN, "--workers", "1"), "resources: a worker needs 64 GPUs"),
     ("huge-grid", edit("[16, 32]", "{range: [1, 1201]}").replace("seeds: 2", "seeds: 10000"), RUN,
      "grid has 12,000,000 trials (> 10,000,000); pass --yes to run it, or --dry-run to look first"),
     # specs: what a terminal, the store, the generators or the parser cannot take
@@ -283,7 +290,7 @@ CASES = [
 ]
 # rows also run as subprocesses: a spec error, an argparse error, a store error, a query error, a
 # spec that exits, a name that would rewrite the terminal, code that does not import
-IN_SUBPROCESS = ("yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out",
+IN_SUBPROCESS = ("gpu-on-cpu-only", "yaml-syntax", "huge-grid", "workers-type", "unwritable-store", "query-parse", "export-out",
                  "python-exit", "name-escape", "own-import-error")
 
 

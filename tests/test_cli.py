@@ -44,7 +44,7 @@ def test_run_status_query_sweeps(tmp_path, write_spec):
     assert "cli" in cli("sweeps", "--store", store).stdout
 
     again = cli("run", str(spec), "--store", store)
-    assert again.returncode == 0 and "(0 run now, 4 already in the store)" in again.stdout
+    assert again.returncode == 0 and "cli: nothing to run: all 4 trials are in the store" in again.stdout
     dry = cli("run", str(spec), "--store", store, "--dry-run")
     assert "4 already in" in dry.stdout and "0 to run" in dry.stdout
 
@@ -104,6 +104,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     monkeypatch.setattr(ray, "shutdown", step("shut down"))
     monkeypatch.setattr(connect, "connect", lambda address: True)
     monkeypatch.setattr(connect, "slots", lambda cpu, gpu: 1)
+    monkeypatch.setattr(connect, "cluster_nodes", lambda: [(1.0, 0.0)])
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", lambda self, pending, attempts: "counts")
     sweep = type("Sweep", (), {"resources": type("R", (), {"cpu": 1, "gpu": 0})(), "max_attempts": 1, "name": "s", "code": None})()
     for at in ("flushed", "shut down"):

@@ -170,3 +170,16 @@ def test_a_trial_whose_worker_died_at_its_last_attempt_is_failed_with_the_reason
     assert rows == [{"trial_id": first.chunk[1].trial.trial_id, "attempt": 2, "status": "failed",
                      "error": "worker lost (ActorDiedError: the actor died); gave up after 2 attempts"}]
     assert s.counts.failed == 1 and len(s.queue) == 2 and first.chunk[1].trial.trial_id not in s.configs
+
+
+def test_running_counts_trials_in_training_not_calls():
+    """A worker trains its first call's trials a pack at a time; its queued call is not running."""
+    s = packing_scheduler(n=20, workers=2, pack=6)
+    for slot in s.slots:
+        slot.up = True
+    s._dispatch()
+    assert all(slot.calls for slot in s.slots)
+    first = s.slots[0].calls[0]
+    assert s._training() == sum(min(6, len(slot.calls[0].chunk)) for slot in s.slots) > 2
+    first.ended.update(a.trial.trial_id for a in first.chunk[:len(first.chunk) - 1])
+    assert s._training() == 1 + min(6, len(s.slots[1].calls[0].chunk))
