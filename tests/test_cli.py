@@ -38,7 +38,7 @@ def test_run_status_query_sweeps(tmp_path, write_spec):
                           "--store", store, "--format", "json").stdout)
     assert rows == [{"width": 16, "n": 2}, {"width": 32, "n": 2}]
     csv = cli("query", "SELECT count(*) AS n FROM metrics", "--store", store, "--sweep", "cli", "--format", "csv")
-    assert csv.stdout.splitlines()[0] == '"n"' and int(csv.stdout.splitlines()[1]) > 4
+    assert csv.stdout.splitlines()[0] == "n" and int(csv.stdout.splitlines()[1]) > 4
     table = cli("query", "SELECT sweep FROM sweeps", "--store", store)
     assert "cli" in table.stdout
     assert "cli" in cli("sweeps", "--store", store).stdout

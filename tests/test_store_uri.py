@@ -32,7 +32,7 @@ def test_sweep_resume_extend_query_status_compact_on_s3(ray_cluster, tmp_path, w
     assert f"--store {s3_store}" in out  # the next-step commands name the store
 
     code, out, _ = cli(capsys, "run", str(spec), "--store", s3_store)
-    assert code == 0 and "(0 run now, 4 already in the store)" in out
+    assert code == 0 and "remote: nothing to run: all 4 trials are in the store" in out
 
     more = write_spec(tmp_path, name="remote", widths="[16, 32, 64]", seeds=2)
     code, out, _ = cli(capsys, "run", str(more), "--store", s3_store, "--workers", "2")
