@@ -300,7 +300,7 @@ def test_every_way_a_function_ends(ray_cluster, tmp_path):
                                "that name (column names ignore case); rename the metric",
         "case_twins": "ValueError: ctx.report: metric 'Loss' was reported as 'loss' before; column names ignore "
                       f"case: spell it one way (train.py:{at['twins']})",
-        "bad_n_params": "ctx.n_params must be an integer >= 0 (or None), got str 'big'",
+        "bad_n_params": "ctx.n_params must be an integer in 0..2**63-1 (or None), got str 'big'",
         "two_line_message": f"ValueError: first line second line (train.py:{at['two_lines']})",  # one line
         "library_raises": "json.decoder.JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
                           f"column 2 (char 1) (train.py:{at['json']})",  # their line, not json's
