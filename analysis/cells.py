@@ -22,43 +22,19 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.store import Store, columns
-from paretolab.errors import StoreError, UsageError
+from paretolab.store import Store
 
-# Training FLOPs per example: forward + backward is about 6 x parameters per token (Kaplan et al.
-# 2020, "Scaling Laws for Neural Language Models", Sec. 2.1). The workers record it per trial as
-# `flops_per_sample` (x tokens for sequence tasks); this constant serves stores without it.
-FLOPS_PER_PARAM_PER_SAMPLE = 6
-WILSON_Z = 1.959963984540054  # 95% two-sided normal quantile
-OPS = ("<=", "<", ">=", ">")
-COST_COLUMNS = ("steps_to_success", "samples_to_success", "flops_to_success")
+from paretolab.store.store import columns
+from paretolab.vocabulary.errors import StoreError, UsageError
+from paretolab.vocabulary.schema import COST_COLUMNS, CURVE_KEYS, FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.vocabulary.stats import wilson_sql
+from paretolab.vocabulary.success import OPS, Success
+
 # DuckDB column types an objective, a fit or a log axis can take; "NULL" is a column no file gave a value yet.
 NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(.*\)|"NULL")')
 # The data axis comes first where a sweep has one: a frontier of data against compute puts the
 # training-set size (NULL = online) on x.
 DATA_AXIS = "train_size"
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """A success predicate `metric op value` on one metric column."""
-
-    metric: str
-    op: str
-    value: float
-
-    @classmethod
-    def parse(cls, text: str) -> Criterion:
-        """Parse `test_error<=0.05` (spaces allowed).
-
-        Raises:
-            UsageError: the text is not `metric op number`.
-        """
-        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", text)
-        try:
-            return cls(m.group(1), m.group(2), float(m.group(3)))
-        except (AttributeError, ValueError):
-            raise UsageError(f"bad success criterion {text!r}; expected METRIC OP VALUE, e.g. test_error<=0.1") from None
 
 
 @dataclass(frozen=True)
@@ -68,7 +44,7 @@ class SweepInfo:
     name: str
     axes: tuple[str, ...]
     parameters: tuple[str, ...]
-    success: Criterion
+    success: Success
 
     def leading_axes(self) -> tuple[str, ...]:
         """The axes in the order analysis takes its defaults from: `train_size` first when the sweep
@@ -92,12 +68,12 @@ def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY 1").fetchall()]
         raise StoreError(f"unknown sweep {sweep!r}; known: {', '.join(names) or 'none yet'}")
     axes, params, metric, op, value = rows[0]
-    return SweepInfo(sweep, tuple(axes or ()), tuple(params or ()), Criterion(metric, op, value))
+    return SweepInfo(sweep, tuple(axes or ()), tuple(params or ()), Success(metric, op, value))
 
 
 @contextmanager
 def open_sweep(store: Store, sweep: str, success: str | None = None
-               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, SweepInfo, Criterion]]:
+               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, SweepInfo, Success]]:
     """A connection restricted to `sweep`, its `SweepInfo`, and the success criterion to use:
     `success` text (e.g. `test_error<=0.05`) if given, else the sweep's own.
 
@@ -108,7 +84,7 @@ def open_sweep(store: Store, sweep: str, success: str | None = None
     try:
         info = sweep_info(con, sweep)
         fill_missing(con, info)
-        criterion = Criterion.parse(success) if success else info.success
+        criterion = Success.parse(success) if success else info.success
         check_metric(con, info, criterion.metric)
         yield con, info, criterion
     finally:
@@ -201,7 +177,6 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-CURVE_KEYS = ("trial_id", "attempt", "step", "samples", "wall_s")  # the metrics columns that are not metrics
 
 
 def metric_names(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -209,7 +184,7 @@ def metric_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [c for c in columns(con, "metrics") if c not in CURVE_KEYS]
 
 
-def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_pruned: bool = False) -> str:
+def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Success, include_pruned: bool = False) -> str:
     """SQL selecting every non-failed trial with its cost to success under `criterion`.
 
     Columns: every column of `trials` except the stored costs, then `steps_to_success`,
@@ -227,7 +202,7 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_prun
     keep = ", ".join(f"t.{ident(c)}" for c in have if c not in COST_COLUMNS)
     # the workers record FLOPs per example (x tokens for sequences); older stores only n_params
     sizes = (["t.flops_per_sample"] if "flops_per_sample" in have else []) + \
-        ([f"{FLOPS_PER_PARAM_PER_SAMPLE}::DOUBLE * t.n_params"] if "n_params" in have else [])
+        ([f"{FLOPS_PER_PARAM_PER_TOKEN}::DOUBLE * t.n_params"] if "n_params" in have else [])
     per_sample = f"coalesce({', '.join(sizes)})" if sizes else "NULL::DOUBLE"
     return f"""
         SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
@@ -240,14 +215,14 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Criterion, include_prun
         WHERE t.status <> 'failed'{'' if include_pruned else " AND t.status <> 'pruned'"}"""
 
 
-def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion,
+def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Success,
               include_pruned: bool = False) -> str:
     """SQL of one row per cell: the axes, `n_seeds`, `successes`, `p_success` with its 95% Wilson
     interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded.
 
     (`n_seeds`, not `n`: sparse parity has an axis named `n`.) `axes` must be checked columns."""
     keys = ", ".join(ident(a) for a in axes)
-    z = WILSON_Z
+    p_lo, p_hi = wilson_sql("_p", "_n")
     medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
     return f"""
         WITH c AS ({costs_sql(con, criterion, include_pruned)}),
@@ -255,9 +230,8 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
               FROM c {'GROUP BY ' + keys if keys else ''}),
         w AS (SELECT *, successes / n_seeds AS _p, n_seeds AS _n FROM g)
         SELECT * EXCLUDE (_p, _n), _p AS p_success,
-               -- exact at p = 0 and p = 1, where the formula is off by rounding (1e-17)
-               CASE WHEN _p = 0 THEN 0.0 ELSE (_p + {z * z} / (2 * _n) - {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) END AS p_lo,
-               CASE WHEN _p = 1 THEN 1.0 ELSE (_p + {z * z} / (2 * _n) + {z} * sqrt(_p * (1 - _p) / _n + {z * z} / (4 * _n * _n))) / (1 + {z * z} / _n) END AS p_hi
+               {p_lo} AS p_lo,
+               {p_hi} AS p_hi
         FROM w {'ORDER BY ' + keys if keys else ''}"""
 
 

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from paretolab.analysis.cells import sweep_info
-from paretolab.analysis.store import Store, _sql_str
-from paretolab.errors import StoreError
+from paretolab.store import Store
+from paretolab.store.store import _sql_str
+from paretolab.vocabulary.errors import StoreError
 
 DESCRIPTION = {
     "trials.parquet": "one row per trial (its latest attempt): trial_id, config columns, status "

@@ -28,10 +28,11 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import (COST_COLUMNS, NUMERIC, SweepInfo, cells_sql, columns, default_cost, ident,
+from paretolab.analysis.cells import (NUMERIC, SweepInfo, cells_sql, columns, default_cost, ident,
                                       numeric_axes, open_sweep)
-from paretolab.analysis.store import Store
-from paretolab.errors import UsageError
+from paretolab.store import Store
+from paretolab.vocabulary.errors import UsageError
+from paretolab.vocabulary.schema import COST_COLUMNS
 
 DIRECTIONS = ("min", "max")
 PROBABILITIES = ("p_success", "p_lo", "p_hi")

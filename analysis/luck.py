@@ -30,9 +30,11 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import COST_COLUMNS, Criterion, check_axes, costs_sql, ident, open_sweep
-from paretolab.analysis.store import Store
-from paretolab.errors import UsageError
+from paretolab.analysis.cells import check_axes, costs_sql, ident, open_sweep
+from paretolab.store import Store
+from paretolab.vocabulary.errors import UsageError
+from paretolab.vocabulary.schema import COST_COLUMNS
+from paretolab.vocabulary.success import Success
 
 STATS = ("n_seeds", "successes", "p_success", "k_seeds", "p_any_success", "expected_cost",
          "expected_total_cost", "seeds_for_target")
@@ -79,7 +81,7 @@ def _ratio(a: str, b: str, n: str, k: str) -> str:
     return f"CASE WHEN ({b}) <= ({a}) THEN exp({_lchoose(a, b)} - {_lchoose(n, k)}) ELSE 0 END"
 
 
-def luck_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Criterion, cost: str) -> str:
+def luck_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Success, cost: str) -> str:
     """SQL (named parameter `$target`) of `luck`; `axes` and `cost` must be checked columns."""
     keys = ", ".join(ident(a) for a in axes)
     lead = keys + ", " if keys else ""

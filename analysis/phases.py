@@ -49,10 +49,11 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from paretolab.analysis.cells import (OPS, Criterion, SweepInfo, check_axes, columns, costs_sql, ident, open_sweep,
+from paretolab.analysis.cells import (SweepInfo, check_axes, columns, costs_sql, ident, open_sweep,
                                       reported_metrics)
-from paretolab.analysis.store import Store
-from paretolab.errors import UsageError
+from paretolab.store import Store
+from paretolab.vocabulary.errors import UsageError
+from paretolab.vocabulary.success import OPS, Success
 
 # A drop smaller than this fraction of the initial loss is noise, not a transition: the test loss
 # of a sparse-parity MLP wanders by about +-5% on its plateau (n=12, k=3, width 64, 256 test points).
@@ -196,7 +197,7 @@ def transitions(store: Store, sweep: str, loss: Metric = FROM_SWEEP, accuracy: M
         return con.sql(sql, params=params).to_arrow_table()
 
 
-def transition_metrics(con: duckdb.DuckDBPyConnection, criterion: Criterion, loss: Metric = FROM_SWEEP,
+def transition_metrics(con: duckdb.DuckDBPyConnection, criterion: Success, loss: Metric = FROM_SWEEP,
                        accuracy: Metric = FROM_SWEEP, train_error: Metric = FROM_SWEEP,
                        test_error: Metric = FROM_SWEEP, threshold: float | None = None,
                        strict: bool = True) -> TransitionMetrics:
@@ -310,7 +311,7 @@ def phase_boundary(store: Store, sweep: str, axis: str, by: list[str] | None = N
         return con.sql(sql, params={"target": float(target)}).to_arrow_table()
 
 
-def _default_threshold(success: Criterion) -> float:
+def _default_threshold(success: Success) -> float:
     if success.metric.endswith("error") and success.op in ("<=", "<") and success.value is not None:
         return float(success.value)
     return DEFAULT_FIT_THRESHOLD

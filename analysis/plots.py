@@ -21,8 +21,8 @@ from pathlib import Path
 
 from paretolab.analysis.cells import (DATA_AXIS, check_axes, check_metric, columns, default_cost, ident,
                                       numeric_axes, open_sweep, reported_metrics)
-from paretolab.analysis.store import Store
-from paretolab.errors import UsageError
+from paretolab.store import Store
+from paretolab.vocabulary.errors import UsageError
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FORMATS = (".png", ".svg", ".pdf")

@@ -13,8 +13,8 @@ import pyarrow as pa
 from paretolab.analysis import plots
 from paretolab.analysis.cells import sweep_info
 from paretolab.analysis.status import status
-from paretolab.analysis.store import Store
-from paretolab.errors import ParetolabError, StoreError
+from paretolab.store import Store
+from paretolab.vocabulary.errors import ParetolabError, StoreError
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from paretolab.analysis.store import Store
+from paretolab.store import Store
 
 # Throughput is the trials that ended in the last 5 minutes over the time since the window (or, if
 # later, the first of those trials) started. Not between finish instants: a pack of trials ends at

@@ -13,8 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from paretolab.analysis.cells import cells_sql, columns, fill_missing, sweep_info
-from paretolab.analysis.store import Store, check_read_only
-from paretolab.errors import StoreError
+from paretolab.store import Store, check_read_only
 
 READY = ("cells", "frontier", "transitions")
 

@@ -26,7 +26,7 @@ from synthetic_store import generate  # noqa: E402
 from paretolab.analysis.frontier import frontier  # noqa: E402
 from paretolab.analysis.luck import luck  # noqa: E402
 from paretolab.analysis.phases import phase_boundary  # noqa: E402
-from paretolab.analysis.store import Store  # noqa: E402
+from paretolab.store import Store
 
 CELLS = """
 WITH s AS (SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM '{m}'

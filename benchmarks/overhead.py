@@ -168,7 +168,7 @@ def actor_timings(spec: Path) -> tuple[float, float, float]:
     from paretolab.orchestrator.grid import expand
     from paretolab.spec import load_spec
     from paretolab.workers.actor import Worker
-    from paretolab.workers.trial import Assignment
+    from paretolab.vocabulary.trial import Assignment
 
     trials = list(expand(load_spec(spec)))[:2]
 

@@ -40,7 +40,7 @@ from paretolab.tasks.registry import tasks  # noqa: E402
 from paretolab.workers.models import models  # noqa: E402
 from paretolab.workers.packed import train_pack  # noqa: E402
 from paretolab.workers.train import train  # noqa: E402
-from paretolab.workers.trial import Assignment  # noqa: E402
+from paretolab.vocabulary.trial import Assignment  # noqa: E402
 
 SPEC = """\
 sweep: packing

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from paretolab.analysis.files import crc32_of, sealed_name
+from paretolab.store.files import crc32_of, sealed_name
 
 WIDTHS = np.array([10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000])
 SIZES = np.array([100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000])

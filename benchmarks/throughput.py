@@ -40,7 +40,8 @@ from packing import matmul_flops  # noqa: E402
 
 from paretolab.orchestrator.grid import expand  # noqa: E402
 from paretolab.spec import parse_yaml  # noqa: E402
-from paretolab.workers.train import FLOPS_PER_PARAM_PER_TOKEN, train  # noqa: E402
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN  # noqa: E402
+from paretolab.workers.train import train  # noqa: E402
 
 SPEC = """\
 sweep: throughput

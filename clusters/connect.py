@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 
-from paretolab.errors import ClusterError
+from paretolab.vocabulary.errors import ClusterError
 
 WORKER_MODULE = "paretolab.workers.actor"
 # An address where nothing answers fails after this long at most (refused at once); Ray 2.60's own

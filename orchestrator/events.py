@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from paretolab.workers.trial import Report
+from paretolab.vocabulary.trial import Report
 
 
 @dataclass

@@ -22,19 +22,9 @@ import math
 from dataclasses import dataclass, field
 
 from paretolab.orchestrator.search import Outcome, Strategy
-from paretolab.orchestrator.sweep import Sweep, Value
-from paretolab.workers.trial import TrialConfig
-
-WILSON_Z = 1.959963984540054  # 95% two-sided, as in analysis/cells.py
-
-
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of `successes` out of `n` (n >= 1)."""
-    z, p = WILSON_Z, successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if successes == 0 else centre - half, 1.0 if successes == n else centre + half)
-
+from paretolab.vocabulary.sweep import Sweep, Value
+from paretolab.vocabulary.stats import wilson
+from paretolab.vocabulary.trial import TrialConfig
 
 @dataclass
 class Probe:

@@ -14,24 +14,13 @@ from collections.abc import Container, Iterator
 
 import numpy as np
 
-from paretolab.errors import SHOWN_CHARS, SpecError, clipped, shown
+from paretolab.vocabulary.errors import SHOWN_CHARS, SpecError, clipped, shown
 from paretolab.orchestrator.identity import ID_BYTES, ID_CHARS, PointIds, SweepIds, canonical_json, part_json
-from paretolab.orchestrator.sweep import Sweep, Value
+from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
-from paretolab.workers.trial import TrainArgs, TrialConfig
-
-
-# Columns of the `trials` and `metrics` tables that no parameter may shadow once flattened.
-RESERVED = frozenset({
-    "trial_id", "attempt", "status", "task", "model", "seed", "max_steps", "steps", "samples", "wall_s",
-    "success", "steps_to_success", "samples_to_success", "flops_to_success", "n_params", "flops_per_sample",
-    "error", "node",
-    "finished_at", "config", "curve_rows", "step", "train_loss", "train_error",
-    # and the statistics the analysis adds beside the axes (cells, luck)
-    "n_seeds", "successes", "p_success", "p_lo", "p_hi", "k_seeds", "p_any_success", "expected_cost",
-    "expected_total_cost", "seeds_for_target", "on_frontier",
-})
+from paretolab.vocabulary.schema import RESERVED
+from paretolab.vocabulary.trial import TrainArgs, TrialConfig
 
 
 def parameters(task: str, model: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ and is replaced; work goes only to workers that are up.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import signal
@@ -23,19 +22,19 @@ import time
 from collections import Counter, deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import ray
 
-from paretolab.analysis.store import StoreWriter
-from paretolab.errors import ClusterError
+from paretolab.store import StoreWriter
+from paretolab.vocabulary.errors import ClusterError
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
-from paretolab.orchestrator.sweep import Resources
+from paretolab.vocabulary.schema import metric_row, trial_row
+from paretolab.vocabulary.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.checkpoints import drop_checkpoint
 from paretolab.workers.runners import runner
 from paretolab.workers.train import failed
-from paretolab.workers.trial import Assignment, Code, MetricRow, Pruning, Report, TrialConfig, TrialResult
+from paretolab.vocabulary.trial import Assignment, Code, Pruning, Report, TrialConfig, TrialResult
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends
 # With packing, one call per worker: a call is a pack that lasts seconds (round trips do not
@@ -355,7 +354,7 @@ class Scheduler:
             return
         call.slot.node = report.node
         self.observer.on_report(report)
-        self.writer.append("metrics", [_metric_row(r) for r in report.rows])
+        self.writer.append("metrics", [metric_row(r) for r in report.rows])
         self._curve_rows.update((r.trial_id, r.attempt) for r in report.rows)
         for result in report.results:
             call.ended.add(result.trial_id)
@@ -364,7 +363,7 @@ class Scheduler:
     def _record(self, result: TrialResult, node: str) -> None:
         curve_rows = self._curve_rows.pop((result.trial_id, result.attempt), 0)
         config = self.configs.pop(result.trial_id)
-        self.writer.append("trials", [_trial_row(config, result, node) | {"curve_rows": curve_rows}])
+        self.writer.append("trials", [trial_row(config, result, node, curve_rows)])
         if config.code is not None and result.status != "failed" and not config.code.keep_checkpoints:
             self._unkept.append((config.code, result.trial_id))
         c = self.counts
@@ -432,20 +431,3 @@ def _exit_now() -> None:
     import os
 
     os._exit(130)
-
-
-def _metric_row(r: MetricRow) -> dict:
-    return {"trial_id": r.trial_id, "attempt": r.attempt, "step": r.step, "samples": r.samples,
-            "wall_s": r.wall_s, **r.values}
-
-
-def _trial_row(config: TrialConfig, result: TrialResult, node: str) -> dict:
-    row = dataclasses.asdict(result)
-    final = row.pop("final")
-    content = {k: v for k, v in dataclasses.asdict(config).items() if k != "trial_id"}
-    return {
-        "trial_id": result.trial_id, "attempt": result.attempt, "status": result.status,
-        **config.columns(), **{k: v for k, v in row.items() if k not in ("trial_id", "attempt", "status")},
-        **final, "node": node, "finished_at": datetime.now(timezone.utc),
-        "config": json.dumps(content, sort_keys=True),
-    }

@@ -17,14 +17,12 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from paretolab.analysis.store import Store
-from paretolab.workers.trial import Pruning, TrialConfig, TrialResult
+from paretolab.store import Store
+from paretolab.vocabulary.schema import COST_COLUMNS, RESULT_COLUMNS, STATUSES
+from paretolab.vocabulary.trial import Pruning, TrialConfig, TrialResult
 
-ENDED = ("finished", "diverged", "failed", "pruned")
 MEDIAN_STARTUP_TRIALS = 5  # Optuna's MedianPruner default n_startup_trials
 HALVING_RATE = 4  # Optuna's SuccessiveHalvingPruner default reduction_factor
-COST_METRICS = ("steps_to_success", "samples_to_success", "flops_to_success")
-RESULT_METRICS = (*COST_METRICS, "steps", "samples", "wall_s")
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Outcome:
 
     @classmethod
     def of_result(cls, r: TrialResult) -> Outcome:
-        metrics = {**r.final, **{k: getattr(r, k) for k in RESULT_METRICS}}
+        metrics = {**r.final, **{k: getattr(r, k) for k in RESULT_COLUMNS}}
         return cls(r.trial_id, r.status, bool(r.success), metrics)
 
     @classmethod
@@ -106,7 +104,7 @@ def stored_outcomes(store: Store, ids: list[str], retry_failed: bool = False) ->
     """The outcomes of the trials in `ids` whose latest attempt ended in the store."""
     if not ids or not store.files("trials"):
         return {}
-    statuses = [s for s in ENDED if not (retry_failed and s == "failed")]
+    statuses = [s for s in STATUSES if not (retry_failed and s == "failed")]
     rows = store.query("SELECT * FROM trials WHERE list_contains(?, trial_id) AND list_contains(?, status)",
                        [ids, statuses]).to_pylist()
     return {r["trial_id"]: Outcome.of_row(r) for r in rows}
@@ -171,7 +169,7 @@ def finite(x) -> bool:
 
 def strategy_for(sweep, candidates: list[TrialConfig], store_root) -> Strategy:
     """The strategy of the sweep's `search` (or `tune`): `candidates` are its grid's trials."""
-    from paretolab.orchestrator import sweep as s
+    from paretolab.vocabulary import sweep as s
 
     if isinstance(sweep.search, s.FrontierSearch):
         from paretolab.orchestrator.frontier_search import FrontierSearch
@@ -186,7 +184,7 @@ def strategy_for(sweep, candidates: list[TrialConfig], store_root) -> Strategy:
 
 def describe(sweep) -> str | None:
     """One line saying what the sweep's adaptive part will do (None for a plain grid)."""
-    from paretolab.orchestrator import sweep as s
+    from paretolab.vocabulary import sweep as s
 
     parts = []
     if isinstance(sweep.search, s.FrontierSearch):
@@ -264,7 +262,7 @@ class OptunaStrategy(Strategy):
         import optuna
 
         if store_root is None:
-            from paretolab.errors import UsageError
+            from paretolab.vocabulary.errors import UsageError
 
             raise UsageError("an optuna search keeps its study in a local store folder; pass --store DIR")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -333,7 +331,7 @@ class OptunaStrategy(Strategy):
                                                search=None, points=None)))
 
     def _cell(self, number: int, params: dict, trial=None) -> list[TrialConfig]:
-        from paretolab.errors import SpecError
+        from paretolab.vocabulary.errors import SpecError
 
         try:
             trials = self._point(params)
@@ -371,7 +369,7 @@ class OptunaStrategy(Strategy):
 
     def answered(self, store: Store) -> list[TrialConfig] | None:
         """A study that holds its `n_trials` points, every one told, whose trials the store all holds."""
-        from paretolab.errors import SpecError
+        from paretolab.vocabulary.errors import SpecError
 
         if not self.done():
             return None
@@ -447,7 +445,7 @@ def _objective(metric: str, config: TrialConfig, outcomes: list[Outcome]) -> flo
         v = columns[metric]
         return float(v) if finite(v) else None
     counted = [o for o in outcomes if o.counts]
-    if metric in COST_METRICS:
+    if metric in COST_COLUMNS:
         costs = [o.metrics.get(metric) for o in counted if o.success]
         if not counted or 2 * len(costs) < len(counted):
             return None

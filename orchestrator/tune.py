@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from paretolab.orchestrator.grid import axes, expand
 from paretolab.orchestrator.search import Outcome, Strategy, _objective
-from paretolab.orchestrator.sweep import Sweep, Value
-from paretolab.workers.trial import TrialConfig
+from paretolab.vocabulary.sweep import Sweep, Value
+from paretolab.vocabulary.trial import TrialConfig
 
 
 @dataclass

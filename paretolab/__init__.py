@@ -8,7 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 __all__ = ["run", "open_store", "load_spec", "ParetolabError"]
 
-from paretolab.errors import ParetolabError
+from paretolab.vocabulary.errors import ParetolabError
 
 
 def __getattr__(name: str):

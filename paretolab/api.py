@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from paretolab.analysis.store import Store, StoreWriter
-from paretolab.errors import ClusterError, UsageError
+from paretolab.store import Store, StoreWriter
+from paretolab.vocabulary.errors import ClusterError, UsageError
 
 DEFAULT_STORE = "results"
 COMPACT_ABOVE_FILES = 32  # a run that leaves more files than this in a table merges them
@@ -96,7 +96,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
                    axes=tuple(axes(sweep)))
     if dry_run:
         from paretolab.orchestrator.search import describe, n_points
-        from paretolab.orchestrator.sweep import OptunaSearch
+        from paretolab.vocabulary.sweep import OptunaSearch
 
         summary["warning"] = _local_shortfall(sweep, address)
         if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
@@ -257,7 +257,7 @@ def _placed(sweep, st: Store, address: str | None):
     connected already to a Ray it did not start itself (which `connect` keeps, whatever the address)."""
     import dataclasses
 
-    from paretolab.user_code import CHECKPOINTS
+    from paretolab.vocabulary.schema import CHECKPOINTS
 
     code = sweep.code
     checkpoints = code.checkpoints or (str(st.root.resolve() / CHECKPOINTS) if st.root is not None and st.loc.local
@@ -300,7 +300,7 @@ def _shipping(sweep, st: Store) -> dict:
     from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
-    from paretolab.errors import ClusterError
+    from paretolab.vocabulary.errors import ClusterError
     from paretolab.workers.importing import split_target
 
     root = Path(code.root)
@@ -372,11 +372,11 @@ def compact(store: str | Path | None = None) -> dict[str, int]:
     Raises:
         StoreError: no store there, or a run is writing it.
     """
-    from paretolab.analysis.store import TABLES
+    from paretolab.vocabulary.schema import TABLES
 
     st = open_store(store)
     if not st.exists():
-        from paretolab.errors import StoreError
+        from paretolab.vocabulary.errors import StoreError
 
         raise StoreError(f"no result store at {st.uri} (run a sweep first, or pass --store PATH)")
     with st.lock():

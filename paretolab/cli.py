@@ -11,7 +11,7 @@ import json
 import shlex
 import sys
 
-from paretolab.errors import ParetolabError, UsageError
+from paretolab.vocabulary.errors import ParetolabError, UsageError
 from paretolab.terminal import plain, printable
 
 EXIT_USAGE = 2
@@ -363,7 +363,7 @@ def _compact(args) -> int:
 
 
 def _doctor(args) -> int:
-    from paretolab.analysis.doctor import doctor
+    from paretolab.store.doctor import doctor
     from paretolab.api import open_store
 
     store = open_store(args.store)

@@ -12,17 +12,17 @@ import runpy
 import unicodedata
 from pathlib import Path
 
-from paretolab.errors import SpecError, clipped, shown
+from paretolab.vocabulary.errors import SpecError, clipped, shown
 from paretolab.orchestrator.grid import parameters
-from paretolab.orchestrator.sweep import Resources, Sweep, Value
+from paretolab.vocabulary.sweep import Resources, Sweep, Value
 from paretolab.spec_search import parse_search, parse_tune
 from paretolab.spec_values import (base_type, choice, coerce, field_type, free_type, free_values, hints, known_parameter,
                                    mapping, no_unknown, MAX_SEED_COUNT, OpenParams, positive_int, seed_value, to_float,
                                    type_of, UnionParams)
 from paretolab.tasks.registry import tasks
-from paretolab.tasks.success import Success
+from paretolab.vocabulary.success import Success
 from paretolab.workers.models import models
-from paretolab.workers.trial import EvalArgs, TrainArgs
+from paretolab.vocabulary.trial import EvalArgs, TrainArgs
 
 TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "pack_by", "version",
             "timeout_s", "checkpoint_dir", "keep_checkpoints", "grid", "zip", "fixed", "seeds",
@@ -33,6 +33,10 @@ REQUIRED = ("sweep", "task", "model", "max_steps")
 CODE_KEYS = ("trainable", "command", "vectorized", "pack_by", "version", "timeout_s", "checkpoint_dir",
              "keep_checkpoints")
 BUILTIN_KEYS = ("task", "task_args", "model", "model_args", "eval")
+EVAL_KEYS = ("every", "test_size")
+SUCCESS_KEYS = ("metric", "op", "value", "stop_on_success")
+RESOURCE_KEYS = ("cpu", "gpu", "pack_size")
+TRAIN_METRICS = ("train_loss", "train_error")  # what every built-in trial records besides its task's metrics
 
 
 def load_spec(path: str | Path) -> Sweep:
@@ -185,6 +189,8 @@ def _build(raw: object, path: str, source: str, allowed: tuple[str, ...]) -> Swe
 
 # what can be a grid or zip axis besides parameters: the task, the model, the researcher's function
 CHOICE_AXES = ("task", "model", "trainable")
+# an axis given by a rule instead of a list: {form: [numbers]}, with the counts of numbers each takes
+AXIS_FORMS = {"range": (2, 3), "logspace": (3,), "linspace": (3,)}
 
 
 def _axis_keys(raw: dict) -> set[str]:
@@ -371,7 +377,7 @@ def _axis_values(spec, ftype, path, key) -> list:
     if isinstance(spec, dict) and len(spec) == 1:
         (kind, args), = spec.items()
         if kind == "range":
-            nums = _numbers(args, (2, 3), path, f"{key}.range", "[start, stop] or [start, stop, step]")
+            nums = _numbers(args, AXIS_FORMS[kind], path, f"{key}.range", "[start, stop] or [start, stop, step]")
             if not all(float(x).is_integer() for x in nums) or (len(nums) == 3 and nums[2] == 0):
                 raise SpecError(f"{path}: {key}.range: expected integers with a non-zero step, got {shown(args)}")
             values = list(range(*(int(x) for x in nums)))
@@ -379,7 +385,7 @@ def _axis_values(spec, ftype, path, key) -> list:
                 raise SpecError(f"{path}: {key}.range: {shown(args)} is empty (stop is exclusive, as in Python)")
             return values
         if kind in ("logspace", "linspace"):
-            lo, hi, num = _numbers(args, (3,), path, f"{key}.{kind}", "[lo, hi, num]")
+            lo, hi, num = _numbers(args, AXIS_FORMS[kind], path, f"{key}.{kind}", "[lo, hi, num]")
             if num < 1 or not float(num).is_integer() or lo > hi or (kind == "logspace" and lo <= 0):
                 need = "0 < lo <= hi" if kind == "logspace" else "lo <= hi"
                 raise SpecError(f"{path}: {key}.{kind}: need {need} and a whole num >= 1, got {shown(args)}")
@@ -432,18 +438,18 @@ def _seeds(raw, path) -> tuple[int, ...]:
 
 def _eval(raw, path) -> EvalArgs:
     raw = mapping(raw, path, "eval")
-    no_unknown(raw, ("every", "test_size"), path, "eval.")
+    no_unknown(raw, EVAL_KEYS, path, "eval.")
     return EvalArgs(**{k: positive_int(v, path, f"eval.{k}") for k, v in raw.items()})
 
 
 def _success(raw, task, path) -> Success:
     raw = mapping(raw, path, "success")
-    no_unknown(raw, ("metric", "op", "value", "stop_on_success"), path, "success.")
+    no_unknown(raw, SUCCESS_KEYS, path, "success.")
     s = Success(**{k: coerce(v, hints(Success)[k], path, f"success.{k}") for k, v in raw.items()})
     if task is None:  # the researcher's code reports the metrics it wants
         if not s.metric.isidentifier():
             raise SpecError(f"{path}: success.metric: expected the name of a metric your code reports, got {shown(s.metric)}")
-    elif s.metric not in (known := ("train_loss", "train_error", *tasks()[task].metrics)):
+    elif s.metric not in (known := (*TRAIN_METRICS, *tasks()[task].metrics)):
         raise SpecError(f"{path}: success.metric: unknown metric {shown(s.metric)} for task {shown(task)}; known: {', '.join(known)}")
     if not math.isfinite(s.value):
         raise SpecError(f"{path}: success.value: expected a finite number, got {shown(raw.get('value'))}")
@@ -452,7 +458,7 @@ def _success(raw, task, path) -> Success:
 
 def _resources(raw, path) -> Resources:
     raw = dict(mapping(raw, path, "resources"))
-    no_unknown(raw, ("cpu", "gpu", "pack_size"), path, "resources.")
+    no_unknown(raw, RESOURCE_KEYS, path, "resources.")
     pack = raw.pop("pack_size", "auto")
     out = {k: coerce(v, float, path, f"resources.{k}") for k, v in raw.items()}
     if out.get("cpu", 1.0) <= 0 or out.get("gpu", 0.0) < 0:

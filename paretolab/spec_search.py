@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from paretolab.errors import SpecError, shown
-from paretolab.orchestrator.sweep import FrontierSearch, Objective, OptunaSearch, SpaceAxis, Tune
+from paretolab.vocabulary.errors import SpecError, shown
+from paretolab.vocabulary.schema import RESULT_METRICS
+from paretolab.vocabulary.sweep import FrontierSearch, Objective, OptunaSearch, SpaceAxis, Tune
 from paretolab.spec_values import (base_type, coerce, free_values, known_parameter, mapping, no_unknown, OpenParams,
                                    positive_int, seed_value, type_of)
 from paretolab.tasks.registry import tasks
@@ -15,9 +16,9 @@ MAX_SAMPLER_SEED = 2**31 - 1
 PRUNERS = ("median", "successive_halving")
 SEARCH_KEYS = {"frontier": ("mode", "axis", "by", "target_success", "seeds_per_probe", "max_seeds"),
                "optuna": ("mode", "sampler", "n_trials", "space", "objectives", "pruner", "seed")}
-# what an objective or a selection rule may name, besides the task's metrics and the parameters
-RESULT_METRICS = ("steps_to_success", "samples_to_success", "flops_to_success", "steps", "samples", "wall_s",
-                  "train_loss", "train_error")
+RANGE_KEYS = ("low", "high", "log", "step")  # a numeric axis of search.space, besides a list of choices
+DIRECTIONS = ("minimize", "maximize")  # an objective: {direction: metric}
+TUNE_KEYS = ("param", "values", "select", "seeds")
 
 
 def parse_search(raw, task, model, owners, taken, axis_names, n_seeds, path):
@@ -86,7 +87,7 @@ def _space_axis(name, spec, task, model, owners, taken, sampler, path) -> SpaceA
     if isinstance(spec, list) and spec:
         return SpaceAxis(name, choices=tuple(dict.fromkeys(coerce(v, ftype, path, key) for v in spec)))
     base = base_type(ftype)
-    if not isinstance(spec, dict) or base not in (int, float) or set(spec) - {"low", "high", "log", "step"} \
+    if not isinstance(spec, dict) or base not in (int, float) or set(spec) - set(RANGE_KEYS) \
             or "low" not in spec or "high" not in spec:
         raise SpecError(f"{path}: {key}: expected a non-empty list of choices or, for a numeric parameter, "
                         f"{{low: L, high: H, log: true|false, step: S}}; got {shown(spec)}")
@@ -107,7 +108,7 @@ def _objectives(raw, task, owners, path) -> tuple[Objective, ...]:
     out = []
     for i, item in enumerate(items):
         key = f"search.objectives[{i}]"
-        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("minimize", "maximize"):
+        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in DIRECTIONS:
             raise SpecError(f"{path}: {key}: expected {{minimize: METRIC}} or {{maximize: METRIC}}, got {shown(item)}")
         (direction, metric), = item.items()
         if (metric not in known) if known is not None else not (isinstance(metric, str) and metric.isidentifier()):
@@ -123,7 +124,7 @@ def parse_tune(raw, task, model, owners, taken, n_seeds, path) -> Tune | None:
     if raw is None:
         return None
     raw = mapping(raw, path, "tune")
-    no_unknown(raw, ("param", "values", "select", "seeds"), path, "tune.")
+    no_unknown(raw, TUNE_KEYS, path, "tune.")
     name = raw.get("param")
     known_parameter(name, owners, path, "tune.param")
     if name in taken:

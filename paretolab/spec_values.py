@@ -8,11 +8,11 @@ import re
 import types
 import typing
 
-from paretolab.errors import SpecError, clipped, shown
-from paretolab.orchestrator.sweep import Sweep, Value
+from paretolab.vocabulary.errors import SpecError, clipped, shown
+from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
-from paretolab.workers.trial import TrainArgs
+from paretolab.vocabulary.trial import TrainArgs
 
 MAX_NAME_CHARS = 100  # a key of a spec's mapping: a parameter's or a setting's name
 MAX_SEED = 2**63 - 1  # the store's `seed` column is a Parquet int64 (the streams' derivation,
@@ -75,11 +75,11 @@ def hints(cls) -> dict:
 
 class OpenParams(dict):
     """The parameters of a sweep of the researcher's own code: any name that is not a result column
-    (`orchestrator.grid.RESERVED`), mapped to the type its values were given in (`free_values`);
+    (`vocabulary.schema.RESERVED`), mapped to the type its values were given in (`free_values`);
     `in` is true of every such name, set or not."""
 
     def __contains__(self, name) -> bool:
-        from paretolab.orchestrator.grid import RESERVED
+        from paretolab.vocabulary.schema import RESERVED
 
         return isinstance(name, str) and name.isidentifier() and name not in RESERVED and \
             name not in ("trainable", "max_steps")

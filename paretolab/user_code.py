@@ -23,10 +23,9 @@ import shlex
 import shutil
 from pathlib import Path
 
-from paretolab.errors import SpecError, clipped, shown
-from paretolab.workers.trial import Code
+from paretolab.vocabulary.errors import SpecError, clipped, shown
+from paretolab.vocabulary.trial import Code
 
-CHECKPOINTS = "checkpoints"  # the store's folder of checkpoints, unless the spec sets `checkpoint_dir`
 
 
 def resolve(raw: dict, path: str, names: set[str]) -> Code:

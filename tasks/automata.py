@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from paretolab.errors import shown
+from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import generator

@@ -183,7 +183,7 @@ def _make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], met
     samples and metric columns; attempt defaults to 1). Returns the store folder."""
     from datetime import datetime, timezone
 
-    from paretolab.analysis.store import Store, StoreWriter
+    from paretolab.store import Store, StoreWriter
 
     defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "error": None, "node": "n0",
                 "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}

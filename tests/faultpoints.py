@@ -30,7 +30,7 @@ def main() -> int:
     assert sys.argv[4] == "--", sys.argv
     store_args = sys.argv[5:]
 
-    from paretolab.analysis.store import StoreWriter
+    from paretolab.store import StoreWriter
 
     StoreWriter.__init__.__defaults__ = (50_000, 0.05)
     real_fsync, real_replace = os.fsync, os.replace

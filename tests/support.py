@@ -47,7 +47,7 @@ def solo(trial):
 def packed(trials):
     """Train `trials` as one pack: (every member's metric rows, {trial id: its `TrialResult`})."""
     from paretolab.workers.packed import train_pack
-    from paretolab.workers.trial import Assignment, TrialResult
+    from paretolab.vocabulary.trial import Assignment, TrialResult
 
     items = list(train_pack([Assignment(t, 1) for t in trials]))
     return [r for r in items if not isinstance(r, TrialResult)], {r.trial_id: r for r in items if isinstance(r, TrialResult)}

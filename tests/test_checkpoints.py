@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from paretolab.tasks.success import Success
+from paretolab.vocabulary.success import Success
 from paretolab.workers.outcome import Outcome
-from paretolab.workers.trial import Assignment, Code, TrialConfig
+from paretolab.vocabulary.trial import Assignment, Code, TrialConfig
 from paretolab.workers.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_folder, drop_checkpoint,
                                           load_checkpoint, save_checkpoint)
 from paretolab.workers.user_code import Context

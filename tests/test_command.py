@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import paretolab.report as client
-from paretolab.tasks.success import Success
+from paretolab.vocabulary.success import Success
 from paretolab.workers import process
 from paretolab.workers.command import MARKER, placeholders, run_command
-from paretolab.workers.trial import Assignment, Code, MetricRow, TrialConfig, TrialResult
+from paretolab.vocabulary.trial import Assignment, Code, MetricRow, TrialConfig, TrialResult
 from support import wait_for
 
 TARGET = Success(metric="test_error", op="<=", value=0.1, stop_on_success=True)

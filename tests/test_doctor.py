@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import paretolab
-from paretolab.analysis.files import StoreWarning
+from paretolab.store.files import StoreWarning
 from paretolab.cli import main
 
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import paretolab
-from paretolab.analysis import files as _files
+from paretolab.store import files as _files
 from paretolab.cli import main
 from support import write_spec
 

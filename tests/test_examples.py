@@ -87,7 +87,7 @@ def shrunk(spec: Path, folder: Path, max_steps: int = 40, sizes: dict = SMALL, *
 def trained(trials, pack: bool = False, attempt: int = 1):
     """Train `trials` in this process, one by one (or as one pack): (metric rows, results by trial id)."""
     from paretolab.workers.runners import runner
-    from paretolab.workers.trial import Assignment, TrialResult
+    from paretolab.vocabulary.trial import Assignment, TrialResult
 
     assignments = [Assignment(t, attempt) for t in trials]
     run = runner(trials[0])
@@ -277,7 +277,7 @@ def test_command_example_stopped_then_run_again_resumes_from_its_checkpoint(tmp_
     0-30 are the first attempt's, carried over (wall_s too), and the curve is an uninterrupted run's."""
     from paretolab.workers.process import STOP_FILE
     from paretolab.workers.runners import runner
-    from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+    from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
     from paretolab.workers.user_code import workdir
 
     hold, mark = tmp_path / "hold", tmp_path / "held"

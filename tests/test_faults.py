@@ -236,11 +236,11 @@ class _BrokenWorker:
 def test_workers_that_cannot_start_stop_the_run_with_the_reason(ray_cluster, tmp_path):
     import ray
 
-    from paretolab.analysis.store import Store, StoreWriter
+    from paretolab.store import Store, StoreWriter
     from paretolab.errors import ClusterError
     from paretolab.orchestrator.grid import expand
     from paretolab.orchestrator.scheduler import MAX_START_FAILURES, Scheduler, _Slot
-    from paretolab.orchestrator.sweep import Resources
+    from paretolab.vocabulary.sweep import Resources
     from paretolab.spec import load_spec
 
     spawned = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from paretolab.analysis.fit import fit, predict
-from paretolab.analysis.store import Store
+from paretolab.store import Store
 from paretolab.errors import UsageError
 
 SQUARES = (4, 9, 16, 25, 36, 100)  # x**1.5 is an integer, so 3 * x**1.5 is an exact step count

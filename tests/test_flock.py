@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from paretolab.analysis import flock
+from paretolab.store import flock
 from paretolab.errors import StoreError
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paretolab.analysis.frontier import frontier, parse_objectives
-from paretolab.analysis.store import Store
+from paretolab.store import Store
 from paretolab.errors import UsageError
 
 Z = 1.959963984540054

@@ -15,8 +15,8 @@ import pytest
 from paretolab.orchestrator.grid import count, expand
 from paretolab.orchestrator.identity import ID_CHARS, canonical_json, non_default, point_content, trial_id
 from paretolab.spec import load_spec, parse_yaml
-from paretolab.tasks.success import Success
-from paretolab.workers.trial import EvalArgs, TrainArgs
+from paretolab.vocabulary.success import Success
+from paretolab.vocabulary.trial import EvalArgs, TrainArgs
 
 BASE = """\
 sweep: {name}
@@ -295,8 +295,8 @@ def test_expand_order_is_grid_order_seeds_innermost():
 def test_a_command_holding_braces_hashes_as_its_content():
     """A command's own `{seed}` and `{{literal}}` text is not taken for the fast hashing's fields."""
     from paretolab.orchestrator.identity import SweepIds, canonical_json, code_content, seeded_id
-    from paretolab.tasks.success import Success
-    from paretolab.workers.trial import Code
+    from paretolab.vocabulary.success import Success
+    from paretolab.vocabulary.trial import Code
 
     code = Code(kind="command", name="x", command=("python", "t.py", "--seed", "{seed}", "{{x}}", "{lr}"), digest="d")
     ids = SweepIds.of_code(code, None, Success())

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paretolab.analysis.luck import luck
-from paretolab.analysis.store import Store
+from paretolab.store import Store
 from paretolab.errors import UsageError
 
 # Fixed examples and no example database; `make_store` only returns a function (safe to share).

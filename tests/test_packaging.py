@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("orchestrator", "workers", "tasks", "analysis", "clusters")
+FOLDERS = ("orchestrator", "workers", "tasks", "analysis", "clusters", "store", "vocabulary")
 
 
 def modules_after(code: str) -> set[str]:
@@ -33,7 +33,7 @@ def test_help_is_light():
 
 
 def test_analysis_needs_neither_torch_nor_ray():
-    loaded = modules_after("import paretolab.analysis.store, paretolab.analysis.status")
+    loaded = modules_after("import paretolab.store.store, paretolab.analysis.status")
     assert not {"torch", "ray", "matplotlib"} & loaded
 
 

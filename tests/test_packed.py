@@ -13,7 +13,7 @@ from paretolab.orchestrator.grid import expand
 from paretolab.orchestrator.events import Observer
 from paretolab.spec import parse_yaml
 from paretolab.workers.packed import pack_key
-from paretolab.workers.trial import MetricRow
+from paretolab.vocabulary.trial import MetricRow
 from support import packed, solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks.registry import tasks
 from paretolab.workers.models import models
 from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key
-from paretolab.workers.trial import MetricRow
+from paretolab.vocabulary.trial import MetricRow
 from support import packed, solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks import sparse_parity
 from paretolab.tasks.registry import tasks
 from paretolab.workers.packed import pack_key, train_pack
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 from support import solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

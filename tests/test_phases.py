@@ -9,7 +9,7 @@ import pytest
 
 import paretolab
 from paretolab.analysis.phases import phase_boundary, transitions
-from paretolab.analysis.store import Store
+from paretolab.store import Store
 from paretolab.errors import UsageError
 
 STEPS = range(0, 1001, 10)  # evaluations every 10 steps

@@ -78,7 +78,7 @@ def test_status_rate_and_eta_of_packed_trials_and_of_a_sweep_not_running(tmp_pat
     end = T0 + timedelta(seconds=30)
     trials = [{"trial_id": f"t{i}", "width": 16, "finished_at": end, "wall_s": 30.0, "success": True} for i in range(6)]
     store = make_store(tmp_path / "r", "packed", ["width"], trials)
-    from paretolab.analysis.store import Store
+    from paretolab.store import Store
 
     st = Store(store)
     (s,) = status(st, "packed", now=end)

@@ -10,7 +10,7 @@ import threading
 import time
 
 import paretolab
-from paretolab.analysis.store import StoreWriter
+from paretolab.store import StoreWriter
 
 READER = textwrap.dedent("""
     import sys

@@ -16,7 +16,7 @@ from paretolab.tasks.registry import tasks
 from paretolab.tasks.relu_teacher import ReluTeacher, ReluTeacherArgs, relative_mse
 from paretolab.workers.packed import pack_key, train_pack
 from paretolab.workers.train import train
-from paretolab.workers.trial import Assignment, MetricRow
+from paretolab.vocabulary.trial import Assignment, MetricRow
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "relu_teacher.yaml"
 

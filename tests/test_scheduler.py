@@ -9,9 +9,9 @@ import pytest
 
 from paretolab.orchestrator.grid import expand
 from paretolab.orchestrator.scheduler import Scheduler, _Call, _Slot
-from paretolab.orchestrator.sweep import Resources
+from paretolab.vocabulary.sweep import Resources
 from paretolab.spec import parse_yaml
-from paretolab.workers.trial import Assignment
+from paretolab.vocabulary.trial import Assignment
 
 SPEC = """\
 sweep: queue
@@ -122,7 +122,7 @@ def test_a_trial_requeued_after_its_worker_died_goes_behind_the_queue_and_alone_
     # 2 workers, packs of 16, 100 trials. Worker a dies with its pack of 16: they go behind the 68
     # still queued (no longer in front of them); for their last attempt each in a call of its own,
     # so that a trial that kills its worker takes down only itself then; before it, packed again.
-    from paretolab.analysis.store import Store, StoreWriter
+    from paretolab.store import Store, StoreWriter
 
     s = packing_scheduler(100, workers=2, pack=16, writer=StoreWriter(Store(tmp_path / "r")))
     s.max_attempts = max_attempts
@@ -149,7 +149,7 @@ def test_a_trial_requeued_after_its_worker_died_goes_behind_the_queue_and_alone_
 
 
 def test_a_trial_whose_worker_died_at_its_last_attempt_is_failed_with_the_reason(tmp_path):
-    from paretolab.analysis.store import Store, StoreWriter
+    from paretolab.store import Store, StoreWriter
 
     store = Store(tmp_path / "r")
     s = packing_scheduler(4, workers=1, pack=4, writer=StoreWriter(store))

@@ -212,7 +212,7 @@ def test_a_trial_worse_than_the_threshold_is_pruned_solo_and_in_a_pack():
 
     from paretolab.workers.runners import runner
     from paretolab.workers.packed import train_pack
-    from paretolab.workers.trial import Assignment, Pruning, TrialResult
+    from paretolab.vocabulary.trial import Assignment, Pruning, TrialResult
 
     never = Pruning("test_error", ((100, -1.0),))  # nothing is below -1: pruned at step 100
     a = Assignment(tiny_trial(), 1, never)

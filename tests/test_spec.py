@@ -14,10 +14,10 @@ import yaml
 
 from paretolab.errors import SpecError
 from paretolab.orchestrator.grid import count, expand
-from paretolab.orchestrator.sweep import Resources, Sweep
+from paretolab.vocabulary.sweep import Resources, Sweep
 from paretolab.spec import load_spec, parse_yaml
-from paretolab.tasks.success import Success
-from paretolab.workers.trial import EvalArgs
+from paretolab.vocabulary.success import Success
+from paretolab.vocabulary.trial import EvalArgs
 
 BASE = {
     "sweep": "t",
@@ -167,7 +167,7 @@ def test_anchors_aliases_and_merge_keys_work_within_bounds():
 
 
 def test_values_in_errors_are_bounded():
-    from paretolab.errors import shown
+    from paretolab.vocabulary.errors import shown
 
     laughs = ["lol"] * 9
     for _ in range(9):

@@ -11,7 +11,7 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
-from paretolab.analysis.store import Store, StoreWriter
+from paretolab.store import Store, StoreWriter
 from paretolab.errors import StoreError
 
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import paretolab
-from paretolab.analysis import files as _files
-from paretolab.analysis.store import StoreWriter
+from paretolab.store import files as _files
+from paretolab.store import StoreWriter
 from paretolab.cli import main
 
 TRIALS = [{"trial_id": f"t{i}", "width": 8 * (i + 1), "curve_rows": 3} for i in range(4)]

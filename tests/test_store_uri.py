@@ -11,9 +11,9 @@ import warnings
 import pytest
 
 import paretolab
-from paretolab.analysis import lease as lease_mod
-from paretolab.analysis.files import StoreWarning
-from paretolab.analysis.store import Store, StoreWriter
+from paretolab.store import lease as lease_mod
+from paretolab.store.files import StoreWarning
+from paretolab.store import Store, StoreWriter
 from paretolab.cli import main
 from paretolab.errors import StoreError
 

@@ -18,12 +18,13 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks.base import IO
 from paretolab.tasks.seeding import generator
 from paretolab.tasks.sparse_parity import SparseParity, SparseParityArgs
-from paretolab.tasks.success import Success
+from paretolab.vocabulary.success import Success
 from paretolab.workers import train as train_module
 from paretolab.workers.models import MLP, MLPArgs
 from paretolab.workers.schedule import lr_factor
-from paretolab.workers.train import FLOPS_PER_PARAM_PER_TOKEN, train
-from paretolab.workers.trial import EvalArgs, MetricRow, TrainArgs, TrialConfig, TrialResult
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.workers.train import train
+from paretolab.vocabulary.trial import EvalArgs, MetricRow, TrainArgs, TrialConfig, TrialResult
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

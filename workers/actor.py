@@ -17,7 +17,7 @@ import torch
 
 from paretolab.workers.runners import runner
 from paretolab.workers.train import matmul_precision
-from paretolab.workers.trial import Assignment, MetricRow, Report, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, Report, TrialResult
 
 
 class Worker:

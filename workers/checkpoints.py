@@ -14,7 +14,7 @@ import os
 import pickle
 import zlib
 
-from paretolab.workers.trial import Code
+from paretolab.vocabulary.trial import Code
 
 CHECKPOINT_FILE = "checkpoint.pkl"
 CHECKPOINT_MAGIC = b"paretolab-checkpoint-1\n"

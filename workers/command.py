@@ -36,10 +36,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from paretolab.errors import clipped
+from paretolab.vocabulary.errors import clipped
 from paretolab.workers import process as processes
 from paretolab.workers.process import _MARKER, EOF, MARKER, Launch, Process
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 from paretolab.workers.checkpoints import checkpoint_folder
 from paretolab.workers.importing import code_root
 from paretolab.workers.user_code import HEARTBEAT_S, Context, ended_result, failed_result, workdir

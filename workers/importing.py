@@ -22,8 +22,8 @@ import traceback
 import types
 from pathlib import Path
 
-from paretolab.errors import clipped
-from paretolab.workers.trial import Code
+from paretolab.vocabulary.errors import clipped
+from paretolab.vocabulary.trial import Code
 
 
 _LOADED: dict[tuple[str, str, str], object] = {}

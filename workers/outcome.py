@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from paretolab.tasks.success import Success
-from paretolab.workers.trial import Pruning
+from paretolab.vocabulary.success import Success
+from paretolab.vocabulary.trial import Pruning
 
 
 class Outcome:

@@ -33,7 +33,7 @@ from paretolab.workers.models import models
 from paretolab.workers.outcome import Outcome
 from paretolab.workers.schedule import lr_factor
 from paretolab.workers.train import _result, autocast, autocasts, failed
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 
 # `pack_size: auto` fills a pack up to this many parameters x tokens per example (1 for vector
 # tasks): a step of a pack costs about members x parameters x tokens. On the 2-core CPU

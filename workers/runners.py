@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Protocol
 
-from paretolab.workers.trial import Assignment, MetricRow, TrialConfig, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialConfig, TrialResult
 
 Item = MetricRow | TrialResult | None
 

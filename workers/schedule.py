@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from paretolab.errors import shown
+from paretolab.vocabulary.errors import shown
 
 
 def lr_factor(step: int, max_steps: int, schedule: str, warmup_steps: int) -> float:

@@ -18,13 +18,8 @@ from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
 from paretolab.workers.outcome import Outcome
 from paretolab.workers.schedule import lr_factor
-from paretolab.workers.trial import MetricRow, Pruning, TrainArgs, TrialConfig, TrialResult
-
-# Training FLOPs per token: forward + backward is about 6 x parameters (Kaplan et al. 2020,
-# "Scaling Laws for Neural Language Models", Sec. 2.1: C = 6 N per token). A vector example is one
-# token; a sequence example is as many tokens as its length.
-FLOPS_PER_PARAM_PER_TOKEN = 6
-
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.vocabulary.trial import MetricRow, Pruning, TrainArgs, TrialConfig, TrialResult
 
 def train(trial: TrialConfig, attempt: int, device: str = "cpu", prune: Pruning | None = None
           ) -> Generator[MetricRow, None, TrialResult]:

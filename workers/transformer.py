@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from paretolab.errors import shown
+from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
 from paretolab.workers.base import Model
 

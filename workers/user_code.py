@@ -26,7 +26,7 @@ from pathlib import Path
 from paretolab.workers.checkpoints import load_checkpoint, save_checkpoint
 from paretolab.workers.importing import exception_line, function_of
 from paretolab.workers.outcome import Outcome
-from paretolab.workers.trial import Assignment, MetricRow, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 
 WORK_FOLDER = "paretolab-work"
 HEARTBEAT_S = 0.5  # while a function trains without reporting, the worker looks at its clock this often

@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Iterator
 
-from paretolab.workers.trial import Assignment, MetricRow, TrialConfig, TrialResult
+from paretolab.vocabulary.trial import Assignment, MetricRow, TrialConfig, TrialResult
 from paretolab.workers.importing import function_of
 from paretolab.workers.user_code import run_members
 

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from paretolab.errors import shown
-from paretolab.tasks.success import Success
+from paretolab.vocabulary.errors import shown
+from paretolab.vocabulary.success import Success
 
 
 @dataclass(frozen=True)

@@ -54,28 +54,15 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from paretolab.analysis import files as _files
-from paretolab.analysis.files import FileEntry, Location
-from paretolab.errors import StoreError, shown
+from paretolab.store import files as _files
+from paretolab.store.files import FileEntry, Location
+from paretolab.vocabulary.errors import StoreError, shown
+from paretolab.vocabulary.schema import CHECKPOINTS, TABLES, empty_select
 
-TABLES = ("trials", "metrics", "sweeps")
-# The order a flush writes the tables in: a trial's curve (and its sweep's row) before its result.
-FLUSH_ORDER = ("sweeps", "metrics", "trials")
 REPLACES = b"paretolab.replaces"  # footer key of a merged file: the JSON list of the files it replaces
 SNAPSHOT_RETRIES = 5
 
-# Columns each view has even when its table has no file yet, so queries on an empty store work.
-EMPTY = {
-    "trials": "NULL::VARCHAR AS trial_id, NULL::BIGINT AS attempt, NULL::VARCHAR AS status, "
-              "NULL::BOOLEAN AS success, NULL::BIGINT AS steps, NULL::DOUBLE AS wall_s, "
-              "NULL::VARCHAR AS error, NULL::VARCHAR AS node, NULL::TIMESTAMPTZ AS finished_at",
-    "metrics": "NULL::VARCHAR AS trial_id, NULL::BIGINT AS attempt, NULL::BIGINT AS step, "
-               "NULL::BIGINT AS samples, NULL::DOUBLE AS wall_s",
-    "sweeps": "NULL::VARCHAR AS sweep, NULL::VARCHAR AS spec, NULL::VARCHAR AS path, "
-              "NULL::TIMESTAMPTZ AS submitted_at, NULL::VARCHAR[] AS trial_ids, NULL::VARCHAR[] AS axes, "
-              "NULL::VARCHAR[] AS parameters, NULL::VARCHAR AS success_metric, NULL::VARCHAR AS success_op, "
-              "NULL::DOUBLE AS success_value",
-}
+EMPTY = {table: empty_select(table) for table in TABLES}  # what each view has before its first file
 
 VIEWS = {
     # The latest attempt of each trial: a trial re-run after its worker died has several rows.
@@ -205,7 +192,7 @@ class Store:
                         for batch in rows:
                             w.write_batch(batch)
 
-                self.loc.put((table, _new_name()), write, seal=True)  # the single atomic step
+                self.loc.put((table, new_name()), write, seal=True)  # the single atomic step
         except (OSError, duckdb.Error, pa.ArrowException) as e:
             raise StoreError(f"cannot compact {self.uri}/{table}: {e}") from None
         for e in entries:
@@ -402,7 +389,7 @@ class Store:
         """
         self.exists()  # a folder that is not a store is refused before anything is written into it
         if not self.loc.local:
-            from paretolab.analysis.lease import Lease
+            from paretolab.store.lease import Lease
 
             self._lease = Lease(self.loc).acquire()
             try:
@@ -411,7 +398,7 @@ class Store:
                 self._lease.release()
                 self._lease = None
             return
-        from paretolab.analysis import flock
+        from paretolab.store import flock
 
         fd = flock.take(Path(self.loc.base), self.uri)
         try:
@@ -424,88 +411,13 @@ class Store:
             self._lease.check()
 
 
-class StoreWriter:
-    """Buffers rows per table and appends them as new Parquet files.
-
-    Every buffered table is written when one holds `flush_rows` rows or `flush_every_s` seconds
-    have passed since the last write, in `FLUSH_ORDER`: the curves' rows are durable before the
-    results that count them (`curve_rows`). Only the process holding `Store.lock()` should write.
-    A write that fails (a full disk) keeps its rows buffered and raises `StoreError`.
-    """
-
-    def __init__(self, store: Store, flush_rows: int = 50_000, flush_every_s: float = 2.0):
-        self.store = store
-        self.flush_rows = flush_rows
-        self.flush_every_s = flush_every_s
-        self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
-        self._types: dict[tuple[str, str], pa.DataType] = {}  # (table, column): the type it was written with
-        self._last = time.monotonic()
-
-    def append(self, table: str, rows: list[dict]) -> None:
-        self._rows[table].extend(rows)
-        if len(self._rows[table]) >= self.flush_rows:
-            self.flush()
-
-    def buffered(self, table: str) -> int:
-        """Rows of `table` appended and not written yet."""
-        return len(self._rows[table])
-
-    def maybe_flush(self) -> None:
-        """Write every buffered table if `flush_every_s` has passed since the last write."""
-        if time.monotonic() - self._last >= self.flush_every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write every buffered row now, curves before results.
-
-        Raises:
-            StoreError: a file cannot be written; the tables after it in `FLUSH_ORDER` are not
-                written either (their rows stay buffered).
-        """
-        for table in FLUSH_ORDER:
-            self._write(table)
-        self._last = time.monotonic()
-
-    def _write(self, table: str) -> None:
-        rows = self._rows[table]
-        if not rows:
-            return
-        self.store._check_writable()
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        data = pa.table({c: self._array(table, c, [r.get(c) for r in rows]) for c in columns})
-        self.store.loc.put((table, _new_name()), lambda out: pq.write_table(data, out, **PARQUET_OPTIONS), seal=True)
-        self._rows[table] = []
-
-    def _array(self, table: str, column: str, values: list) -> pa.Array:
-        """The column's values; all-NULL (a cost no trial reached, an error no trial raised) typed
-        as this writer wrote the column before, as the view declares it, or else as a number,
-        rather than Parquet's null type, which a reader would show as `NULL`."""
-        array = pa.array(values)
-        if pa.types.is_null(array.type):
-            return pa.nulls(len(values), self._types.get((table, column)) or _declared(table, column) or pa.float64())
-        self._types[(table, column)] = array.type
-        return array
-
-
-def _declared(table: str, column: str) -> pa.DataType | None:
-    """The Arrow type `EMPTY` gives a column of `table`, if it names the column."""
-    sql = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64(),
-           "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string())}
-    for part in EMPTY[table].split(", "):
-        kind, _, name = part.removeprefix("NULL::").partition(" AS ")
-        if name == column:
-            return sql[kind]
-    return None
-
-
 def _not_a_store(uri: str, names: list[str]) -> str | None:
     """Why a folder holding `names` is not a result store; None when it is one, or is empty.
 
     A store holds table folders, and before its first flush only what a run writes first (its lock
     or lease, its checkpoints); hidden files (`.DS_Store`) do not count. Anything else is refused
     rather than read as an empty store, or written into."""
-    from paretolab.analysis.lease import LEASE
-    from paretolab.user_code import CHECKPOINTS
+    from paretolab.store.lease import LEASE
 
     if set(names) & {*TABLES, QUARANTINE}:
         return None
@@ -583,7 +495,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def _new_name() -> str:
+def new_name() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
 
 

@@ -32,9 +32,10 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from paretolab.analysis import files as _files
-from paretolab.analysis.store import MANIFEST, QUARANTINE, REPLACES, TABLES, Store
-from paretolab.errors import StoreError
+from paretolab.store import files as _files
+from paretolab.store import Store
+from paretolab.store.store import MANIFEST, QUARANTINE, REPLACES, TABLES
+from paretolab.vocabulary.errors import StoreError
 
 
 @dataclass(frozen=True)

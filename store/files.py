@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from paretolab.errors import SHOWN_CHARS, StoreError, clipped, shown
+from paretolab.vocabulary.errors import SHOWN_CHARS, StoreError, clipped, shown
 
 SEALED = re.compile(r"\.crc32-([0-9a-f]{8})\.parquet$")
 CHUNK_BYTES = 1 << 20

@@ -16,7 +16,7 @@ import socket
 from contextlib import suppress
 from pathlib import Path
 
-from paretolab.errors import StoreError
+from paretolab.vocabulary.errors import StoreError
 
 LOCK = ".lock"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from paretolab.tasks.success import Success
-from paretolab.workers.trial import Code, EvalArgs
+from paretolab.vocabulary.success import Success
+from paretolab.vocabulary.trial import Code, EvalArgs
 
 Value = object  # a validated parameter value: int, float, str, bool or None
 

@@ -18,8 +18,8 @@ import time
 import uuid
 import warnings
 
-from paretolab.analysis.files import Location, StoreWarning
-from paretolab.errors import StoreError
+from paretolab.store.files import Location, StoreWarning
+from paretolab.vocabulary.errors import StoreError
 
 LEASE = "_lease.json"
 LEASE_TTL_S = 60.0

@@ -1,0 +1,90 @@
+"""The one writer of a run: rows buffered by table, written as sealed Parquet files.
+
+A flush writes the curves (and the sweep's row) before the results that end them, each file whole
+and durable before the next is begun, so a killed driver or a full disk leaves curves without
+results (their trials run again), never a result without its curve (see `store.py`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from paretolab.store.store import PARQUET_OPTIONS, Store, new_name
+
+from paretolab.vocabulary.schema import COLUMNS, TABLES
+
+# The order a flush writes the tables in: a trial's curve (and its sweep's row) before its result.
+FLUSH_ORDER = ("sweeps", "metrics", "trials")
+
+
+class StoreWriter:
+    """Buffers rows per table and appends them as new Parquet files.
+
+    Every buffered table is written when one holds `flush_rows` rows or `flush_every_s` seconds
+    have passed since the last write, in `FLUSH_ORDER`: the curves' rows are durable before the
+    results that count them (`curve_rows`). Only the process holding `Store.lock()` should write.
+    A write that fails (a full disk) keeps its rows buffered and raises `StoreError`.
+    """
+
+    def __init__(self, store: Store, flush_rows: int = 50_000, flush_every_s: float = 2.0):
+        self.store = store
+        self.flush_rows = flush_rows
+        self.flush_every_s = flush_every_s
+        self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+        self._types: dict[tuple[str, str], pa.DataType] = {}  # (table, column): the type it was written with
+        self._last = time.monotonic()
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        self._rows[table].extend(rows)
+        if len(self._rows[table]) >= self.flush_rows:
+            self.flush()
+
+    def buffered(self, table: str) -> int:
+        """Rows of `table` appended and not written yet."""
+        return len(self._rows[table])
+
+    def maybe_flush(self) -> None:
+        """Write every buffered table if `flush_every_s` has passed since the last write."""
+        if time.monotonic() - self._last >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered row now, curves before results.
+
+        Raises:
+            StoreError: a file cannot be written; the tables after it in `FLUSH_ORDER` are not
+                written either (their rows stay buffered).
+        """
+        for table in FLUSH_ORDER:
+            self._write(table)
+        self._last = time.monotonic()
+
+    def _write(self, table: str) -> None:
+        rows = self._rows[table]
+        if not rows:
+            return
+        self.store._check_writable()
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        data = pa.table({c: self._array(table, c, [r.get(c) for r in rows]) for c in columns})
+        self.store.loc.put((table, new_name()), lambda out: pq.write_table(data, out, **PARQUET_OPTIONS), seal=True)
+        self._rows[table] = []
+
+    def _array(self, table: str, column: str, values: list) -> pa.Array:
+        """The column's values; all-NULL (a cost no trial reached, an error no trial raised) typed
+        as this writer wrote the column before, as the view declares it, or else as a number,
+        rather than Parquet's null type, which a reader would show as `NULL`."""
+        array = pa.array(values)
+        if pa.types.is_null(array.type):
+            return pa.nulls(len(values), self._types.get((table, column)) or _declared(table, column) or pa.float64())
+        self._types[(table, column)] = array.type
+        return array
+
+
+def _declared(table: str, column: str) -> pa.DataType | None:
+    """The Arrow type the schema gives a column of `table`, if it names the column."""
+    sql = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64(),
+           "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string())}
+    return next((sql[kind] for name, kind in COLUMNS[table] if name == column), None)
