@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from paretolab.errors import SpecError, shown
+from paretolab.vocabulary.errors import SpecError, shown
 
 # values in a spec with its aliases expanded: 10^6 is far past any real spec (the paper's grid lists a
 # few dozen), and cheap to walk (1.1x10^6 aliased values: 0.1 s in Python, 0.2 s to JSON, measured)
