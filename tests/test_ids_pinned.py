@@ -10,7 +10,6 @@ trial computes, raise `workers.RESULT_VERSION` (built-in trials) and update thes
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
