@@ -15,7 +15,7 @@ workers record it); NaN and infinite metric values never meet a criterion.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -35,6 +35,7 @@ NUMERIC = re.compile(r'(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE
 # The data axis comes first where a sweep has one: a frontier of data against compute puts the
 # training-set size (NULL = online) on x.
 DATA_AXIS = "train_size"
+COMPARED = "sweep"  # the column that tells the sweeps of a comparison apart (`compared`)
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,17 @@ class SweepInfo:
     axes: tuple[str, ...]
     parameters: tuple[str, ...]
     success: Success
+    compared: bool = False  # several sweeps side by side, told apart by the `sweep` column (`compared`)
 
     def leading_axes(self) -> tuple[str, ...]:
         """The axes in the order analysis takes its defaults from: `train_size` first when the sweep
-        has it, then the others as the spec lists them (a frontier's x, a phase diagram's x and y)."""
-        return tuple(sorted(self.axes, key=lambda a: a != DATA_AXIS))
+        has it, then the others as the spec lists them (a frontier's x, a phase diagram's x and y);
+        in a comparison, `sweep` last: it groups, it is not a coordinate."""
+        return tuple(sorted(self.axes, key=lambda a: (a == COMPARED and self.compared, a != DATA_AXIS)))
+
+    def grouped(self, by: Sequence[str]) -> tuple[str, ...]:
+        """`by` with the `sweep` column first in a comparison: every analysis keeps the sweeps apart."""
+        return tuple(dict.fromkeys((COMPARED, *by) if self.compared else by))
 
     def names(self) -> tuple[str, ...]:
         """What a user may name as an axis: the sweep's axes, then its other parameters."""
@@ -72,23 +79,79 @@ def sweep_info(con: duckdb.DuckDBPyConnection, sweep: str) -> SweepInfo:
 
 
 @contextmanager
-def open_sweep(store: Store, sweep: str, success: str | None = None
+def open_sweep(store: Store, sweep: str | Sequence[str], success: str | None = None
                ) -> Iterator[tuple[duckdb.DuckDBPyConnection, SweepInfo, Success]]:
     """A connection restricted to `sweep`, its `SweepInfo`, and the success criterion to use:
     `success` text (e.g. `test_error<=0.05`) if given, else the sweep's own.
 
+    `sweep` may name several sweeps (a list, or `a,b` where no sweep is named `a,b`): their trials
+    are compared side by side, with a `sweep` column in `trials` that is the first of the axes
+    the analyses group by (`compared`).
+
     Raises:
-        StoreError: unknown sweep. UsageError: bad criterion text.
+        StoreError: unknown sweep. UsageError: bad criterion text, or sweeps with different criteria
+            and no `success` to compare them by.
     """
-    con = store.connect(sweep)
+    if isinstance(sweep, str):
+        names = sweep_names(store, sweep)
+    else:
+        names = list(dict.fromkeys(sweep))
+    if len(names) == 1:
+        con = store.connect(names[0])
+    else:
+        con = store.connect()
     try:
-        info = sweep_info(con, sweep)
+        info = sweep_info(con, names[0]) if len(names) == 1 else compared(con, names, success)
         fill_missing(con, info)
         criterion = Success.parse(success) if success else info.success
         check_metric(con, info, criterion.metric)
         yield con, info, criterion
     finally:
         con.close()
+
+
+def comparing(store: Store, sweep: str | Sequence[str]) -> bool:
+    """Whether `sweep` names several sweeps (see `open_sweep`)."""
+    return len(sweep_names(store, sweep) if isinstance(sweep, str) else set(sweep)) > 1
+
+
+def sweep_names(store: Store, text: str) -> list[str]:
+    """The sweeps `text` names: itself if a sweep has that name, else its comma-separated parts."""
+    if "," not in text:
+        return [text]
+    known = set(store.query("SELECT sweep FROM sweeps").column("sweep").to_pylist())
+    if text in known:
+        return [text]
+    return list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
+def compared(con: duckdb.DuckDBPyConnection, names: list[str], success: str | None) -> SweepInfo:
+    """Restrict `con` to the trials of the sweeps `names`, with their sweep as a column of `trials`
+    (a trial two of them share appears once per sweep), and the `SweepInfo` of the comparison: the
+    axes `sweep`, then every sweep's axes in order; the parameters of all; their success criterion.
+
+    Raises:
+        StoreError: an unknown sweep. UsageError: different success criteria and no `success`.
+    """
+    infos = [sweep_info(con, n) for n in names]
+    criteria = {(i.success.metric, i.success.op, i.success.value) for i in infos}
+    if len(criteria) > 1 and not success:
+        shown_ = "; ".join(f"{i.name}: {i.success.metric} {i.success.op} {i.success.value:g}" for i in infos)
+        raise UsageError(f"the sweeps have different success criteria ({shown_}); "
+                         "pass --success to compare them by one, e.g. --success 'test_error<=0.1'")
+    if COMPARED in columns(con, "trials"):
+        raise UsageError("a parameter named 'sweep' hides which sweep a trial belongs to; compare these sweeps one by one")
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    listed = ", ".join("?" for _ in names)
+    con.execute(f"CREATE TEMP TABLE _compared AS SELECT DISTINCT sweep, trial_id FROM {ident(db)}.main.sweep_trials "
+                f"WHERE sweep IN ({listed})", names)
+    con.execute(f"CREATE TEMP VIEW trials AS SELECT c.sweep, t.* FROM {ident(db)}.main.trials t "
+                "JOIN _compared c USING (trial_id)")
+    con.execute(f"CREATE TEMP VIEW metrics AS SELECT * FROM {ident(db)}.main.metrics "
+                "WHERE trial_id IN (SELECT trial_id FROM _compared)")
+    axes = tuple(dict.fromkeys(a for i in infos for a in i.axes))
+    params = tuple(dict.fromkeys(p for i in infos for p in i.parameters))
+    return SweepInfo(",".join(names), (COMPARED, *axes), params, infos[0].success, compared=True)
 
 
 def fill_missing(con: duckdb.DuckDBPyConnection, info: SweepInfo) -> None:

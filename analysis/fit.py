@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from paretolab.analysis.cells import SweepInfo, check_axes, costs_sql, ident, numeric_axes, open_sweep
+from paretolab.analysis.cells import COMPARED, SweepInfo, comparing, check_axes, costs_sql, ident, numeric_axes, open_sweep
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
 from paretolab.vocabulary.schema import COST_COLUMNS
@@ -41,7 +41,7 @@ def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str | None = N
 
     Args:
         store: the result store.
-        sweep: the sweep's name.
+        sweep: the sweep's name, or several (`cells.open_sweep`): fitted per sweep.
         y: the cost: one of steps_to_success, samples_to_success, flops_to_success.
         x: a numeric, positive axis or parameter (such as n); default the sweep's first numeric axis
             with values > 0 (`cells.numeric_axes`).
@@ -63,6 +63,8 @@ def fit(store: Store, sweep: str, y: str = "steps_to_success", x: str | None = N
     if n_boot < 0:
         raise UsageError(f"n_boot must be >= 0, got {n_boot}")
     by = tuple(by or ())
+    if comparing(store, sweep) and COMPARED not in by:
+        by = (COMPARED, *by)
     data = _points(store, sweep, y, x, by, success)
     rng = np.random.default_rng(seed)
     g = data.column("_group").to_numpy()

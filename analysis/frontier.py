@@ -106,7 +106,7 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str | N
         if clash:
             raise UsageError(f"axis {clash[0]!r} has the name of a cell statistic ({', '.join(CELL_STATS)})")
         con.execute(f"CREATE TEMP TABLE _cells AS {cells_sql(con, info.axes, criterion)}")
-        groups = _by_axes(by, info.axes)
+        groups = list(info.grouped(_by_axes(by, info.axes)))
         _check_columns(con, objectives, info.axes)
         sql = frontier_sql(columns(con, "_cells"), info.axes, objectives, groups, all_cells)
         return con.sql(sql, params=[min_success_prob]).to_arrow_table()
