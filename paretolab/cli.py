@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         k = sub.add_parser(kind, help=f"list the {kind} (built-in and from installed packages) with their parameters")
         k.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of a sweep spec (for editors), with the installed "
+                                       "plug-in tasks and models")
+    sc.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
+
     c = sub.add_parser("compact", help="merge each table's files into one (queries keep their answers)")
     c.add_argument("--store", help=store_help)
 
@@ -535,9 +539,28 @@ def _plugins(args) -> int:
     return 0
 
 
+def _schema(args) -> int:
+    from pathlib import Path
+
+    from paretolab import spec_schema
+    from paretolab.vocabulary.errors import shown
+
+    text = spec_schema.render(spec_schema.schema())
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"schema: cannot write {shown(args.output)}: {e.strerror or e}; pass --output a file "
+                         "you can write") from None
+    _console().print(printable(f"wrote {args.output}"), markup=False)
+    return 0
+
+
 COMMANDS = {"tasks": _plugins, "models": _plugins, "frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
             "report": _report, "run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
-            "export": _export, "doctor": _doctor}
+            "export": _export, "doctor": _doctor, "schema": _schema}
 
 if __name__ == "__main__":
     sys.exit(main())
