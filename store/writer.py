@@ -12,12 +12,17 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from paretolab.store import files as _files
 from paretolab.store.store import PARQUET_OPTIONS, Store, new_name
 
 from paretolab.vocabulary.schema import COLUMNS, TABLES
 
 # The order a flush writes the tables in: a trial's curve (and its sweep's row) before its result.
 FLUSH_ORDER = ("sweeps", "metrics", "trials")
+# A table's schema file: no rows, every column; its name sorts before every data file's (named by
+# time: `store.new_name`), so a plain Parquet reader, which takes a folder's schema from its first
+# file, sees every column (`StoreWriter._lead`).
+SCHEMA_STEM = "0" * 20 + "-schema"
 
 
 class StoreWriter:
@@ -35,6 +40,7 @@ class StoreWriter:
         self.flush_every_s = flush_every_s
         self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
         self._types: dict[tuple[str, str], pa.DataType] = {}  # (table, column): the type it was written with
+        self._leading: dict[str, set[str]] = {}  # table: the columns of the file that sorts first
         self._last = time.monotonic()
 
     def append(self, table: str, rows: list[dict]) -> None:
@@ -69,6 +75,7 @@ class StoreWriter:
         self.store._check_writable()
         columns = list(dict.fromkeys(k for r in rows for k in r))
         data = pa.table({c: self._array(table, c, [r.get(c) for r in rows]) for c in columns})
+        self._lead(table, data.schema)
         self.store.loc.put((table, new_name()), lambda out: pq.write_table(data, out, **PARQUET_OPTIONS), seal=True)
         self._rows[table] = []
 
@@ -81,6 +88,33 @@ class StoreWriter:
             return pa.nulls(len(values), self._types.get((table, column)) or _declared(table, column) or pa.float64())
         self._types[(table, column)] = array.type
         return array
+
+    def _lead(self, table: str, schema: pa.Schema) -> None:
+        """Before a file of `schema` is written: if it has a column the table's first file lacks,
+        write the table's schema file (no rows; the union of every live file's columns and these),
+        which sorts first, and drop older ones. pyarrow, pandas and DuckDB reading the folder
+        itself (`pq.read_table("results/trials")`) then see every column of a store that holds
+        sweeps of several tasks, compacted or not; the store's own views read every file's schema."""
+        leading = self._leading.get(table)
+        if leading is None:
+            entries = self.store._live(table)
+            if not entries:  # the file about to be written comes first
+                self._leading[table] = set(schema.names)
+                return
+            first = _files.footer(self.store.loc, entries[0])
+            leading = self._leading[table] = set(first.names) if isinstance(first, pa.Schema) else set()
+        if set(schema.names) <= leading:
+            return
+        entries = self.store._live(table)
+        schemas = [f for f in (_files.footer(self.store.loc, e) for e in entries) if isinstance(f, pa.Schema)]
+        union = pa.unify_schemas([*schemas, schema], promote_options="permissive").remove_metadata()
+        empty = union.empty_table()
+        path = self.store.loc.put((table, f"{SCHEMA_STEM}.parquet"),
+                                  lambda out: pq.write_table(empty, out, **PARQUET_OPTIONS), seal=True)
+        for old in entries:
+            if old.name.startswith(SCHEMA_STEM) and old.path != path:
+                self.store.loc.delete(old.path)
+        self._leading[table] = set(union.names)
 
 
 def _declared(table: str, column: str) -> pa.DataType | None:
