@@ -33,7 +33,7 @@ from paretolab.vocabulary.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.checkpoints import drop_checkpoint
 from paretolab.workers.runners import runner
-from paretolab.workers.train import failed
+from paretolab.workers.attempt import failed
 from paretolab.vocabulary.trial import Assignment, Code, Pruning, Report, TrialConfig, TrialResult
 
 CALLS_IN_FLIGHT = 2  # per worker: the next chunk is already queued when one ends

@@ -8,6 +8,7 @@ owned by one trial in one worker and is not shared between threads.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -28,6 +29,26 @@ class IO:
     input_dim: int
     output_dim: int
     length: int | None = None
+
+
+@dataclass(frozen=True)
+class PackedDraws:
+    """A pack's members' training batches as one draw per member and one computation for all
+    (`Task.packed_draws`); the pack (`workers.prefetch`) owns the drawn values and may draw
+    several steps ahead.
+
+    `draw(member, out)` fills `out` `(K * B, *row)`, of type `dtype`, from the member's own data
+    stream with exactly what its next K `train_batch(B)` calls would draw, for any K (torch's CPU
+    generators give one draw of K*B values exactly as K draws of B; on other devices the pack
+    draws one step at a time). `batches(raw)` turns the members' stacked draws `(P, B, *row)` of one
+    step into their stacked batches `(X, Y)`, member i's exactly its `train_batch(B)`. The pack
+    draws on the members' `device`.
+    """
+
+    row: tuple[int, ...]
+    dtype: torch.dtype
+    draw: Callable[[Task, torch.Tensor], object]
+    batches: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class Task(ABC):
@@ -71,17 +92,12 @@ class Task(ABC):
         """Fraction of wrong predictions in a batch, as a 0-d tensor (NaN outputs count as wrong)."""
 
     @classmethod
-    def packed_batches(cls, members: list[Task]):
-        """A function `next(batch_size) -> (X, Y)` giving the stacked next training batches of
-        `members` (`(P, B, ...)`), each exactly its `train_batch`. Tasks override it to gather in
-        one operation; this default calls each member."""
-        import torch
-
-        def next_batches(batch_size: int):
-            pairs = [m.train_batch(batch_size) for m in members]
-            return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
-
-        return next_batches
+    def packed_draws(cls, members: list[Task]) -> PackedDraws | None:
+        """How the training batches of `members` (a pack's, in order) are drawn together, or None
+        (this default): the pack then calls each member's `train_batch` and stacks the results.
+        For any subset of members for which it is not None, it is not None with the same `row`
+        and `dtype` (a pack keeps what its members drew ahead when finished members leave)."""
+        return None
 
     def packed_loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         """Per-member mean losses `(P,)` of stacked outputs `(P, B, ...)` and labels `(P, B, ...)`.

@@ -8,13 +8,12 @@ from it with replacement).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from paretolab.tasks.base import IO
+from paretolab.tasks.base import IO, PackedDraws
 from paretolab.tasks.sampled import SampledTask
 from paretolab.tasks.seeding import hidden_subset
 
@@ -74,20 +73,20 @@ class SparseParity(SampledTask):
         return self._sample(m, g, self.args.noise if train else 0.0)
 
     @classmethod
-    def packed_batches(cls, members: list[SparseParity]):
+    def packed_draws(cls, members: list[SparseParity]) -> PackedDraws | None:
         """Offline members: each draws its indices from its own generator (as `train_batch` does),
         then one gather over their concatenated training sets. Online members without label noise:
-        each draws its inputs, then one gather computes every label. Otherwise, member by member."""
+        each draws its input bytes, then one gather computes every label. Otherwise None."""
         if cls.train_batch is not SampledTask.train_batch or cls._draw is not SparseParity._draw:  # a subclass with its own stream
-            return super().packed_batches(members)
+            return None
         offline = all(m.args.train_size is not None for m in members)
         online = all(m.args.train_size is None and m.args.noise == 0 for m in members)
         size = sum(m.args.train_size or 0 for m in members) * members[0].args.n
         if offline and size <= PACKED_GATHER_FLOATS:
-            return _offline_batches(members)
+            return _offline_draws(members)
         if online:
-            return _online_batches(members)
-        return super().packed_batches(members)
+            return _online_draws(members)
+        return None
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         return _losses(out.reshape(-1), y, kind).mean()
@@ -116,74 +115,33 @@ class SparseParity(SampledTask):
 # A pack of offline members gathers from one copy of all their training sets, up to this many
 # floats (256 MB); larger packs draw member by member rather than double the memory.
 PACKED_GATHER_FLOATS = 64 * 2**20
-# On CPU a member draws the random numbers of up to this many steps in one call, within this many
-# drawn values per pack: torch's CPU generator gives one draw of K*B values exactly as K draws of B
-# (tests/test_packed_streams.py checks it), so every member's stream is its solo stream. One call per member
-# per step was 29% of a 100-member pack's time (benchmarks/vs_ray_tune.py's grid, profiled). CUDA
-# generators offset each call, so on a GPU members draw step by step.
-PREFETCH_STEPS = 64
-PREFETCH_VALUES = 2**22
 
 
-def _offline_batches(members: list[SparseParity]):
+def _offline_draws(members: list[SparseParity]) -> PackedDraws:
     X = torch.cat([m._train_x for m in members])
     Y = torch.cat([m._train_y for m in members])
     sizes = [m.args.train_size for m in members]
     offsets = torch.tensor([0] + sizes[:-1], device=X.device).cumsum(0).unsqueeze(1)
-    draws = _Draws(members, (), torch.long, lambda m, out: torch.randint(0, m.args.train_size, out.shape,
-                                                                         generator=m._data, out=out))
 
-    def next_batches(B: int):
-        idx = draws.next(B) + offsets
+    def draw(m: SparseParity, out: torch.Tensor) -> None:
+        torch.randint(0, m.args.train_size, out.shape, generator=m._data, out=out)
+
+    def batches(raw: torch.Tensor):
+        idx = raw + offsets
         return X[idx], Y[idx]
 
-    return next_batches
+    return PackedDraws((), torch.long, draw, batches)
 
 
-def _online_batches(members: list[SparseParity]):
+def _online_draws(members: list[SparseParity]) -> PackedDraws:
     supports = torch.stack([m.support for m in members]).unsqueeze(1)  # (P, 1, k)
     n = members[0].args.n
-    draws = _Draws(members, (byte_count(n),), torch.uint8, lambda m, out: random_bytes(m._data, out=out))
 
-    def next_batches(B: int):
-        X = signs(draws.next(B), n)  # a step's bytes at a time: the inputs stay in cache for the forward
-        return X, X.gather(2, supports.expand(-1, B, -1)).prod(dim=2)
+    def batches(raw: torch.Tensor):
+        X = signs(raw, n)  # a step's bytes at a time: the inputs stay in cache for the forward
+        return X, X.gather(2, supports.expand(-1, raw.shape[1], -1)).prod(dim=2)
 
-    return next_batches
-
-
-class _Draws:
-    """The members' next `B` draws from their own data generators, stacked `(P, B, ...)`.
-
-    On CPU each member draws several steps ahead in one call; what a member has drawn ahead stays
-    with its task object (`_ahead`), so when a pack is re-stacked without its finished members the
-    others continue their streams where they were."""
-
-    def __init__(self, members: list[SparseParity], row: tuple[int, ...], dtype: torch.dtype, draw):
-        self.members, self.row, self.dtype, self.draw = members, row, dtype, draw  # draw(member, out)
-        self.block, self.pos = None, 0
-        ahead = [getattr(m, "_ahead", None) for m in members]
-        if any(a is not None for a in ahead):  # a re-stacked pack: every member is at the same step
-            self.block = torch.stack([a[0].block[a[1], a[0].pos:] for a in ahead])
-            self._own()
-
-    def next(self, B: int) -> torch.Tensor:
-        if self.block is None or self.pos + B > self.block.shape[1]:
-            cpu = str(self.members[0].device) == "cpu"
-            budget = PREFETCH_VALUES // (len(self.members) * B * math.prod(self.row))
-            steps = max(1, min(PREFETCH_STEPS, budget)) if cpu else 1
-            self.block = torch.empty((len(self.members), steps * B, *self.row), dtype=self.dtype,
-                                     device=self.members[0].device)
-            for m, out in zip(self.members, self.block):
-                self.draw(m, out)
-            self._own()
-        self.pos += B
-        return self.block[:, self.pos - B:self.pos]
-
-    def _own(self) -> None:
-        self.pos = 0
-        for i, m in enumerate(self.members):
-            m._ahead = (self, i)
+    return PackedDraws((byte_count(n),), torch.uint8, lambda m, out: random_bytes(m._data, out=out), batches)
 
 
 def byte_count(n: int) -> int:

@@ -179,9 +179,10 @@ def test_flipflop_packed_loss_and_error_equal_each_members(mode):
     import torch
 
     from paretolab.tasks.flipflop import FlipFlop, FlipFlopArgs, read_mask
+    from paretolab.workers.prefetch import PackBatches
 
     members = [FlipFlop(FlipFlopArgs(length=16, mode=mode), seed, 8) for seed in range(3)]
-    X, Y = FlipFlop.packed_batches(members)(6)
+    X, Y = PackBatches(members).next(6)
     out = torch.randn(*Y.shape, 5, generator=torch.Generator().manual_seed(0))
     out[0][~read_mask(Y[0])] = float("nan") if mode == "clean" else 0.0  # ignored by the clean loss
     loss, error = members[0].packed_loss(out, Y, "cross_entropy"), members[0].packed_error(out, Y)

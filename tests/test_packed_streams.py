@@ -11,6 +11,7 @@ from paretolab.spec import parse_yaml
 from paretolab.tasks import sparse_parity
 from paretolab.tasks.registry import tasks
 from paretolab.workers.packed import pack_key, train_pack
+from paretolab.workers.prefetch import PackBatches
 from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 from support import solo
 
@@ -60,13 +61,14 @@ def test_members_see_their_solo_batches_across_restacking(train_size):
     solos = [cls(t.task_args, t.seed, t.eval.test_size) for t in ts]
     members = [cls(t.task_args, t.seed, t.eval.test_size) for t in ts]
     B, steps = 8, 0
+    batches = PackBatches(members)
     for keep in ([0, 1, 2, 3, 4, 5, 6, 7], [1, 2, 5, 7], [1, 3], [1]):  # finished members leave the pack
         members, solos = [members[i] for i in keep], [solos[i] for i in keep]
-        nxt = cls.packed_batches(members)
+        batches.keep(torch.tensor(keep))
         for k in range(150):  # more than one ahead-drawn block, ending mid-block
-            X, Y = nxt(B)
+            X, Y = batches.next(B)
             if k == 0:  # the members drew ahead: their block holds more than this step
-                assert members[0]._ahead[0].block.shape[1] > B
+                assert batches.block.shape[1] > B
             for i, s in enumerate(solos):
                 x, y = s.train_batch(B)
                 assert torch.equal(X[i], x) and torch.equal(Y[i].reshape(y.shape), y), (steps, i)

@@ -10,6 +10,7 @@ import torch
 from paretolab.tasks.registry import BUILTIN, tasks
 from paretolab.tasks.seeding import generator
 from paretolab.workers.models import models
+from paretolab.workers.prefetch import PackBatches
 
 SMALL = {  # arguments that keep each built-in task tiny
     "sparse_parity": {"n": 10, "k": 2},
@@ -99,7 +100,7 @@ def test_packed_batches_equal_each_members_train_batch(name, extra):
     args = cls.Args(**{**SMALL[name], **extra})
     members = [cls(args, seed, 16) for seed in range(3)]
     twins = [cls(args, seed, 16) for seed in range(3)]
-    next_batches = cls.packed_batches(members)
+    next_batches = PackBatches(members).next
     for _ in range(3):
         X, Y = next_batches(5)
         for i, twin in enumerate(twins):

@@ -23,11 +23,9 @@ class Model(ABC):
     Args: ClassVar[type]
     accepts: ClassVar[tuple[str, ...]]
     params: list[torch.Tensor]
-    # Packing (workers/packed.py): a packable model has `stack(members) -> pack` whose pack has
-    # `params`, `forward(X)` over stacked inputs, `member(i)` and `keep(idx)`, and optionally its
-    # own backward (`forward_for_backward(X)`, then `backward(dloss/doutput)` sets the gradients;
-    # the MLP's). `pack_free` names the arguments that may differ inside a pack.
+    # Whether the model trains in packs: True exactly for the subclasses of `PackableModel`.
     packable: ClassVar[bool] = False
+    # The arguments that may differ between the members of one pack (`PackableModel`).
     pack_free: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -47,3 +45,58 @@ class Model(ABC):
         import torch
 
         return cls(args, io, torch.Generator().manual_seed(0), "meta").n_params
+
+
+class Pack(ABC):
+    """P models of one shape trained as one (workers/packed.py): each of their `params` stacked
+    along a new leading member axis.
+
+    Contract: `params` lists the stacked leaf tensors the pack's optimizer updates; `forward(X)`
+    maps stacked inputs `(P, B, ...)` to stacked outputs `(P, B, ...)`, member p on its own slice
+    only, computing what each member's `forward` computes; `member(i)` is member i's forward
+    function alone (what its evaluation uses); `keep(idx)` drops every member not in `idx`. A pack
+    is owned by one worker's training loop and is not thread-safe.
+
+    A pack may compute its own gradients (`own_backward`, the MLP's): then the loop calls
+    `forward_for_backward(X)`, whose output is a leaf requiring grad, back-propagates the loss to
+    it, and calls `backward(dloss/doutput)`, which sets every parameter's `.grad`.
+    """
+
+    params: list[torch.Tensor]
+    own_backward: ClassVar[bool] = False
+
+    @abstractmethod
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Stacked outputs of the stacked inputs `X`."""
+
+    @abstractmethod
+    def member(self, i: int):
+        """The forward function of member i alone."""
+
+    @abstractmethod
+    def keep(self, idx: torch.Tensor) -> None:
+        """Drop every member not in `idx`."""
+
+    def forward_for_backward(self, X: torch.Tensor) -> torch.Tensor:
+        """`forward(X)` keeping what `backward` needs (only with `own_backward`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no own backward")
+
+    def backward(self, G: torch.Tensor) -> None:
+        """Set the gradients from `G` = dloss/doutput of the last `forward_for_backward` (only with `own_backward`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no own backward")
+
+
+class PackableModel(Model):
+    """A model whose trials of one shape can train as one `Pack` (workers/packed.py).
+
+    Contract, beyond `Model`'s: `stack(members)` builds the pack of `members` (models of equal
+    arguments but for those named in `pack_free`) from copies of their weights, leaving the
+    members unchanged; member i of the pack starts exactly as `members[i]`.
+    """
+
+    packable: ClassVar[bool] = True
+
+    @staticmethod
+    @abstractmethod
+    def stack(members: list[Model]) -> Pack:
+        """The pack of `members`."""

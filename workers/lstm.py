@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Model
+from paretolab.workers.base import Pack, PackableModel
 from paretolab.workers.transformer import dropout, dropout_generator
 
 
@@ -39,7 +39,7 @@ class LSTMArgs:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class LSTM(Model):
+class LSTM(PackableModel):
     """Token ids `(B, T)` to logits `(B, T, output_dim)` through `n_layers` LSTM layers.
 
     Dropout follows Zaremba et al. 2014 ("Recurrent Neural Network Regularization"): on the
@@ -52,7 +52,6 @@ class LSTM(Model):
     name: ClassVar[str] = "lstm"
     Args: ClassVar[type] = LSTMArgs
     accepts: ClassVar[tuple[str, ...]] = ("sequence",)
-    packable: ClassVar[bool] = True
 
     def __init__(self, args: LSTMArgs, io: IO, g: torch.Generator, device: str = "cpu"):
         h = args.hidden
@@ -91,7 +90,7 @@ class LSTM(Model):
         return PackedLSTM(members)
 
 
-class PackedLSTM:
+class PackedLSTM(Pack):
     """P LSTMs of one shape as stacked weights (each of `LSTM.params` with a leading member axis).
 
     The embedding lookup and the head are batched over the members; the recurrent layers run member

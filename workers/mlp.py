@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Model
+from paretolab.workers.base import Pack, PackableModel
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class MLPArgs:
             raise ValueError(f"sparsity must be between 1 and the input dimension {io.input_dim}, got {self.sparsity}")
 
 
-class MLP(Model):
+class MLP(PackableModel):
     """x -> W_d relu(... relu(W1 x + b1) ...) + b_d with `depth` = d weight layers.
 
     `params` is [W1, b1, W2, b2, ..., W_d, b_d], drawn from the generator in that order.
@@ -48,7 +48,6 @@ class MLP(Model):
     name: ClassVar[str] = "mlp"
     Args: ClassVar[type] = MLPArgs
     accepts: ClassVar[tuple[str, ...]] = ("vector",)
-    packable: ClassVar[bool] = True
     pack_free: ClassVar[tuple[str, ...]] = ("init", "sparsity")
 
     def __init__(self, args: MLPArgs, io: IO, g: torch.Generator, device: str = "cpu"):
@@ -82,9 +81,11 @@ class MLP(Model):
         return PackedMLP(members)
 
 
-class PackedMLP:
+class PackedMLP(Pack):
     """P MLPs of one width and depth as stacked weights: each `params[j]` of the members stacked
     along a new leading axis, e.g. W1 (P, w, n), b1 (P, w), ..., W_d (P, o, w), b_d (P, o)."""
+
+    own_backward: ClassVar[bool] = True
 
     def __init__(self, members: list[MLP]):
         n = len(members[0].params)

@@ -15,6 +15,9 @@ its warmup and the precision included: each member steps with its own lr times t
 Adam, AdamW) are torch.optim's updates written over stacked parameters, operation for operation, so
 a member's step rounds as its solo step does; a member's curve equals its solo curve up to the
 rounding of the forward and backward passes (batched and plain matmuls sum in different orders).
+
+What a member's rows, end, result and error are is `workers.attempt`'s, as for a solo run; its
+batches come from `workers.prefetch`; the model's side of a pack is `workers.base.Pack`.
 """
 
 from __future__ import annotations
@@ -22,17 +25,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import traceback
 from collections.abc import Iterator
 
 import torch
 
 from paretolab.tasks.registry import tasks
-from paretolab.tasks.seeding import generator
+from paretolab.workers.attempt import Attempt, build, error_text, evaluation_due, failed
+from paretolab.workers.base import PackableModel
 from paretolab.workers.models import models
-from paretolab.workers.outcome import Outcome
+from paretolab.workers.prefetch import PackBatches
 from paretolab.workers.schedule import lr_factor
-from paretolab.workers.train import _result, autocast, autocasts, failed
+from paretolab.workers.train import autocast, autocasts
 from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 
 # `pack_size: auto` fills a pack up to this many parameters x tokens per example (1 for vector
@@ -56,7 +59,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 def pack_key(trial) -> str | None:
     """Trials with equal keys can train in one pack; None if the trial cannot be packed."""
     task_cls, model_cls = tasks()[trial.task], models()[trial.model]
-    if not getattr(model_cls, "packable", False) or trial.train.optimizer not in PACK_OPTIMIZERS:
+    if not issubclass(model_cls, PackableModel) or trial.train.optimizer not in PACK_OPTIMIZERS:
         return None
     fixed = {
         "task": trial.task, "model": trial.model, "max_steps": trial.max_steps, "eval": dataclasses.asdict(trial.eval),
@@ -95,77 +98,68 @@ def train_pack(assignments: list[Assignment], device: str = "cpu") -> Iterator[M
     """Train `assignments` (equal `pack_key`) as one pack, yielding each member's metric rows and,
     as each member ends, its `TrialResult`."""
     start = time.perf_counter()
-    first = assignments[0].trial
-    task_cls, model_cls = tasks()[first.task], models()[first.model]
     members, task_objs, nets = [], [], []
     for a in assignments:
         try:
-            t = a.trial
-            task_objs.append(task_cls(t.task_args, t.seed, t.eval.test_size, device))
-            nets.append(model_cls(t.model_args, task_cls.io(t.task_args), generator(t.seed, "init", device), device))
-            members.append(a)
+            task, net = build(a.trial, device)
         except Exception as e:  # this member cannot start; the others can
-            yield failed(a.trial, a.attempt, _error(e), time.perf_counter() - start)
+            yield failed(a.trial, a.attempt, error_text(e), time.perf_counter() - start)
+            continue
+        members.append(Attempt(a, start, net.n_params))
+        task_objs.append(task)
+        nets.append(net)
     if not members:
         return
-    pack = model_cls.stack(nets)
-    opt = PackOptimizer(first.train.optimizer, pack.params, [a.trial.train for a in members], device)
-    B, kind, every, max_steps = first.train.batch_size, first.train.loss, first.eval.every, first.max_steps
+    first = members[0].trial
+    pack = type(nets[0]).stack(nets)
+    opt = PackOptimizer(first.train.optimizer, pack.params, [m.trial.train for m in members], device)
+    B, kind, max_steps = first.train.batch_size, first.train.loss, first.max_steps
     schedule, warmup_steps, precision = first.train.schedule, first.train.warmup_steps, first.train.precision
-    n_params = nets[0].n_params
-    sequence = task_cls.io(first.task_args).kind == "sequence"
+    sequence = task_objs[0].io(first.task_args).kind == "sequence"
     # a pack with its own backward (the MLP's) uses it in float32; under bf16 autocast, autograd
-    by_hand = hasattr(pack, "backward") and not autocasts(precision, device)
-    tokens = 1  # tokens per example, as the solo loop counts them (train._result)
-    P = len(members)
-    loss_sum, error_sum = torch.zeros(P, device=device), torch.zeros(P, device=device)
-    outcomes = [Outcome(a.trial.success, a.prune, max_steps) for a in members]
-    next_batches = task_cls.packed_batches(task_objs)
-    step, count = 0, 0
+    by_hand = pack.own_backward and not autocasts(precision, device)
+    batches = PackBatches(task_objs)
+    step, count, tokens = 0, 0, 1
+    loss_sum, error_sum = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device)
     try:
         while members:
-            if step % every == 0 or step == max_steps:
+            if evaluation_due(step, first):
                 keep = []
-                for i, (a, task) in enumerate(zip(members, task_objs)):
-                    train_loss = float(loss_sum[i]) / count if count else None
-                    train_error = float(error_sum[i]) / count if count else None
-                    metrics = {"train_loss": train_loss, "train_error": train_error,
-                               **task.evaluate(pack.member(i), kind)}
-                    yield MetricRow(a.trial.trial_id, a.attempt, step, step * B, time.perf_counter() - start, metrics)
-                    ended = outcomes[i].see(step, step * B, metrics)
-                    if ended:
-                        yield _result(a.trial, a.attempt, ended, step, start, outcomes[i].first_success, n_params,
-                                      tokens, metrics)
+                for i, (m, task) in enumerate(zip(members, task_objs)):
+                    row, result = m.evaluate(step, task, pack.member(i), loss_sum[i], error_sum[i], count, tokens)
+                    yield row
+                    if result is not None:
+                        yield result
                     else:
                         keep.append(i)
                 if len(keep) < len(members):
-                    members, task_objs, outcomes = ([xs[i] for i in keep] for xs in (members, task_objs, outcomes))
+                    members, task_objs = [members[i] for i in keep], [task_objs[i] for i in keep]
+                    if not members:
+                        return
                     idx = torch.tensor(keep, device=device, dtype=torch.long)
                     pack.keep(idx)
                     opt.keep(idx)
-                    if not members:
-                        return
-                    next_batches = task_cls.packed_batches(task_objs)
+                    batches.keep(idx)
                 loss_sum, error_sum, count = torch.zeros(len(members), device=device), torch.zeros(len(members), device=device), 0
-            X, Y = next_batches(B)
-            tokens = X.shape[2] if sequence else 1
+            X, Y = batches.next(B)
+            tokens = X.shape[-1] if sequence else 1
             for p in pack.params:
                 p.grad = None
             with autocast(precision, device):
                 out = pack.forward_for_backward(X) if by_hand else pack.forward(X)
-                losses = task_cls.packed_loss(task_objs[0], out, Y, kind)
+                losses = task_objs[0].packed_loss(out, Y, kind)
             losses.sum().backward()  # members share no weight, so each gets exactly its own gradient
             if by_hand:
                 pack.backward(out.grad)
             with torch.no_grad():
                 opt.step(pack.params, lr_factor(step, max_steps, schedule, warmup_steps))
                 loss_sum += losses.detach()
-                error_sum += task_cls.packed_error(task_objs[0], out.detach(), Y)
+                error_sum += task_objs[0].packed_error(out.detach(), Y)
             count += 1
             step += 1
     except Exception as e:  # an error of the pack itself: every member still in it fails with it
-        for a in members:
-            yield failed(a.trial, a.attempt, _error(e), time.perf_counter() - start)
+        for m in members:
+            yield m.failed(e)
 
 
 class PackOptimizer:
@@ -244,6 +238,3 @@ def _member_shape(p: torch.Tensor) -> tuple[int, ...]:
     """The shape that broadcasts a per-member `(P,)` tensor against the stacked `p`."""
     return (-1,) + (1,) * (p.dim() - 1)
 
-
-def _error(e: Exception) -> str:
-    return "".join(traceback.format_exception_only(e)).strip()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -39,7 +38,8 @@ class Builtin:
     """A built-in task trained by a built-in model."""
 
     def solo(self, a: Assignment, device: str, interrupted: threading.Event) -> Iterator[Item]:
-        from paretolab.workers.train import failed, train
+        from paretolab.workers.attempt import error_text, failed
+        from paretolab.workers.train import train
 
         start = time.perf_counter()
         attempt = train(a.trial, a.attempt, device, a.prune)
@@ -49,8 +49,7 @@ class Builtin:
         except StopIteration as done:
             yield done.value
         except Exception as e:  # a raising trial is recorded as failed, never retried blindly
-            error = "".join(traceback.format_exception_only(e)).strip()
-            yield failed(a.trial, a.attempt, error, time.perf_counter() - start)
+            yield failed(a.trial, a.attempt, error_text(e), time.perf_counter() - start)
 
     def pack_key(self, trial: TrialConfig) -> str | None:
         from paretolab.workers.packed import pack_key

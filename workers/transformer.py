@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Model
+from paretolab.workers.base import Pack, PackableModel
 
 # GPT-2 initialization (Radford et al. 2019, Sec. 2.3; nanoGPT `GPT._init_weights`): weights
 # N(0, 0.02), biases 0, LayerNorm gain 1; the projections that write into the residual stream
@@ -66,7 +66,7 @@ class TransformerArgs:
                              f"got {io.output_dim} outputs for {io.input_dim} tokens")
 
 
-class Transformer(Model):
+class Transformer(PackableModel):
     """GPT-style pre-LayerNorm causal decoder: token ids `(B, T)` to logits `(B, T, output_dim)`.
 
     Dropout is active only while autograd records (`torch.is_grad_enabled()`): the training loop
@@ -79,7 +79,6 @@ class Transformer(Model):
     name: ClassVar[str] = "transformer"
     Args: ClassVar[type] = TransformerArgs
     accepts: ClassVar[tuple[str, ...]] = ("sequence",)
-    packable: ClassVar[bool] = True
 
     def __init__(self, args: TransformerArgs, io: IO, g: torch.Generator, device: str = "cpu"):
         d, L = args.d_model, args.n_layers
@@ -168,7 +167,7 @@ class _Block:
         return h + dropout(F.linear(m, *self.mlp_proj), p, g)
 
 
-class PackedTransformer:
+class PackedTransformer(Pack):
     """P Transformers of one shape as stacked weights (each of `Transformer.params` with a leading
     member axis), run with batched ops: an embedding lookup in the members' concatenated tables,
     `baddbmm` for every linear layer, LayerNorm without affine then the members' gains and biases,
