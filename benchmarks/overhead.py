@@ -182,8 +182,8 @@ def actor_timings(spec: Path) -> tuple[float, float, float]:
     actor = ray.remote(concurrency_groups=Worker.CONCURRENCY_GROUPS)(Worker).options(num_cpus=1, max_restarts=0).remote(1, 1.0, "cpu")
     call(actor, [])
     up = time.perf_counter() - start
-    first = call(actor, [Assignment(trials[0], 1)])
-    second = call(actor, [Assignment(trials[1], 1)])
+    first = call(actor, [[Assignment(trials[0], 1)]])  # one unit: the trial alone
+    second = call(actor, [[Assignment(trials[1], 1)]])
     ray.kill(actor, no_restart=True)
     return up, first, second
 

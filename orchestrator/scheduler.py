@@ -32,7 +32,7 @@ from paretolab.vocabulary.schema import metric_row, trial_row
 from paretolab.vocabulary.sweep import Resources
 from paretolab.workers.actor import Worker
 from paretolab.workers.checkpoints import drop_checkpoint
-from paretolab.workers.runners import runner
+from paretolab.workers.packing import PackPlan
 from paretolab.workers.attempt import failed
 from paretolab.vocabulary.trial import Assignment, Code, Pruning, Report, TrialConfig, TrialResult
 
@@ -159,10 +159,9 @@ class Scheduler:
             if self.queue:
                 # packing applies when allowed and the trials can be packed (a sweep has one model and optimizer)
                 first = self.queue[0].trial
-                run = runner(first)
-                self.packing = self.resources.pack_size != 1 and run.pack_key(first) is not None
-                device = "cuda" if self.resources.gpu > 0 else "cpu"
-                self._pack = run.pack_size(first, device, self.resources.pack_size) if self.packing else 1
+                self._plan = PackPlan("cuda" if self.resources.gpu > 0 else "cpu", self.resources.pack_size)
+                self.packing = self._plan.key(first) is not None
+                self._pack = self._plan.size(first)
         self._refill()
         while len(self.slots) < min(self.n_workers, self.counts.total):
             self.slots.append(self._spawn())
@@ -272,7 +271,7 @@ class Scheduler:
         actor = ray.remote(concurrency_groups=Worker.CONCURRENCY_GROUPS)(Worker).options(
             num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0, **self.actor_options)
         device = "cuda" if r.gpu > 0 else "cpu"
-        handle = actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device, r.pack_size)
+        handle = actor.remote(max(1, math.floor(r.cpu)), self.report_every_s, device)
         return _Slot(handle, handle.__ray_ready__.remote())
 
     def _started(self, slot: _Slot) -> None:
@@ -306,7 +305,7 @@ class Scheduler:
                 if slot.up and self.queue and len(slot.calls) < self._calls_in_flight():
                     chunk = self._take()
                     call = _Call(slot, chunk)
-                    call.gen = slot.actor.run.remote(chunk)
+                    call.gen = slot.actor.run.remote(self._plan.units(chunk))  # the packs, decided here
                     slot.calls.append(call)
 
     def _take(self) -> list[Assignment]:
@@ -328,7 +327,7 @@ class Scheduler:
         # about `target_call_s` of work, and never more than a fair share of what is left: of the
         # queue and of what the calls in flight have not ended yet, so that the first worker up
         # does not take the share of a worker still starting, and a later one not less than its own.
-        pack = self._pack  # as the worker will size it (`pack_size: auto` included)
+        pack = self._pack  # as `_plan` sizes the packs of the first trial's shape (`pack_size: auto` included)
         by_time = 1 if self._trial_s is None else int(self.target_call_s / max(self._trial_s, 1e-6))
         held = sum(len(c.chunk) - len(c.ended) for s in self.slots for c in s.calls)
         left = len(self.queue) + self._unstreamed + held

@@ -29,12 +29,10 @@ class Worker:
 
     CONCURRENCY_GROUPS = {"control": 1}
 
-    def __init__(self, num_threads: int, report_every_s: float = 1.0, device: str = "cpu",
-                 pack_size: int | None = 1):
+    def __init__(self, num_threads: int, report_every_s: float = 1.0, device: str = "cpu"):
         torch.set_num_threads(max(1, num_threads))
         self.report_every_s = report_every_s
         self.device = device
-        self.pack_size = pack_size  # None: auto
         self.pid, self.node = os.getpid(), ray.get_runtime_context().get_node_id()
         self.interrupted = threading.Event()
 
@@ -44,46 +42,29 @@ class Worker:
         `report` too) so that they can save a checkpoint; what they report meanwhile still streams."""
         self.interrupted.set()
 
-    def run(self, assignments: list[Assignment]):
-        """Train `assignments`, packing consecutive ones of equal `pack_key` up to `pack_size`, and
-        stream a `Report` whenever `report_every_s` has passed, and at the end."""
+    def run(self, units: list[list[Assignment]]):
+        """Train `units` in order, each a pack of trials of one shape or a trial alone (as the
+        driver's `workers.packing.PackPlan` cut them), and stream a `Report` whenever
+        `report_every_s` has passed, and at the end."""
         rows: list[MetricRow] = []
         results: list[TrialResult] = []
         last = time.monotonic()
-        for precision, unit in self._units(assignments):
+        for unit in units:
             if self.interrupted.is_set():  # the run is being interrupted: no new trial starts
                 break
-            with matmul_precision(precision, self.device) if precision else _nothing():
-                for item in unit:  # (None: nothing new, a chance to send what waits)
+            run = runner(unit[0].trial)
+            items = run.pack(unit, self.device, self.interrupted) if len(unit) > 1 else \
+                run.solo(unit[0], self.device, self.interrupted)
+            # (a pack's members share their precision: it is part of `pack_key`)
+            train = unit[0].trial.train
+            with matmul_precision(train.precision, self.device) if train is not None else _nothing():
+                for item in items:  # (None: nothing new, a chance to send what waits)
                     if item is not None:
                         (results if isinstance(item, TrialResult) else rows).append(item)
                     if time.monotonic() - last >= self.report_every_s:
                         yield Report(rows, results, self.pid, self.node)
                         rows, results, last = [], [], time.monotonic()
         yield Report(rows, results, self.pid, self.node)
-
-    def _units(self, assignments: list[Assignment]):
-        """(precision, unit): packs of consecutive packable assignments, and solo runs of the rest
-        (a pack's members share their precision: it is part of `pack_key`)."""
-        i = 0
-        while i < len(assignments):
-            run = runner(assignments[i].trial)
-            key = run.pack_key(assignments[i].trial) if self.pack_size != 1 else None
-            j = i + 1
-            while key is not None and j < len(assignments) and \
-                    runner(assignments[j].trial) is run and run.pack_key(assignments[j].trial) == key:
-                j += 1
-            group = assignments[i:j]
-            # only a packable group needs a pack size (a model without a closed-form `param_count`
-            # is built on the meta device for it)
-            size = 1 if key is None else run.pack_size(group[0].trial, self.device, self.pack_size)
-            for k in range(0, len(group), size):
-                chunk = group[k:k + size]
-                unit = run.pack(chunk, self.device, self.interrupted) if len(chunk) > 1 else \
-                    run.solo(chunk[0], self.device, self.interrupted)
-                train = chunk[0].trial.train
-                yield (train.precision if train is not None else None), unit
-            i = j
 
 
 @contextlib.contextmanager

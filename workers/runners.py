@@ -5,7 +5,8 @@ lacks: `solo(assignment, device, interrupted)` trains one trial and yields its `
 its `TrialResult` (and None now and then while it waits on the code: the worker's chance to send
 what it holds; nothing at all after an interrupt that stopped the trial before it ended); `pack_key(trial)` is None for a trial that cannot be packed, else a key equal
 for trials that can train together, which `pack(assignments, device)` then does, `pack_size(trial,
-device, pack_size)` members at a time (`pack_size`: the spec's, None for auto).
+device, pack_size)` members at a time (`pack_size`: the spec's, None for auto; the driver asks,
+once per shape: `workers.packing`).
 
 Kinds: `builtin` (a task and a model, `workers.train` and `workers.packed`), `function` (a Python
 function, `workers.user_code`; packed when it declares a vectorized variant, `workers.vectorized`),
