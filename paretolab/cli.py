@@ -207,14 +207,9 @@ def _run(args) -> int:
     finally:
         view.close()
     store, sweep = _store_arg(summary.store), shlex.quote(summary.sweep)
-    if summary.ran == 0 and summary.search is None:
-        _say(out, f"{summary.sweep}: nothing to run: all {summary.total} trials are in the store")
-    else:
-        _say(out, f"{summary.sweep}: {summary.total} trials ({summary.ran} run now, {summary.already_done} already "
-             f"in the store); {summary.succeeded} succeeded, {summary.failed} failed, {summary.diverged} diverged"
-             + (f", {summary.pruned} pruned" if summary.pruned else "") + f" in {summary.wall_s:.1f} s")
+    _say(out, _headline(summary))
     _say(out, f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
-    if summary.search is not None:
+    if summary.mode == "searched":
         import pyarrow as pa
 
         _say(out, f"search: {summary.search.title()}")
@@ -230,28 +225,37 @@ def _run(args) -> int:
 
 
 def _dry_run(out, summary) -> int:
-    if summary.already_done is None and summary.search:  # an optuna search: its trials are asked as it runs
-        _say(out, f"{summary.sweep}: up to {summary.total} trials, chosen as the search runs (none listed ahead; "
-             f"those {summary.store} holds are not run again)")
-    elif summary.already_done is None:  # too large to check against the store without running it
-        _say(out, f"{summary.sweep}: {summary.total:,} trials (not checked against {summary.store}: "
-             "a grid this large is compared with the store when it runs)")
-    elif summary.search:  # a frontier search or tuning: it runs some of the grid's trials, chosen as it goes
-        _say(out, f"{summary.sweep}: up to {summary.total} trials (the grid's), {summary.already_done} already in "
-             f"{summary.store}; the search runs only those it needs")
-    else:
-        _say(out, f"{summary.sweep}: {summary.total} trials, {summary.already_done} already in {summary.store}, "
-             f"{summary.total - summary.already_done} to run")
+    _say(out, _headline(summary))
     if summary.search:
         _say(out, f"  {summary.search}")
-    label = "the grid's first trials:" if summary.search else None
-    if summary.first_configs and label:
-        _say(out, f"  {label}")
+        if summary.first_configs:
+            _say(out, "  the grid's first trials:")
     for cfg in summary.first_configs:
         _say(out, "  " + " ".join(f"{k}={v}" for k, v in cfg.items()))
     if summary.first_configs and summary.total > len(summary.first_configs):
         _say(out, f"  ... and {summary.total - len(summary.first_configs):,} more")
     return 0
+
+
+def _headline(s) -> str:
+    """The first line `paretolab run` prints: what the run did, by its `RunSummary.mode`."""
+    if s.mode == "nothing_to_run":
+        return f"{s.sweep}: nothing to run: all {s.total} trials are in the store"
+    if s.mode in ("ran", "searched"):
+        return (f"{s.sweep}: {s.total} trials ({s.ran} run now, {s.already_done} already in the store); "
+                f"{s.succeeded} succeeded, {s.failed} failed, {s.diverged} diverged"
+                + (f", {s.pruned} pruned" if s.pruned else "") + f" in {s.wall_s:.1f} s")
+    if s.mode == "dry_run_search_unlisted":  # an Optuna search: its trials are asked as it runs
+        return (f"{s.sweep}: up to {s.total} trials, chosen as the search runs (none listed ahead; "
+                f"those {s.store} holds are not run again)")
+    if s.mode == "dry_run_too_large":
+        return (f"{s.sweep}: {s.total:,} trials (not checked against {s.store}: "
+                "a grid this large is compared with the store when it runs)")
+    if s.mode == "dry_run_search":  # a frontier search or tuning: it runs some of the grid's trials
+        return (f"{s.sweep}: up to {s.total} trials (the grid's), {s.already_done} already in {s.store}; "
+                "the search runs only those it needs")
+    assert s.mode == "dry_run", s.mode
+    return f"{s.sweep}: {s.total} trials, {s.already_done} already in {s.store}, {s.total - s.already_done} to run"
 
 
 def _say(console, text: str) -> None:

@@ -80,10 +80,10 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     # then ends as interrupted (CLI: 130), unless an error is already on its way out: that is kept.
     import ray
 
-    from paretolab import api
     from paretolab.clusters import connect
     from paretolab.errors import ClusterError
     from paretolab.orchestrator.events import Interrupted
+    from paretolab.orchestrator.run import _execute
 
     steps, ctrl_c_at = [], []
 
@@ -111,7 +111,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
         ctrl_c_at[:] = [at]
         steps.clear()
         with pytest.raises(Interrupted):
-            api._execute(sweep, [], Store(), Writer(), None, 1, None)
+            _execute(sweep, [], Store(), Writer(), None, 1, None)
         assert steps == ["flushed", "shut down"], at
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -121,7 +121,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", refuse)
     steps.clear()
     with pytest.raises(ClusterError):
-        api._execute(sweep, [], Store(), Writer(), None, 1, None)
+        _execute(sweep, [], Store(), Writer(), None, 1, None)
     assert steps == ["flushed", "shut down"]
 
 
