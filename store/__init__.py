@@ -6,8 +6,11 @@ The contract (see docs/store.md):
   (a pyarrow Table), `read(fn, sweep)` (runs `fn` on a connection over one consistent snapshot,
   retried when a compaction replaced a file mid-way), `connect(sweep)` (the views `trials`,
   `metrics`, `sweeps`, `sweep_trials`, restricted to one sweep if given), and what the
-  orchestrator asks before a run: `ended`, `short_curves`, `last_attempts`, `exists`. Writers:
-  `lock()` (one writer at a time), `compact(table)`.
+  orchestrator asks before a run: `ended`, `short_curves`, `last_attempts`, `exists`; what an
+  adaptive search asks as it runs: `results(trial_ids)` (the ended trials' rows),
+  `step_quantiles(trial_ids, metric, q, steps)` (a quantile of a metric per step of their curves,
+  for pruning) and `step_span(trial_ids)` (the first and last step their curves reached); the
+  search writes no SQL of its own. Writers: `lock()` (one writer at a time), `compact(table)`.
 - `StoreWriter(store)` (`writer.py`): the one writer of a run; `append(table, rows)` buffers
   rows, `maybe_flush()`/`flush()` write them, curves before the results they end.
 - `files.py`: where the files live (a local folder or any pyarrow filesystem) and how each is

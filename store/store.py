@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from paretolab.store import files as _files
 from paretolab.store.files import FileEntry, Location
 from paretolab.vocabulary.errors import StoreError, shown
-from paretolab.vocabulary.schema import CHECKPOINTS, TABLES, empty_select
+from paretolab.vocabulary.schema import CHECKPOINTS, STATUSES, TABLES, empty_select
 
 REPLACES = b"paretolab.replaces"  # footer key of a merged file: the JSON list of the files it replaces
 SNAPSHOT_RETRIES = 5
@@ -374,6 +374,42 @@ class Store:
                        "UNION ALL SELECT trial_id, attempt FROM metrics_all) GROUP BY trial_id")
         return dict(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
 
+    def results(self, trial_ids: list[str], retry_failed: bool = False) -> list[dict]:
+        """The `trials` rows (latest attempt, every column) of those of `trial_ids` that ended:
+        finished, diverged, pruned, and failed unless `retry_failed`; in no particular order."""
+        if not trial_ids or not self.files("trials"):
+            return []
+        statuses = [s for s in STATUSES if not (retry_failed and s == "failed")]
+        return self.query("SELECT * FROM trials WHERE list_contains(?, trial_id) AND list_contains(?, status)",
+                          [list(trial_ids), statuses]).to_pylist()
+
+    def step_quantiles(self, trial_ids: list[str], metric: str, q: float,
+                       steps: list[int] | None = None) -> list[tuple[int, float]]:
+        """(step, value) per step of the curves of `trial_ids`, ascending: the `q` quantile
+        (interpolated; 0.5 is the median) of `metric`'s finite values at that step. Only the
+        steps in `steps`, if given; [] when no curve has a finite value there.
+
+        Raises:
+            StoreError: no curve of the store has a column `metric`.
+        """
+        if not trial_ids or not self.files("metrics") or steps == []:
+            return []
+        m = ident(metric)
+        at = "" if steps is None else " AND list_contains(?, step)"
+        rows = self.query(f"SELECT step, quantile_cont({m}, {float(q)!r}) AS bar FROM metrics "
+                          f"WHERE list_contains(?, trial_id){at} AND isfinite({m}) GROUP BY step ORDER BY step",
+                          [list(trial_ids)] + ([list(steps)] if steps is not None else [])).to_pylist()
+        return [(r["step"], r["bar"]) for r in rows]
+
+    def step_span(self, trial_ids: list[str]) -> tuple[int, int] | None:
+        """The first step above 0 and the last step that the curves of `trial_ids` reached; None
+        when none reached a step above 0."""
+        if not trial_ids or not self.files("metrics"):
+            return None
+        row = self.query("SELECT min(step) FILTER (WHERE step > 0) AS lo, max(step) AS hi FROM metrics "
+                         "WHERE list_contains(?, trial_id)", [list(trial_ids)]).to_pylist()[0]
+        return (row["lo"], row["hi"]) if row["lo"] is not None else None
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the store's write lock: one run writes a store at a time.
@@ -474,6 +510,11 @@ def _explained(sql: str) -> duckdb.StatementType:
 
 # The rows each attempt's curve has in the store.
 CURVE_ROWS = "SELECT trial_id, attempt, count(*) AS n FROM metrics_all GROUP BY trial_id, attempt"
+
+
+def ident(name: str) -> str:
+    """`name` quoted as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
