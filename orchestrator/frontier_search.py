@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from paretolab.orchestrator.search import Outcome, Strategy
-from paretolab.vocabulary.sweep import Sweep, Value
+from paretolab.orchestrator.strategy import Outcome, Strategy, plural
 from paretolab.vocabulary.stats import wilson
+from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.vocabulary.trial import TrialConfig
+
 
 @dataclass
 class Probe:
@@ -106,16 +108,16 @@ class FrontierSearchResult:
         return out
 
 
-class FrontierSearch(Strategy):
+class FrontierSearchStrategy(Strategy):
     """Bisection per `by` combination, all combinations in flight at once (one probe each), so the
     workers hold every combination's current probe together."""
 
-    def __init__(self, sweep: Sweep, trials: list[TrialConfig]):
+    def __init__(self, sweep: Sweep, candidates: list[TrialConfig], store_root: Path | None = None):
         spec = sweep.search
         self.spec = spec
         seed_rank = {s: i for i, s in enumerate(sweep.seeds)}
         groups: dict[tuple, dict[Value, list[TrialConfig]]] = {}
-        for t in trials:
+        for t in candidates:
             cols = t.columns()
             key = tuple(cols[b] for b in spec.by)
             groups.setdefault(key, {}).setdefault(cols[spec.axis], []).append(t)
@@ -126,6 +128,12 @@ class FrontierSearch(Strategy):
             self.combos.append(Combination(key, cells))
         self.values = {c.key: sorted(groups[c.key], key=_order) for c in self.combos}
         self.used: set[str] = set()
+
+    @classmethod
+    def describe(cls, sweep: Sweep) -> str:
+        f = sweep.search
+        return (f"frontier search of {f.axis} at p_success >= {f.target_success:g} per {', '.join(f.by) or 'sweep'}: "
+                f"probes of {plural(f.seeds_per_probe, 'seed')} (up to {f.max_seeds}) among the grid's trials")
 
     def propose(self) -> list[TrialConfig]:
         batch = []

@@ -75,9 +75,10 @@ def _grid(sweep, st: Store, address, workers, observer, retry_failed) -> RunSumm
 
 
 def _search(sweep, st: Store, address, workers, observer, retry_failed) -> RunSummary:
-    """Run the sweep's search or tuning (orchestrator.search.drive) over its grid's trials (a small
+    """Run the sweep's search or tuning (orchestrator.strategy.drive) over its grid's trials (a small
     grid); the sweep's row lists the trials it used so far, rewritten as they grow."""
-    from paretolab.orchestrator.search import drive, strategy_for
+    from paretolab.orchestrator.search import strategy_for
+    from paretolab.orchestrator.strategy import drive
 
     candidates = list(expand(sweep))
     start = time.monotonic()
@@ -128,12 +129,13 @@ def _dry_run(sweep, st: Store, address, retry_failed) -> RunSummary:
         return RunSummary("dry_run_too_large", sweep=sweep.name, store=st.root or st.uri, total=n,
                           already_done=None, axes=tuple(axes(sweep)), first_configs=_first_configs(expand(sweep)),
                           warning=warning)
-    from paretolab.orchestrator.search import describe, n_points
-    from paretolab.vocabulary.sweep import OptunaSearch
+    from paretolab.orchestrator.optuna_search import n_points
+    from paretolab.orchestrator.search import describe
+    from paretolab.vocabulary.sweep import OptunaSearchSpec
 
     counted = _counted(sweep, st, _plan(sweep, st, retry_failed))
     shown = {"warning": _local_shortfall(sweep, address), "search": describe(sweep)}
-    if isinstance(sweep.search, OptunaSearch):  # asked as it goes: no trial to list ahead, none to count as done
+    if isinstance(sweep.search, OptunaSearchSpec):  # asked as it goes: no trial to list ahead, none to count as done
         asked = {"total": n_points(sweep.search) * len(sweep.seeds), "already_done": None}
         return RunSummary("dry_run_search_unlisted", **counted | asked, **shown)
     return RunSummary("dry_run" if shown["search"] is None else "dry_run_search", **counted, **shown,

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from paretolab.orchestrator.grid import axes, expand
-from paretolab.orchestrator.search import Outcome, Strategy, _objective
+from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, plural
 from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.vocabulary.trial import TrialConfig
 
@@ -54,7 +55,7 @@ class TuneResult:
 
 
 class TuneStrategy(Strategy):
-    def __init__(self, sweep: Sweep, candidates: list[TrialConfig]):
+    def __init__(self, sweep: Sweep, candidates: list[TrialConfig], store_root: Path | None = None):
         self.sweep, self.tune = sweep, sweep.tune
         self.axes = axes(sweep)
         self.cells: dict[tuple, _Cell] = {}
@@ -66,6 +67,12 @@ class TuneStrategy(Strategy):
         self.first = {key: [t for ts in c.trials.values() for t in ts[:self.tune.seeds]] for key, c in self.cells.items()}
         self.queued: list[TrialConfig] = [t for ts in self.first.values() for t in ts]
         self.waiting = sum(len(ts) for ts in self.first.values())
+
+    @classmethod
+    def describe(cls, sweep: Sweep) -> str:
+        t = sweep.tune
+        return (f"tuning {t.param} per cell over {len(t.values)} values on {plural(t.seeds, 'seed')} "
+                f"({'min' if t.direction == 'minimize' else 'max'} {t.metric}), then every seed")
 
     def propose(self) -> list[TrialConfig]:
         batch, self.queued = self.queued, []
@@ -88,7 +95,7 @@ class TuneStrategy(Strategy):
         cell.scores = {}
         for i, (value, trials) in enumerate(cell.trials.items()):
             outcomes = [cell.outcomes[t.trial_id] for t in trials[:self.tune.seeds]]
-            score = _objective(self.tune.metric, trials[0], outcomes)
+            score = cell_score(self.tune.metric, trials[0], outcomes)
             cell.scores[value] = score
             wins = sum(o.counts and o.success for o in outcomes)
             ranked.append((score is None, sign * score if score is not None else 0, -wins, i, value))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from paretolab.vocabulary.errors import SpecError, shown
 from paretolab.vocabulary.schema import RESULT_METRICS
-from paretolab.vocabulary.sweep import FrontierSearch, Objective, OptunaSearch, SpaceAxis, Tune
+from paretolab.vocabulary.sweep import FrontierSearchSpec, Objective, OptunaSearchSpec, SpaceAxis, TuneSpec
 from paretolab.spec_values import (base_type, coerce, free_values, known_parameter, mapping, no_unknown, OpenParams,
                                    positive_int, seed_value, type_of)
 from paretolab.tasks.registry import tasks
 
 SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
 # Optuna's samplers seed numpy, which takes seeds below 2**32; a resumed search seeds its sampler with
-# `seed` + the trials already in its study (orchestrator/search.py), so this leaves 2**31 of room
+# `seed` + the trials already in its study (orchestrator/optuna_search.py), so this leaves 2**31 of room
 MAX_SAMPLER_SEED = 2**31 - 1
 PRUNERS = ("median", "successive_halving")
 SEARCH_KEYS = {"frontier": ("mode", "axis", "by", "target_success", "seeds_per_probe", "max_seeds"),
@@ -48,12 +48,12 @@ def parse_search(raw, task, model, owners, taken, axis_names, n_seeds, path):
         raise SpecError(f"{path}: search.space: an optuna search needs at least one axis, e.g. "
                         f"{{lr: {{low: 0.01, high: 1, log: true}}}}")
     objectives = _objectives(raw.get("objectives"), task, owners, path)
-    return OptunaSearch(sampler=sampler, n_trials=positive_int(raw["n_trials"], path, "search.n_trials"),
+    return OptunaSearchSpec(sampler=sampler, n_trials=positive_int(raw["n_trials"], path, "search.n_trials"),
                         space=space, objectives=objectives, pruner=pruner,
                         seed=seed_value(raw.get("seed", 0), path, "search.seed", MAX_SAMPLER_SEED, "2**31-1"))
 
 
-def _frontier_search(raw, axis_names, n_seeds, path) -> FrontierSearch:
+def _frontier_search(raw, axis_names, n_seeds, path) -> FrontierSearchSpec:
     axis = raw.get("axis")
     if axis not in axis_names:
         raise SpecError(f"{path}: search.axis: {shown(axis)} is not a grid or zip axis; axes: {', '.join(axis_names) or 'none'}")
@@ -69,7 +69,7 @@ def _frontier_search(raw, axis_names, n_seeds, path) -> FrontierSearch:
     if not per_probe <= most <= n_seeds:
         raise SpecError(f"{path}: search: need seeds_per_probe ({per_probe}) <= max_seeds ({most}) <= the "
                         f"spec's seed count ({n_seeds}); raise `seeds` or lower them")
-    return FrontierSearch(axis=axis, by=tuple(by), target_success=target, seeds_per_probe=per_probe, max_seeds=most)
+    return FrontierSearchSpec(axis=axis, by=tuple(by), target_success=target, seeds_per_probe=per_probe, max_seeds=most)
 
 
 def _space_axis(name, spec, task, model, owners, taken, sampler, path) -> SpaceAxis:
@@ -120,7 +120,7 @@ def _objectives(raw, task, owners, path) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def parse_tune(raw, task, model, owners, taken, n_seeds, path) -> Tune | None:
+def parse_tune(raw, task, model, owners, taken, n_seeds, path) -> TuneSpec | None:
     if raw is None:
         return None
     raw = mapping(raw, path, "tune")
@@ -144,5 +144,5 @@ def parse_tune(raw, task, model, owners, taken, n_seeds, path) -> Tune | None:
         raise SpecError(f"{path}: tune.seeds: {seeds} is more than the spec's {n_seeds} seeds")
     coerced = free_values(values, path, "tune.values") if isinstance(owners, OpenParams) else \
         [coerce(v, ftype, path, "tune.values") for v in values]
-    return Tune(param=name, values=tuple(dict.fromkeys(coerced)),
+    return TuneSpec(param=name, values=tuple(dict.fromkeys(coerced)),
                 metric=select[1], direction="minimize" if select[0] == "min" else "maximize", seeds=seeds)

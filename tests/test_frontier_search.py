@@ -10,9 +10,9 @@ import pytest
 import paretolab
 from paretolab.analysis.cells import cells
 from paretolab.errors import SpecError
-from paretolab.orchestrator.frontier_search import FrontierSearch, wilson
+from paretolab.orchestrator.frontier_search import FrontierSearchStrategy, wilson
 from paretolab.orchestrator.grid import expand
-from paretolab.orchestrator.search import Outcome
+from paretolab.orchestrator.strategy import Outcome
 from paretolab.spec import parse_yaml
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,10 +37,10 @@ success: {{metric: test_error, op: "<=", value: 0.1}}
 SEARCH = "search: {mode: frontier, axis: train_size, by: [width], seeds_per_probe: 4, max_seeds: 8}\n"
 
 
-def run_synthetic(spec_text: str, p_of) -> tuple[FrontierSearch, set[str]]:
+def run_synthetic(spec_text: str, p_of) -> tuple[FrontierSearchStrategy, set[str]]:
     """Drive the strategy with outcomes drawn from `p_of(width, train_size, seed_index)` -> success."""
     sweep = parse_yaml(spec_text)
-    strategy = FrontierSearch(sweep, list(expand(sweep)))
+    strategy = FrontierSearchStrategy(sweep, list(expand(sweep)))
     ran = set()
     while not strategy.done():
         batch = strategy.propose()

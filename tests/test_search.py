@@ -274,11 +274,11 @@ search:
 def test_the_store_holds_each_result_before_the_study_records_it(ray_cluster, tmp_path, monkeypatch):
     """A driver killed between the two must not leave a study that counts a trial the store lacks:
     every result is flushed to the store before the study is told."""
-    from paretolab.orchestrator.search import OptunaStrategy
+    from paretolab.orchestrator.optuna_search import OptunaSearchStrategy
 
     store = paretolab.open_store(tmp_path / "r")
     unstored = []
-    observe = OptunaStrategy.observe
+    observe = OptunaSearchStrategy.observe
 
     def checked(self, trial, outcome):
         held = store.query("SELECT count(*) FROM trials_all WHERE trial_id = ?", [trial.trial_id]) if store.files("trials") else None
@@ -286,7 +286,7 @@ def test_the_store_holds_each_result_before_the_study_records_it(ray_cluster, tm
             unstored.append(trial.trial_id)
         return observe(self, trial, outcome)
 
-    monkeypatch.setattr(OptunaStrategy, "observe", checked)
+    monkeypatch.setattr(OptunaSearchStrategy, "observe", checked)
     path = tmp_path / "s.yaml"
     path.write_text(spec(name="order", seeds=2, max_steps=200, search="""\
 search:

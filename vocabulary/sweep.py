@@ -22,7 +22,7 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class FrontierSearch:
+class FrontierSearchSpec:
     """Find, per combination of the `by` axes, the smallest value of the grid axis `axis` whose
     success probability reaches `target_success`, by bisection over the axis's grid values (in log
     space), each probe `seeds_per_probe` seeds, more (up to `max_seeds`) where the Wilson interval
@@ -59,7 +59,7 @@ class Objective:
 
 
 @dataclass(frozen=True)
-class OptunaSearch:
+class OptunaSearchSpec:
     """An Optuna study driven by ask-and-tell: `n_trials` points of `space` (each run with every seed
     of the sweep), chosen by `sampler`, scored by `objectives`, with an optional `pruner`."""
 
@@ -72,7 +72,7 @@ class OptunaSearch:
 
 
 @dataclass(frozen=True)
-class Tune:
+class TuneSpec:
     """Per-cell tuning: every value of `param` runs on the first `seeds` seeds of each cell; the
     value with the best median `metric` (`direction`) is used for the cell's full seed budget."""
 
@@ -110,8 +110,8 @@ class Sweep:
     max_attempts: int
     path: str
     source: str
-    search: FrontierSearch | OptunaSearch | None = None  # None: run the whole grid
-    tune: Tune | None = None
+    search: FrontierSearchSpec | OptunaSearchSpec | None = None  # None: run the whole grid
+    tune: TuneSpec | None = None
     code: Code | None = None  # the researcher's own function or command (`paretolab.user_code`)
     # with `trainable` as an axis: each of its values and its `Code` (`code` is the first's)
     codes: tuple[tuple[str, Code], ...] = ()
