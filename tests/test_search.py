@@ -296,3 +296,21 @@ search:
 """))
     summary = paretolab.run(path, store=tmp_path / "r", workers=2)
     assert summary.ran == 8 and unstored == []
+
+
+def test_every_spec_type_has_its_strategy_and_an_unknown_one_is_refused():
+    """The table in orchestrator/search.py covers every type `search` and `tune` can hold, each
+    `<Mode>Spec` run by its `<Mode>Strategy`; any other type is an error, never a fallback."""
+    import dataclasses
+    import typing
+
+    from paretolab.orchestrator.search import STRATEGIES, strategy_for
+    from paretolab.vocabulary.sweep import Sweep
+
+    hints = typing.get_type_hints(Sweep)
+    spec_types = {t for f in ("search", "tune") for t in typing.get_args(hints[f]) if t is not type(None)}
+    assert set(STRATEGIES) == spec_types
+    assert all(s.__name__.removesuffix("Strategy") == t.__name__.removesuffix("Spec") for t, s in STRATEGIES.items())
+    sweep = parse_yaml(spec(name="odd") + "search: {n_trials: 1, space: {lr: [0.1]}, objectives: [{minimize: test_error}]}\n")
+    with pytest.raises(SpecError, match="no strategy runs a str; known: FrontierSearchSpec, OptunaSearchSpec, TuneSpec"):
+        strategy_for(dataclasses.replace(sweep, search="optuna"), [], None)

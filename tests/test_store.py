@@ -168,3 +168,20 @@ def test_export_is_a_self_describing_copy_of_one_sweep(tmp_path, make_store):
     meta = pq.read_schema(tmp_path / "out" / "trials.parquet").metadata
     assert meta[b"paretolab.sweep"] == b"a" and meta[b"paretolab.success"] == b"test_error <= 0.1"
     assert b"learning curves" in pq.read_schema(tmp_path / "out" / "metrics.parquet").metadata[b"paretolab.description"]
+
+
+def test_the_readers_an_adaptive_search_asks(make_store, tmp_path):
+    """`results`, `step_quantiles` and `step_span`: what the strategies read instead of writing SQL."""
+    nan = float("nan")
+    trials = [{"trial_id": "a"}, {"trial_id": "b", "status": "failed"}, {"trial_id": "c", "status": "pruned"}]
+    curves = {"a": [0.75, 0.5, 0.125], "b": [0.25, nan], "c": [0.5, 0.25, 0.375]}  # sums exact in binary
+    metrics = [{"trial_id": t, "step": 100 * i, "samples": 3200 * i, "test_error": v}
+               for t, vs in curves.items() for i, v in enumerate(vs)]
+    st = Store(make_store(tmp_path / "r", "s", ["width"], trials, metrics))
+    assert sorted(r["trial_id"] for r in st.results(["a", "b", "c", "x"])) == ["a", "b", "c"]
+    assert sorted(r["trial_id"] for r in st.results(["a", "b"], retry_failed=True)) == ["a"]
+    assert st.results([]) == [] and Store(tmp_path / "empty").results(["a"]) == []
+    assert st.step_quantiles(["a", "b"], "test_error", 0.5) == [(0, 0.5), (100, 0.5), (200, 0.125)]  # NaN left out
+    assert st.step_quantiles(["a", "c"], "test_error", 0.25, steps=[0, 200]) == [(0, 0.5625), (200, 0.1875)]
+    assert st.step_quantiles(["a"], "test_error", 0.5, steps=[]) == []
+    assert st.step_span(["a", "b"]) == (100, 200) and st.step_span(["x"]) is None
