@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("paretolab", "orchestrator", "workers", "tasks", "store", "analysis", "clusters", "vocabulary")
+LAYERS = ("paretolab", "orchestrator", "workers", "tasks", "store", "analysis", "clusters", "vocabulary", "testing")
 # what each layer may import of paretolab, itself included
 ALLOWED = {
     "vocabulary": {"vocabulary"},
@@ -25,6 +25,7 @@ ALLOWED = {
     "clusters": {"clusters", "vocabulary"},
     "orchestrator": {"orchestrator", "workers", "tasks", "store", "clusters", "vocabulary"},
     "paretolab": set(LAYERS),
+    "testing": set(LAYERS),  # the conformance suites exercise every layer
 }
 # third-party packages a layer must never import, even lazily
 FORBIDDEN = {
@@ -32,6 +33,7 @@ FORBIDDEN = {
     "store": {"torch", "ray", "matplotlib", "optuna"},
     "analysis": {"torch", "ray", "optuna"},
     "tasks": {"ray", "duckdb", "optuna", "matplotlib"},
+    "testing": {"pytest"},  # a plug-in's tests call the suites from any runner
 }
 
 

@@ -1,8 +1,9 @@
 """The model conformance test: every registered model, on tiny sizes, on CPU.
 
 Each model of `models()` (built-ins and entry-point plug-ins) is built from a seeded generator and
-checked against the `Model` contract: determinism, shapes, the parameter list, the global RNG left
-alone, learning on a tiny problem. Then what is specific to one model: exact parameter counts,
+checked against the `Model` contract by the shipped suite (`paretolab.testing.models`):
+determinism, shapes, the parameter list, the global RNG left alone, learning on a tiny problem,
+and for a packable model its pack. Then what is specific to one model: exact parameter counts,
 causal masking, argument checks, position embeddings, dropout.
 """
 
@@ -13,18 +14,16 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from paretolab.orchestrator.grid import parameters
 from paretolab.tasks.base import IO
+from paretolab.testing import ConformanceError, check_model
+from paretolab.testing import models as conformance
+from paretolab.testing.models import SEQUENCE, VECTOR, build, inputs
 # Everything through the registry module: it imports the other built-ins (see test_plugin_modules_import_first).
-from paretolab.workers.base import Model
 from paretolab.workers.models import LSTM, MLP, MLPArgs, Transformer, models
 
 TransformerArgs, LSTMArgs = Transformer.Args, LSTM.Args
 
-VECTOR = IO("vector", input_dim=6, output_dim=3)
-SEQUENCE = IO("sequence", input_dim=4, output_dim=4, length=8)  # the copy task below: vocabulary 4, T = 8
 TINY = {
     "mlp": (MLPArgs(width=32), VECTOR),
     "transformer": (TransformerArgs(n_layers=2, d_model=16, n_heads=2), SEQUENCE),
@@ -40,47 +39,6 @@ def tiny(name: str):
     return cls, cls.Args(), VECTOR if "vector" in cls.accepts else SEQUENCE
 
 
-def build(cls, args, io, seed: int = 0):
-    return cls(args, io, torch.Generator().manual_seed(seed), "cpu")
-
-
-def inputs(io: IO, B: int = 5, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    if io.kind == "vector":
-        return torch.randn(B, io.input_dim, generator=g)
-    return torch.randint(io.input_dim, (B, io.length), generator=g)
-
-
-def task_batch(io: IO, B: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A learnable toy problem for either IO kind: the argmax of the first coordinates of a vector,
-    or the previous token of a sequence (the first position has none and is not scored)."""
-    if io.kind == "vector":
-        x = torch.randn(B, io.input_dim, generator=g)
-        return x, x[:, : io.output_dim].argmax(dim=1)
-    x = torch.randint(io.input_dim, (B, io.length), generator=g)
-    return x, x[:, :-1]
-
-
-def task_loss(io: IO, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if io.kind == "vector":
-        return F.cross_entropy(out, y)
-    return F.cross_entropy(out[:, 1:].reshape(-1, io.output_dim), y.reshape(-1))
-
-
-def graph_leaves(out: torch.Tensor) -> set[int]:
-    """Ids of the tensors autograd would accumulate gradients into for `out`."""
-    seen, leaves, stack = set(), set(), [out.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        if hasattr(fn, "variable"):
-            leaves.add(id(fn.variable))
-        stack.extend(next_fn for next_fn, _ in fn.next_functions)
-    return leaves
-
-
 @pytest.fixture(params=sorted(models()))
 def model_name(request) -> str:
     return request.param
@@ -88,70 +46,64 @@ def model_name(request) -> str:
 
 # --------------------------------------------------------------- the contract, for every model
 def test_registered_class_declares_the_contract(model_name):
-    cls, args, io = tiny(model_name)
-    assert cls.name == model_name
-    assert io.kind in cls.accepts and set(cls.accepts) <= {"vector", "sequence"}
-    assert isinstance(args, cls.Args)
-    args.check(io)
-    parameters("sparse_parity", model_name)  # no argument name clashes with the task, train or results
+    conformance.check_declaration(*tiny(model_name), name=model_name)
 
 
 def test_same_seed_same_model_other_seed_other_model(model_name):
-    cls, args, io = tiny(model_name)
-    a, b, c = build(cls, args, io, 0), build(cls, args, io, 0), build(cls, args, io, 1)
-    assert all(torch.equal(p, q) for p, q in zip(a.params, b.params, strict=True))
-    assert any(not torch.equal(p, q) for p, q in zip(a.params, c.params, strict=True))
-    x = inputs(io)
-    assert torch.equal(a.forward(x), b.forward(x))
-    assert not torch.equal(a.forward(x), c.forward(x))
+    conformance.check_seeded(*tiny(model_name))
 
 
 def test_output_shape(model_name):
-    cls, args, io = tiny(model_name)
-    out = build(cls, args, io).forward(inputs(io, B=3))
-    expected = (3, io.output_dim) if io.kind == "vector" else (3, io.length, io.output_dim)
-    assert out.shape == expected and out.dtype == torch.float32 and torch.isfinite(out).all()
+    conformance.check_output_shape(*tiny(model_name))
 
 
 def test_params_are_exactly_the_trainable_leaves(model_name):
-    cls, args, io = tiny(model_name)
-    model = build(cls, args, io)
-    assert all(p.is_leaf and p.requires_grad for p in model.params)
-    assert len({id(p) for p in model.params}) == len(model.params)
-    assert graph_leaves(model.forward(inputs(io))) == {id(p) for p in model.params}
-    assert model.n_params == sum(p.numel() for p in model.params)
+    conformance.check_params(*tiny(model_name))
 
 
 def test_param_count_without_building_equals_n_params(model_name):
-    cls, args, io = tiny(model_name)
-    assert cls.param_count(args, io) == build(cls, args, io).n_params
-    assert Model.param_count.__func__(cls, args, io) == build(cls, args, io).n_params  # the generic way too
+    conformance.check_param_count(*tiny(model_name))
 
 
 def test_init_leaves_the_global_rng_alone(model_name):
-    cls, args, io = tiny(model_name)
-    state = torch.random.get_rng_state()
-    build(cls, args, io)
-    assert torch.equal(torch.random.get_rng_state(), state)
+    conformance.check_global_rng(*tiny(model_name))
 
 
 def test_sgd_steps_reduce_the_loss(model_name):
+    conformance.check_learns(*tiny(model_name))
+
+
+def test_a_pack_computes_its_members(model_name):
+    conformance.check_pack(*tiny(model_name))
+
+
+def test_the_whole_suite_runs_as_a_plugin_runs_it(model_name):
     cls, args, io = tiny(model_name)
-    model = build(cls, args, io)
-    opt = torch.optim.SGD(model.params, lr=0.2, momentum=0.9)
-    g = torch.Generator().manual_seed(2)
-    x_test, y_test = task_batch(io, 256, torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        before = float(task_loss(io, model.forward(x_test), y_test))
-    for _ in range(60):
-        x, y = task_batch(io, 32, g)
-        loss = task_loss(io, model.forward(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(task_loss(io, model.forward(x_test), y_test))
-    assert after < 0.7 * before, (before, after)
+    check_model(model_name, args, io)
+
+
+class GlobalDraws(MLP):
+    """An MLP whose first layer is drawn from torch's global generator: the same seed, other weights."""
+
+    def __init__(self, args, io, g, device="cpu"):
+        super().__init__(args, io, g, device)
+        with torch.no_grad():
+            self.params[0].copy_(torch.randn(self.params[0].shape))
+
+
+class StaleCount(MLP):
+    @classmethod
+    def param_count(cls, args, io):
+        return super().param_count(args, io) + 1
+
+
+@pytest.mark.parametrize("cls, message", [
+    (GlobalDraws, "building it drew from the global RNG|one seed, two models"),
+    (StaleCount, "param_count .* != n_params"),
+])
+def test_the_suite_finds_a_model_that_breaks_the_contract(cls, message):
+    with pytest.raises(ConformanceError, match=message):
+        check_model(cls, MLPArgs(width=8), VECTOR)
 
 
 # --------------------------------------------------------------- parameter counts

@@ -658,3 +658,80 @@ def test_an_error_of_megabytes_is_clipped_where_it_was_raised():
         line, where = exception_line(e), e.__traceback__.tb_lineno
     assert len(line) < ERROR_CHARS + 100 and "(10,000,012 characters)" in line
     assert line.endswith(f"(test_own_code.py:{where})")
+
+
+# --------------------------------------------------------------------------------------------------
+# the shipped trainable suite (paretolab.testing), on these functions, without Ray
+
+
+def test_the_function_passes_the_trainable_suite(tmp_path):
+    from paretolab.testing import check_trainable
+    from paretolab.workers.importing import load_function
+
+    project(tmp_path, "")
+    fn, _ = load_function("train.py:main", str(tmp_path))
+    config = {"out": str(tmp_path), "lr": 0.5, "batch": 8, "tag": "small", "width": 4, "seed": 3, "max_steps": 12}
+    run = check_trainable(fn, config, "loss")
+    assert [(r.step, r.samples, r.values["loss"]) for r in run.rows] == [(s, 8 * s, loss_at(0.5, 3, s)) for s in range(13)]
+    assert (run.result.status, run.result.n_params, run.resumed_at) == ("finished", 100, None)  # it saves no checkpoint
+
+
+def test_the_checkpointing_example_resumes_into_its_uninterrupted_curve():
+    from paretolab.testing import check_trainable
+    from paretolab.workers.importing import load_function
+
+    fn, _ = load_function("checkpointed.py:main", str(Path(__file__).resolve().parents[1] / "examples" / "own_code"))
+    config = {"n": 12, "k": 2, "width": 16, "lr": 0.1, "momentum": 0.9, "batch_size": 16, "test_size": 64,
+              "eval_every": 10, "checkpoint_every": 20, "seed": 0, "max_steps": 40}
+    run = check_trainable(fn, config, "test_error")
+    assert [r.step for r in run.rows] == [0, 10, 20, 30, 40]
+    assert run.resumed_at == 20  # interrupted after its first checkpoint, resumed from it
+
+
+def test_a_vectorized_function_passes_the_packing_check(tmp_path):
+    from paretolab.testing.trainables import check_vectorized
+    from paretolab.workers.importing import load_function
+
+    project(tmp_path, "")
+    fn, _ = load_function("train.py:main", str(tmp_path))
+    many, _ = load_function("train.py:main_many", str(tmp_path))
+    configs = [{"out": str(tmp_path), "lr": lr, "batch": 8, "seed": seed, "max_steps": 6} for lr, seed in ((0.5, 0), (0.05, 1))]
+    check_vectorized(fn, many, configs, "loss")
+
+
+BROKEN = '''\
+import time
+
+
+def ignores_stop(config, ctx):
+    for step in range(config["max_steps"] + 3):
+        ctx.report(step=step, loss=1.0)
+
+
+def restarts(config, ctx):
+    ctx.load_checkpoint()  # ignored: it starts again from step 0
+    for step in range(config["max_steps"] + 1):
+        if ctx.report(step=step, loss=1.0 / (1 + step)):
+            return
+        if step == 2:
+            ctx.save_checkpoint({"step": step})
+
+
+def clocked(config, ctx):
+    ctx.report(step=0, loss=time.perf_counter_ns() % 1000)
+'''
+
+
+@pytest.mark.parametrize("name, message", [
+    ("ignores_stop", "reported again after ctx.report said stop"),
+    ("restarts", "the trial failed: ValueError: ctx.report: step 0 does not increase"),
+    ("clocked", "one seed gave two curves"),
+])
+def test_the_trainable_suite_finds_a_function_that_breaks_the_contract(tmp_path, name, message):
+    from paretolab.testing import ConformanceError, check_trainable
+    from paretolab.workers.importing import load_function
+
+    project(tmp_path, "", BROKEN)
+    fn, _ = load_function(f"train.py:{name}", str(tmp_path))
+    with pytest.raises(ConformanceError, match=message):
+        check_trainable(fn, {"seed": 0, "max_steps": 4}, "loss")

@@ -1,16 +1,19 @@
-"""The conformance test every registered task runs (small arguments; no Ray)."""
+"""The conformance test every registered task runs (small arguments; no Ray): the checks of the
+shipped suite (`paretolab.testing.tasks`) on every built-in task, on the test plug-in's tasks and on
+the plug-in task of docs/tasks_and_models.md; and that the suite finds a task that breaks the contract."""
 
 from __future__ import annotations
 
-import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from paretolab.tasks.registry import BUILTIN, tasks
-from paretolab.tasks.seeding import generator
-from paretolab.workers.models import models
-from paretolab.workers.prefetch import PackBatches
+from paretolab.tasks.sparse_parity import SparseParity
+from paretolab.testing import ConformanceError, check_task
+from paretolab.testing import tasks as conformance
 
 SMALL = {  # arguments that keep each built-in task tiny
     "sparse_parity": {"n": 10, "k": 2},
@@ -19,18 +22,13 @@ SMALL = {  # arguments that keep each built-in task tiny
     "sparse_boolean": {"length": 8, "k": 2},
     "relu_teacher": {"d": 6, "k": 2},
 }
-MODEL = {"vector": ("mlp", {"width": 8}), "sequence": ("lstm", {"hidden": 8})}
+PLUGINS = {"exploding": {"n": 10, "k": 2, "explode_at": 100}, "poisoned": {"n": 10, "k": 2}}  # tests/plugins
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks_and_models.md"
 
 
-def build(name: str, seed: int = 0):
-    cls = tasks()[name]
-    args = cls.Args(**SMALL[name])
-    args.check()
-    io = cls.io(args)
-    model_name, model_args = MODEL[io.kind]
-    model_cls = models()[model_name]
-    model = model_cls(model_cls.Args(**model_args), io, generator(seed, "init"))
-    return cls, cls(args, seed, 32), model
+def small(name: str, **extra):
+    """The checked small `Args` of the built-in task `name`, with `extra` arguments."""
+    return conformance.task_args(tasks()[name], {**SMALL[name], **extra})
 
 
 def test_every_builtin_is_covered():
@@ -39,70 +37,71 @@ def test_every_builtin_is_covered():
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_task_contract(name):
-    cls, task, model = build(name)
-    assert cls.losses and cls.metrics and "test_error" in cls.metrics
-    x, y = task.train_batch(4)
-    for kind in cls.losses:
-        out = model.forward(x)
-        loss = task.loss(out, y, kind)
-        assert loss.dim() == 0 and torch.isfinite(loss)
-        loss.backward()  # the loss reaches every weight
-        assert all(p.grad is not None for p in model.params)
-        for p in model.params:
-            p.grad = None
-    err = float(task.error(out.detach(), y))
-    assert 0.0 <= err <= 1.0 or name == "relu_teacher"  # relu_teacher's error is a relative MSE
-    metrics = task.evaluate(model.forward, cls.losses[0])
-    assert set(metrics) == set(cls.metrics)
-    assert all(isinstance(v, float) for v in metrics.values())
+    # relu_teacher's error is a relative MSE, not a fraction
+    conformance.check_losses_and_metrics(tasks()[name], small(name), error_is_fraction=name != "relu_teacher")
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_task_is_determined_by_its_seed(name):
-    _, a, model = build(name, seed=3)
-    _, b, _ = build(name, seed=3)
-    _, c, _ = build(name, seed=4)
-    xa, ya = a.train_batch(8)
-    xb, yb = b.train_batch(8)
-    xc, _ = c.train_batch(8)
-    assert torch.equal(xa, xb) and torch.equal(ya, yb) and not torch.equal(xa, xc)
-    kind = type(a).losses[0]
-    assert a.evaluate(model.forward, kind) == b.evaluate(model.forward, kind)
-    a.evaluate(model.forward, kind)  # evaluating does not move the training stream
-    assert torch.equal(a.train_batch(8)[0], b.train_batch(8)[0])
+    conformance.check_seeded(tasks()[name], small(name))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_packed_loss_and_error_equal_the_members(name):
-    cls, task, model = build(name)
-    batches = [task.train_batch(4) for _ in range(3)]
-    out = torch.stack([model.forward(x) for x, _ in batches]).detach()
-    Y = torch.stack([y for _, y in batches])
-    kind = cls.losses[0]
-    expected = torch.stack([task.loss(out[i], Y[i], kind) for i in range(3)])
-    assert torch.allclose(task.packed_loss(out, Y, kind), expected, rtol=1e-5, atol=1e-6)
-    expected = torch.stack([task.error(out[i], Y[i]) for i in range(3)])
-    assert torch.allclose(task.packed_error(out, Y), expected, rtol=1e-5, atol=1e-6)
+    conformance.check_packed_loss_and_error(tasks()[name], small(name))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_args_are_frozen_dataclasses_with_defaults(name):
-    cls = tasks()[name]
-    assert dataclasses.is_dataclass(cls.Args) and cls.Args.__dataclass_params__.frozen
-    cls.Args()  # every argument has a default
-    assert set(cls.pack_free) <= {f.name for f in dataclasses.fields(cls.Args)}
+    conformance.check_declaration(tasks()[name], name)
 
 
 @pytest.mark.parametrize("name, extra", [(n, {}) for n in sorted(SMALL)] + [
     ("sparse_parity", {"train_size": 50}), ("sparse_parity", {"noise": 0.1})])
 def test_packed_batches_equal_each_members_train_batch(name, extra):
-    cls = tasks()[name]
-    args = cls.Args(**{**SMALL[name], **extra})
-    members = [cls(args, seed, 16) for seed in range(3)]
-    twins = [cls(args, seed, 16) for seed in range(3)]
-    next_batches = PackBatches(members).next
-    for _ in range(3):
-        X, Y = next_batches(5)
-        for i, twin in enumerate(twins):
-            x, y = twin.train_batch(5)
-            assert torch.equal(X[i], x) and torch.equal(Y[i], y)
+    conformance.check_packed_batches(tasks()[name], small(name, **extra))
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_the_plugin_tasks_pass_the_whole_suite(name):
+    assert name in tasks() and name not in BUILTIN  # registered through tests/plugins' entry point
+    check_task(name, PLUGINS[name])
+
+
+def test_the_documented_plugin_task_passes_the_whole_suite():
+    """The `majority` task that docs/tasks_and_models.md shows a package adding."""
+    (block,) = re.findall(r"```python\n(# mypkg/majority\.py\n.*?)```", DOCS.read_text(), re.S)
+    namespace: dict = {}
+    exec(compile(block, "mypkg/majority.py", "exec"), namespace)
+    check_task(namespace["Majority"], {"n": 7})
+
+
+class Unseeded(SparseParity):
+    """Sparse parity whose training inputs come from torch's global generator, not the seed."""
+
+    def train_batch(self, batch_size):
+        x, y = super().train_batch(batch_size)
+        return torch.randint(0, 2, x.shape).to(x.dtype) * 2 - 1, y
+
+
+class PeekingEvaluation(SparseParity):
+    """Sparse parity whose evaluation draws from the training stream."""
+
+    def evaluate(self, forward, kind):
+        self.train_batch(1)
+        return super().evaluate(forward, kind)
+
+
+class WrongPackedLoss(SparseParity):
+    def packed_loss(self, out, y, kind):
+        return super().packed_loss(out, y, kind) * 1.01
+
+
+@pytest.mark.parametrize("cls, message", [
+    (Unseeded, "one seed gave two training streams"),
+    (PeekingEvaluation, "evaluate moved the training stream"),
+    (WrongPackedLoss, "packed_loss differs from each member's loss"),
+])
+def test_the_suite_finds_a_task_that_breaks_the_contract(cls, message):
+    with pytest.raises(ConformanceError, match=message):
+        check_task(cls, SMALL["sparse_parity"])
