@@ -157,17 +157,27 @@ def save(fig, path: str | Path, data_path: str | Path | None = None) -> Path:
 
 
 def save_data(fig, path: str | Path) -> Path:
-    """Write the table behind `fig` as CSV (NULL as an empty field) and return its path."""
-    import pyarrow.csv
+    """Write the table behind `fig` as CSV, quoted only where needed (NULL is an empty field, a
+    boolean `true`/`false`), and return its path."""
+    import csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = data(fig)
-    if not table.num_columns:
-        path.write_text("")
-        return path
-    pyarrow.csv.write_csv(table, path, pyarrow.csv.WriteOptions(quoting_style="needed"))
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        if table.num_columns:
+            out.writerow(table.column_names)
+            out.writerows([_field(v) for v in row.values()] for row in table.to_pylist())
     return path
+
+
+def _field(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
 
 
 def colors(n: int) -> list:

@@ -138,13 +138,21 @@ def _analysis_parsers(sub, store_help: str) -> None:
     pl.add_argument("kind", choices=("frontier", "phase", "curves", "luck", "fit"))
     common(pl, plot=False, fmt=False)
     pl.add_argument("-o", "--out", required=True, help="output file (.png, .svg or .pdf)")
-    pl.add_argument("--x", help="x axis (frontier: the sweep's first numeric axis; phase: its first axis; fit: required)")
-    pl.add_argument("--y", help="y: the cost (frontier: flops_to_success when recorded; fit: steps_to_success) "
-                                "or the second axis (phase: the sweep's second axis)")
-    pl.add_argument("--by", help="comma-separated axes, one line per combination (frontier: the sweep's other axes; "
-                                 "luck: its axes; fit: one axis, default none)")
-    pl.add_argument("--metric", help="curves: the metric to plot (default: the sweep's success metric)")
-    pl.add_argument("--trials", help="curves: comma-separated trial ids (default: one per cell)")
+    pl.add_argument("--x", help="x: an axis (frontier: the sweep's first numeric axis; phase: its first axis; fit: "
+                                "required) or, for curves, step (default), samples or flops")
+    pl.add_argument("--y", help="y: the cost (frontier: flops_to_success when recorded; fit and luck: "
+                                "steps_to_success), the second axis (phase: the sweep's second axis) or the metric "
+                                "(curves: the sweep's success metric)")
+    pl.add_argument("--by", help="comma-separated axes, one line per combination (frontier, curves, luck: the sweep's "
+                                 "other axes; phase: lines along --x instead of a heat map; fit: one panel per group)")
+    pl.add_argument("--facet", metavar="AXIS", help="one panel per value of this axis (every kind)")
+    pl.add_argument("--metric", help="curves: the metric to plot (same as --y)")
+    pl.add_argument("--trials", help="curves: comma-separated trial ids, each its own curve (default: one band per group)")
+    pl.add_argument("--style", choices=("screen", "paper", "slide"), default="screen",
+                    help="screen (default); paper: small fonts, thin lines, text kept as text in PDF/SVG; "
+                         "slide: large fonts, thick lines")
+    pl.add_argument("--size", metavar="W,H", help="the figure's size in inches (default: the style's, per panel)")
+    pl.add_argument("--data", metavar="FILE.csv", help="also write the numbers behind the figure as CSV")
 
     r = sub.add_parser("report", help="one self-contained HTML page: frontier, phases, luck, curves, failures")
     r.add_argument("--sweep", required=True)
@@ -482,28 +490,43 @@ def _fit(args) -> int:
 
 
 def _plot(args) -> int:
-    from paretolab.analysis import plots
+    from paretolab.analysis import figure, plots
     from paretolab.api import open_store
 
-    store, s, ok = open_store(args.store), args.sweep, args.success
-    if args.kind == "frontier":
-        fig = plots.plot_frontier(store, s, x=args.x, y=args.y, by=_split(args.by), success=ok)
-    elif args.kind == "phase":
-        fig = plots.plot_phase(store, s, x=args.x, y=args.y, success=ok)
-    elif args.kind == "curves":
-        fig = plots.plot_curves(store, s, metric=args.metric, trial_ids=_split(args.trials))
-    elif args.kind == "luck":
-        fig = plots.plot_luck(store, s, by=_split(args.by), success=ok)
-    else:
-        if not args.x:
-            from paretolab.analysis.cells import numeric_axes
-
-            with _sweep(store, s) as (con, info, _):
-                axes = ", ".join(numeric_axes(con, info, positive=True)) or "none"
-            raise UsageError(f"plot fit needs --x AXIS (numeric axes of the sweep with values > 0: {axes})")
-        fig = plots.plot_fit(store, s, y=args.y or "steps_to_success", x=args.x, by=args.by, success=ok)
-    _console().print(printable(f"wrote {plots.save(fig, args.out)}"), markup=False)
+    size = figure.parse_size(args.size) if args.size else None
+    with figure.style(args.style, size):
+        fig = _figure(args, open_store(args.store))
+        wrote = plots.save(fig, args.out, data_path=args.data)
+    _console().print(printable(f"wrote {wrote}" + (f" and {args.data}" if args.data else "")), markup=False)
     return 0
+
+
+def _figure(args, store):
+    """The figure `paretolab plot KIND` asks for."""
+    from paretolab.analysis import plots
+
+    s, ok, by, facet = args.sweep, args.success, _split(args.by), args.facet
+    if args.kind == "frontier":
+        return plots.plot_frontier(store, s, x=args.x, y=args.y, by=by, success=ok, facet=facet)
+    if args.kind == "phase":
+        return plots.plot_phase(store, s, x=args.x, y=args.y, by=by, success=ok, facet=facet)
+    if args.kind == "curves":
+        if args.y and args.metric and args.y != args.metric:
+            raise UsageError(f"plot curves: --y {args.y} and --metric {args.metric} name two metrics; give one")
+        return plots.plot_curves(store, s, metric=args.metric or args.y, trial_ids=_split(args.trials),
+                                 x=args.x or "step", by=by, facet=facet)
+    if args.kind == "luck":
+        if args.x:
+            raise UsageError("plot luck is drawn against k, the seeds run in parallel; --x does not apply "
+                             "(--y chooses the cost, --by the lines, --facet the panels)")
+        return plots.plot_luck(store, s, cost=args.y or "steps_to_success", by=by, success=ok, facet=facet)
+    if not args.x:
+        from paretolab.analysis.cells import numeric_axes
+
+        with _sweep(store, s) as (con, info, _):
+            axes = ", ".join(numeric_axes(con, info, positive=True)) or "none"
+        raise UsageError(f"plot fit needs --x AXIS (numeric axes of the sweep with values > 0: {axes})")
+    return plots.plot_fit(store, s, y=args.y or "steps_to_success", x=args.x, by=by, success=ok, facet=facet)
 
 
 def _sweep(store, sweep: str, success: str | None = None):

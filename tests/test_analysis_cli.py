@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,10 @@ def test_report_in_a_headless_browser(store, tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     body = run.stdout[run.stdout.index("<body"):].split(">", 1)[0]
-    assert 'data-plots-total="4"' in body and 'data-plots-loaded="4"' in body  # every plot decoded
+    assert 'data-plots-total="5"' in body and 'data-plots-loaded="5"' in body  # every plot decoded
     assert "CONSOLE" not in run.stderr  # no console message, error or otherwise
     assert "Frontier" in run.stdout and "Phase diagram" in run.stdout and "width: [16, 64]" in run.stdout
+    for part in ("Totals", "CPU core-seconds", "training FLOPs", "Versions", "Cells", "Power-law fit",
+                 "Where P(success) first reaches 1/2 along train_size"):
+        assert part in run.stdout, part
+    assert f"<th>paretolab</th><td>{metadata.version('paretolab')}</td>" in run.stdout
