@@ -22,7 +22,7 @@ Nothing here is a dependency of paretolab: `pip install pydantic msgspec jsonsch
 from __future__ import annotations
 
 import argparse
-import statistics
+import resource
 import subprocess
 import sys
 import time
@@ -37,17 +37,39 @@ from _common import machine_line  # noqa: E402
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "examples" / "own_code").rglob("*.yaml"))
 
 
-def import_s(module: str, repeat: int) -> float:
-    """Seconds `import module` adds to a fresh interpreter's start (the least of `repeat` runs)."""
-    def least(code: str) -> float:
+def import_s(module: str, repeat: int) -> tuple[float, float]:
+    """(wall, CPU) seconds that `import module` adds to a fresh interpreter's start, the least of
+    `repeat` runs each (CPU: the child's user + system time, less sensitive to a busy machine)."""
+    def least(code: str) -> tuple[float, float]:
         runs = []
         for _ in range(repeat):
-            t = time.perf_counter()
+            before, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
             subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
-            runs.append(time.perf_counter() - t)
-        return min(runs)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs.append((time.perf_counter() - t,
+                         after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
+        return min(w for w, _ in runs), min(c for _, c in runs)
 
-    return least(f"import {module}") - least("pass")
+    (wall, cpu), (wall0, cpu0) = least(f"import {module}"), least("pass")
+    return wall - wall0, cpu - cpu0
+
+
+def torch_share_ms(module: str, repeat: int) -> tuple[float, float]:
+    """(all, torch's) milliseconds of `import module` by `python -X importtime` (the least of `repeat`)."""
+    runs = []
+    for _ in range(repeat):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], check=True, cwd="/",
+                             capture_output=True, text=True).stderr
+        rows = [line.split("|") for line in err.splitlines() if line.startswith("import time:") and "self" not in line]
+        whole = sum(int(r[1]) for r in rows if r[2].strip() == module)  # cumulative: with what it imports
+        torch = sum(int(r[1]) for r in rows if r[2].strip() == "torch")
+        runs.append((whole / 1e3, torch / 1e3))
+    return min(runs)
+
+
+def imported(label: str, module: str, repeat: int) -> str:
+    wall, cpu = import_s(module, repeat)
+    return f"{label:<33}{wall * 1e3:8.0f} ms wall {cpu * 1e3:8.0f} ms CPU"
 
 
 def per_spec_ms(check, items, rounds: int) -> float:
@@ -163,15 +185,17 @@ def main() -> None:
 
     raws = [(p, load(p.read_text(), str(p))) for p in EXAMPLES]
     print(f"{len(EXAMPLES)} example specs; import times: least of {args.repeat} fresh interpreters, less `python -c pass`")
-    print(f"(a) import paretolab.spec        {import_s('paretolab.spec', args.repeat) * 1e3:8.0f} ms")
-    print(f"    import torch (included)      {import_s('torch', args.repeat) * 1e3:8.0f} ms")
+    print(imported("(a) import paretolab.spec", "paretolab.spec", args.repeat))
+    print(imported("    import torch (included)", "torch", args.repeat))
+    total, torch = torch_share_ms("paretolab.spec", args.repeat)
+    print(f"    by -X importtime: {total:.0f} ms, of which torch {torch:.0f} ms, the rest {total - torch:.0f} ms")
     print(f"    load_spec, per example       {per_spec_ms(spec.load_spec, EXAMPLES, args.rounds):8.2f} ms")
     print(f"    the parser alone, per dict   "
           f"{per_spec_ms(lambda r: spec._build(r[1], str(r[0]), '', spec.TOP_KEYS), raws, args.rounds):8.2f} ms")
     dicts = [r for _, r in raws]
     try:
         model = pydantic_model()
-        print(f"(b) import pydantic              {import_s('pydantic', args.repeat) * 1e3:8.0f} ms")
+        print(imported("(b) import pydantic", "pydantic", args.repeat))
         print(f"    model_validate, per dict     {per_spec_ms(model.model_validate, dicts, args.rounds):8.3f} ms")
     except ImportError:
         model = None
@@ -180,7 +204,7 @@ def main() -> None:
         import msgspec
 
         struct = msgspec_type()
-        print(f"    import msgspec               {import_s('msgspec', args.repeat) * 1e3:8.0f} ms")
+        print(imported("    import msgspec", "msgspec", args.repeat))
         print(f"    msgspec.convert, per dict    "
               f"{per_spec_ms(lambda d: msgspec.convert(d, struct, strict=False), dicts, args.rounds):8.3f} ms")
     except ImportError:
@@ -191,7 +215,7 @@ def main() -> None:
         from paretolab import spec_schema
 
         validator = jsonschema.Draft202012Validator(spec_schema.builtin_schema())
-        print(f"    import jsonschema            {import_s('jsonschema', args.repeat) * 1e3:8.0f} ms")
+        print(imported("    import jsonschema", "jsonschema", args.repeat))
         print(f"    jsonschema (the shipped schema), per dict "
               f"{per_spec_ms(validator.validate, dicts, max(1, args.rounds // 10)):8.2f} ms")
     except ImportError:

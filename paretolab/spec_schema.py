@@ -84,8 +84,8 @@ def build_schema(task_registry: dict | None = None, model_registry: dict | None 
     conditions += [_task_rule(name, cls, defs) for name, cls in task_registry.items()]
     conditions += [_model_rule(name, cls, defs) for name, cls in model_registry.items()]
     conditions += [_pair_rule(t, m, defs) for t in task_registry for m in model_registry if _pair_params(t, m)]
-    conditions.append(_per_value_rule("task", task_registry, "model", defs))
-    conditions.append(_per_value_rule("model", model_registry, "task", defs))
+    conditions.append(_per_value_rule("task", task_registry, defs))
+    conditions.append(_per_value_rule("model", model_registry, defs))
     properties = _top_properties(list(task_registry), list(model_registry))
     assert set(properties) == set(TOP_KEYS), set(properties) ^ set(TOP_KEYS)  # a new key needs its schema here
     return {
@@ -195,9 +195,13 @@ def _field_defs(prefix: str, cls, label: str) -> dict:
     for f in dataclasses.fields(cls):
         ftype = hints(cls)[f.name]
         default = None if f.default is dataclasses.MISSING else f.default
+        try:
+            shown = {"default": json.loads(json.dumps(default))}
+        except (TypeError, ValueError):  # a plug-in's default that JSON cannot hold: described, not given
+            shown = {}
+        text = json.dumps(shown["default"]) if shown else repr(default)
         out[f"{prefix}.{f.name}"] = {**_value(ftype), "description": f"{label} argument: {_type_name(ftype)}, "
-                                                                   f"default {json.dumps(default)}",
-                                     "default": default}
+                                                                   f"default {text}", **shown}
         out[f"axis.{prefix}.{f.name}"] = _axis_of(_ref(prefix, f.name))
     return out
 
@@ -306,7 +310,7 @@ def _pair_rule(task: str, model: str, defs: dict) -> dict:
     }})
 
 
-def _per_value_rule(owner: str, registry: dict, other: str, defs: dict) -> dict:
+def _per_value_rule(owner: str, registry: dict, defs: dict) -> dict:
     """With `owner` (task or model) as an axis: `owner`_args maps each value to its own arguments and
     the training arguments."""
     from paretolab.spec import TrainArgs
