@@ -182,7 +182,7 @@ def check_vectorized(fn, fn_many, configs: list[dict], metric: str, rel_tol: flo
     folder = tempfile.mkdtemp(prefix="paretolab-conformance-")
     try:
         trials = [trial_of(c, metric, folder, name=f"conformance-member-{i}") for i, c in enumerate(configs)]
-        pack = _attempt(fn_many, trials)
+        pack = _attempt(lambda cs, xs: _per_member(fn_many(cs, xs), len(cs)), trials)
         expect(len(pack.results) == len(trials), f"the pack gave {len(pack.results)} results for {len(trials)} members")
         for t, packed in zip(trials, pack.results):
             expect(packed.status != "failed", f"a member failed in the pack: {packed.error}")
@@ -195,6 +195,11 @@ def check_vectorized(fn, fn_many, configs: list[dict], metric: str, rel_tol: flo
                    f"member {t.config()}: its packed curve differs from its solo curve")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _per_member(values, n: int):
+    """What a vectorized function returned, per member, as `workers.vectorized.run_vectorized` reads it."""
+    return [None] * n if values is None else list(values) if isinstance(values, (list, tuple)) else values
 
 
 def _close(a: MetricRow, b: MetricRow, rel_tol: float) -> bool:
