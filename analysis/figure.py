@@ -130,7 +130,8 @@ def attach(fig, rows: list[dict] | pa.Table):
 
 def data(fig) -> pa.Table:
     """The numbers behind a figure of `plots` (an empty table for a figure with nothing drawn)."""
-    return getattr(fig, _DATA, None) or pa.table({})
+    table = getattr(fig, _DATA, None)
+    return pa.table({}) if table is None else table
 
 
 def save(fig, path: str | Path, data_path: str | Path | None = None) -> Path:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from paretolab.analysis import figure
 from paretolab.analysis.cells import (COMPARED, check_axes, check_metric, columns, default_cost, ident,
                                       numeric_axes, open_sweep, reported_metrics)
@@ -313,13 +315,16 @@ def plot_curves(store: Store, sweep: str, metric: str | None = None, trial_ids: 
         keys = tuple(a for a in (facet, *by) if a is not None)
         rows = _curve_rows(con, keys, metric, train, x)
         labels = sweep_labels(con, info)
-    return _band_curves(sweep, rows, metric, train, x, by, facet, labels)
+    why = NO_TRIAL if x == "step" else f"no curve records its samples, so none can be drawn over {CURVE_X[x]}; use --x step"
+    return _band_curves(sweep, rows, metric, train, x, by, facet, labels, why)
 
 
 def _curve_rows(con, keys: tuple[str, ...], metric: str, train: str | None, x: str) -> list[dict]:
     """Every evaluation of every non-failed trial: its group keys, trial_id, x and the metrics."""
     cols = "".join(f"t.{ident(k)}, " for k in keys)
-    if x == "flops":
+    if x != "step" and "samples" not in columns(con, "metrics"):
+        at = "NULL"
+    elif x == "flops":
         have = columns(con, "trials")
         sizes = (["t.flops_per_sample"] if "flops_per_sample" in have else []) + \
             ([f"{FLOPS_PER_PARAM_PER_TOKEN}::DOUBLE * t.n_params"] if "n_params" in have else [])
@@ -366,14 +371,16 @@ def _band(series: list[tuple[list, list]], log_x: bool):
 
 
 def _band_curves(sweep: str, rows: list[dict], metric: str, train: str | None, x: str, by: tuple[str, ...],
-                 facet: str | None, labels: Labels):
+                 facet: str | None, labels: Labels, why_empty: str):
     panels = groups(rows, (facet,)) if facet and rows else [((), rows)]
     fig, axs = figure.panels(len(panels), sharex=True, sharey=True)
     note = "median and quartiles over the seeds, where at least half still run" + ("; dashed: train" if train else "")
     _titles(fig, axs, f"{sweep}: learning curves", [name(k, (facet,)) for k, _ in panels] if facet else [], note)
     _label_outer(axs, CURVE_X[x], metric)
+    names = [*((facet,) if facet else ()), *by, x, f"{metric}_median", f"{metric}_q1", f"{metric}_q3", "n_trials"]
+    attach(fig, pa.table({n: pa.array([], pa.null()) for n in names}))  # the columns, until rows are drawn
     if not rows:
-        return empty(fig, axs[0], NO_TRIAL)
+        return empty(fig, axs[0], why_empty)
     xs_all = [r["_x"] for r in rows]
     log_x = x != "step" and figure.is_log([v for v in xs_all if v > 0])
     keys = [k for k, _ in groups(rows, by)]
@@ -400,7 +407,8 @@ def _band_curves(sweep: str, rows: list[dict], metric: str, train: str | None, x
         else:
             figure.plain_numbers(ax, "x")
         ax.grid(True, alpha=0.3)
-    attach(fig, drawn)
+    if drawn:
+        attach(fig, drawn)
     figure.legend(axs[-1], len(keys), outside=len(axs) > 1)
     return fig
 

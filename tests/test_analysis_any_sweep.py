@@ -9,6 +9,7 @@ output that fits the sweep; the plots are checked as figures (labels, legends, n
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -130,6 +131,22 @@ def commands(sweep: str, store: Path, out: Path, axis: str) -> list[list[str]]:
             ["report", *on, "-o", str(out / "report.html")]]
 
 
+def option_commands(sweep: str, store: Path, out: Path, axis: str) -> list[list[str]]:
+    """Every plot with the options a figure for a paper takes: styles, sizes, the data behind it, facets."""
+    on = ["--sweep", sweep, "--store", str(store)]
+    paper = ["--style", "paper", "--size", "3.4,2.4"]
+    return [["plot", "frontier", *on, *paper, "--data", str(out / "frontier.csv"), "-o", str(out / "frontier.pdf")],
+            ["plot", "frontier", *on, "--facet", axis, "-o", str(out / "frontier-facet.png")],
+            ["plot", "phase", *on, "--style", "slide", "--facet", axis, "--data", str(out / "phase.csv"),
+             "-o", str(out / "phase.png")],
+            ["plot", "phase", *on, "--x", axis, "-o", str(out / "phase-x.svg")],
+            ["plot", "curves", *on, *paper, "--x", "samples", "--facet", axis, "--data", str(out / "curves.csv"),
+             "-o", str(out / "curves.png")],
+            ["plot", "luck", *on, "--facet", axis, "--y", "samples_to_success", "--data", str(out / "luck.csv"),
+             "-o", str(out / "luck.png")],
+            ["plot", "fit", *on, *paper, "--x", axis, "--data", str(out / "fit.csv"), "-o", str(out / "fit.png")]]
+
+
 def check_png(path: Path) -> None:
     """The file opens as a PNG of a plot's size and is not blank."""
     import numpy as np
@@ -141,7 +158,7 @@ def check_png(path: Path) -> None:
     assert pixels.std() > 5, f"{path} is blank"
 
 
-def check_report(page: Path, count: int = 4) -> str:
+def check_report(page: Path, count: int = 5) -> str:
     """The report holds `count` embedded PNGs, each of which opens; returns its text."""
     import base64
     import io
@@ -167,6 +184,19 @@ def test_every_command_runs_on_every_sweep(store, tmp_path, capsys, sweep, axis)
         check_png(png)
     assert len(list(tmp_path.glob("*.png"))) == 7
     check_report(tmp_path / "report.html")
+
+
+@pytest.mark.parametrize("sweep, axis", [("own", "lr"), ("ff", "p_ignore"), ("never", "width")])
+def test_every_figure_option_runs_on_every_sweep(store, tmp_path, capsys, sweep, axis):
+    for args in option_commands(sweep, store, tmp_path, axis):
+        rc, _, err = cli(capsys, *args)
+        assert rc == 0, (args, err)
+    for png in sorted(tmp_path.glob("*.png")):
+        check_png(png)
+    assert (tmp_path / "frontier.pdf").read_bytes().startswith(b"%PDF")
+    for name, column in (("frontier", axis), ("phase", axis), ("luck", axis), ("curves", "samples"), ("fit", "exponent")):
+        header = next(csv.reader((tmp_path / f"{name}.csv").open()))
+        assert column in header, (name, header)
 
 
 def test_a_function_sweep_takes_its_axis_metric_and_cost(store, capsys):
@@ -293,7 +323,7 @@ def test_a_sweep_without_success_says_so(store, capsys, tmp_path):
         plots._plt().close(fig)
     phase = plots.plot_phase(st, "never")  # the zeros are data: drawn, with the note under the title
     assert NO_SUCCESS in phase.axes[0].get_title() and (phase.axes[0].get_xlabel(), phase.axes[0].get_ylabel()) == (
-        "train_size", "width")
+        "training-set size (samples)", "width (hidden units)")  # the labels sparse parity and the MLP declare
     assert [t.get_text() for t in phase.axes[0].get_xticklabels()] == ["100", "online"]
     plots._plt().close(phase)
     # the commands that used to fail with a matplotlib traceback, as a user runs them
@@ -327,7 +357,7 @@ def test_a_running_sweep_before_any_trial_ended(driver, tmp_path, capsys):
                    "the first curve rows")
     assert not (store / "trials").exists()
     out = tmp_path / "out"
-    for args in commands("running", store, out, "lr"):
+    for args in commands("running", store, out, "lr") + option_commands("running", store, out / "options", "lr"):
         rc, _, err = cli(capsys, *args)
         assert rc == 0, (args, err)
     page = check_report(out / "report.html")
@@ -350,7 +380,7 @@ def test_a_sweep_row_alone(make_store, tmp_path, capsys):
     # state before its workers have started, too soon to catch reliably.)
     store = make_store(tmp_path / "r", "fresh", ["lr", "model"], [], [], ("test_error", "<=", 0.1))
     out = tmp_path / "out"
-    for args in commands("fresh", store, out, "lr"):
+    for args in commands("fresh", store, out, "lr") + option_commands("fresh", store, out / "options", "lr"):
         rc, _, err = cli(capsys, *args)
         assert rc == 0, (args, err)
     assert "No trial has ended yet" in check_report(out / "report.html")
