@@ -16,6 +16,19 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, TESTS, os.enviro
 
 import support  # noqa: E402 - importable once TESTS is on the path
 
+# The fast tier is `pytest -m "not slow"` (the edit-test loop, under two minutes on 2 cores); the
+# full suite is `pytest`. A test is slow when it starts Ray, an S3 server or a process that starts
+# Ray, trains for long, or takes over a second. Tests that use these fixtures are marked here,
+# where the fixture that makes them slow is named once; any other slow test carries
+# `@pytest.mark.slow` (or its module `pytestmark = pytest.mark.slow`) where it is defined.
+SLOW_FIXTURES = frozenset({"ray_cluster", "ray_dirs", "s3_server", "driver"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 import paretolab
 import support
 from paretolab.clusters.connect import PROBE_TIMEOUT_S
@@ -27,6 +29,7 @@ cluster.shutdown()
 """
 
 
+@pytest.mark.slow  # starts Ray
 def test_run_joins_a_cluster_by_address(tmp_path, write_spec):
     head = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -61,6 +64,7 @@ disconnect()
 """
 
 
+@pytest.mark.slow  # starts Ray
 def test_an_embedded_ray_preloads_the_worker_code_into_its_prestarted_workers():
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_preload_python_modules")}
     out = subprocess.run([sys.executable, "-c", PRELOAD], capture_output=True, text=True, env=env, timeout=300)
@@ -104,6 +108,7 @@ def test_an_embedded_ray_listens_on_loopback_only(ray_dirs, tmp_path, write_spec
     assert [s for s in sockets if not loopback(s[1])] == []
 
 
+@pytest.mark.slow  # a driver in a subprocess
 def test_an_address_where_no_ray_answers_fails_at_once(tmp_path, write_spec):
     # nothing listens / a server that never answers / a server of another kind (HTTP): Ray itself
     # retried each for minutes (`--address 127.0.0.1:1` still waited after 200 s)

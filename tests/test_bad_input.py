@@ -356,6 +356,7 @@ def test_refused_in_process(spec, argv, fragment, place, capsys, monkeypatch):
     assert out.out == ""
 
 
+@pytest.mark.slow  # a CLI process each
 @pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES if c[0] in IN_SUBPROCESS],
                          ids=[c[0] for c in CASES if c[0] in IN_SUBPROCESS])
 def test_refused_in_a_subprocess(spec, argv, fragment, place):

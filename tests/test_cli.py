@@ -19,6 +19,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["paretolab", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
+@pytest.mark.slow  # runs a sweep in a subprocess (Ray)
 def test_run_status_query_sweeps(tmp_path, write_spec):
     spec = write_spec(tmp_path, name="cli", widths="[16, 32]", seeds=2)
     store = str(tmp_path / "r")
@@ -49,6 +50,7 @@ def test_run_status_query_sweeps(tmp_path, write_spec):
     assert "4 already in" in dry.stdout and "0 to run" in dry.stdout
 
 
+@pytest.mark.slow  # a CLI process per case
 @pytest.mark.parametrize("args, message", [
     (("run", "missing.yaml"), "missing.yaml: no such spec file"),
     (("run", "{spec}", "--workers", "0"), "--workers must be >= 1"),
@@ -125,6 +127,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     assert steps == ["flushed", "shut down"]
 
 
+@pytest.mark.slow  # runs a sweep in a subprocess (Ray)
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
     # trials that never reach the target run their full 20,000 steps (a few seconds each)
     # (unpacked: packed, the six would end together, at the end of the run)

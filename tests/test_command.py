@@ -314,6 +314,7 @@ def test_a_stdout_flood_is_read_fast_in_bounded_memory(tmp_path):
     assert elapsed < 30, elapsed
 
 
+@pytest.mark.slow  # waits out a timeout
 def test_a_command_past_its_timeout_is_ended_with_its_children(tmp_path):
     name = script(tmp_path, """
         import os, subprocess, sys
@@ -329,6 +330,7 @@ def test_a_command_past_its_timeout_is_ended_with_its_children(tmp_path):
     assert len(beats) >= 2  # while it says nothing, the worker still gets a chance to send what waits
 
 
+@pytest.mark.slow  # processes
 def test_a_process_that_leaves_the_group_does_not_hold_the_trial(tmp_path, monkeypatch):
     monkeypatch.setattr(process, "DRAIN_S", 0.3)
     name = script(tmp_path, """
@@ -486,6 +488,7 @@ def test_the_client_answers_true_once_the_stop_file_exists(tmp_path, monkeypatch
     assert client.report(1, x=1) is True and client.should_stop()
 
 
+@pytest.mark.slow  # a Python process
 def test_the_client_stands_alone(tmp_path):
     assert client.MARKER == MARKER
     tree = ast.parse(Path(client.__file__).read_text())

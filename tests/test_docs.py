@@ -126,6 +126,7 @@ def test_readme_keeps_its_two_setup_lines():
                      'pip install -e ".[test]" && pytest']
 
 
+@pytest.mark.slow  # a CLI process per command
 def test_readme_lists_every_command():
     help_text = subprocess.run(cli() + ["--help"], capture_output=True, text=True, check=True).stdout
     names = re.search(r"\{([a-z,_-]+)\}", help_text).group(1).split(",")

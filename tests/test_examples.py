@@ -19,6 +19,8 @@ from paretolab.orchestrator.grid import expand
 from paretolab.spec import load_spec
 from paretolab.workers.train import train
 
+pytestmark = pytest.mark.slow  # each test trains a shrunken copy of an example, or starts Ray
+
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 OWN_CODE = Path(__file__).resolve().parents[1] / "examples" / "own_code"
 OWN_SPECS = sorted(OWN_CODE.rglob("*.yaml"))

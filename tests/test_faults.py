@@ -136,6 +136,7 @@ def check_every_trial_once(store: Path, total: int, max_attempts: int = 3) -> li
     return trials
 
 
+@pytest.mark.slow  # starts Ray
 def test_workers_killed_again_and_again_lose_nothing(tmp_path, ray_tmp):
     store, kills = tmp_path / "r", 3
     driver = start(write_spec(tmp_path, seeds=3), store, ray_tmp)
@@ -163,6 +164,7 @@ def test_workers_killed_again_and_again_lose_nothing(tmp_path, ray_tmp):
     assert "6 trials (6 run now, 0 already in the store)" in out
 
 
+@pytest.mark.slow  # starts Ray
 def test_driver_killed_then_rerun_runs_only_unfinished_trials(tmp_path, ray_tmp):
     store, total = tmp_path / "r", 8
     spec = write_spec(tmp_path, seeds=4, extra="resources: {pack_size: 1}\n")  # trials end one by one
@@ -202,6 +204,7 @@ def test_driver_killed_then_rerun_runs_only_unfinished_trials(tmp_path, ray_tmp)
     assert {t: after[t] for t in before} == before  # the trials done before the kill did not run again
 
 
+@pytest.mark.slow  # starts Ray
 def test_a_second_driver_on_the_same_store_is_refused(tmp_path, ray_tmp):
     store = tmp_path / "r"
     spec = write_spec(tmp_path, seeds=1, extra="resources: {pack_size: 1}\n")

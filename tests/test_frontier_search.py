@@ -125,6 +125,7 @@ def test_same_boundary_as_the_full_grid_with_3x_fewer_trials(ray_cluster, tmp_pa
     assert again.search.rows() == searched.search.rows()
 
 
+@pytest.mark.slow  # a CLI process
 def test_example_spec_is_a_frontier_search():
     example = Path(__file__).resolve().parents[1] / "examples" / "frontier_search.yaml"
     out = subprocess.run(["paretolab", "run", str(example), "--dry-run"], capture_output=True, text=True, timeout=120)

@@ -292,6 +292,7 @@ def test_defaults_pass_their_checks():
     LSTMArgs().check(SEQUENCE)
 
 
+@pytest.mark.slow  # a Python process importing torch
 def test_plugin_modules_import_first():
     code = "import paretolab.workers.transformer, paretolab.workers.lstm"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

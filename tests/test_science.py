@@ -19,7 +19,7 @@ from paretolab.tasks.flipflop import FlipFlop, FlipFlopArgs, generate
 from paretolab.tasks.seeding import derive_seed, generator
 from paretolab.workers.train import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # seconds of training each
 
 
 def run(text: str):

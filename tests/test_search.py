@@ -164,6 +164,7 @@ search:
     assert resumed.ran == distinct - stored
 
 
+@pytest.mark.slow  # a CLI process
 def test_a_dry_run_says_what_the_search_will_do_and_lists_no_trial(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(spec(name="dry", seeds=3, search="""\
