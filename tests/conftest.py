@@ -1,4 +1,10 @@
-"""Shared fixtures: one real local Ray for the whole session, and small spec files."""
+"""Shared fixtures: one real local Ray for the whole session, an S3 server, driver processes.
+
+How tests share code: a plain helper is a function in tests/support.py, imported by name
+(`from support import wait_for`); a fixture lives here only when it sets something up and tears it
+down, or is shared across a scope (Ray, the S3 server, driver processes, the torch thread count).
+`count_in`, `write_spec` and `make_store` return helpers of support.py for the tests that take them
+as fixtures; new tests import the helpers."""
 
 from __future__ import annotations
 
@@ -169,18 +175,10 @@ def driver(ray_cluster):
         d.kill()
 
 
-def store_count(store: Path, sql: str = "SELECT count(*) FROM trials") -> int:
-    """The one value of `sql` over the store (0 while it holds no trials)."""
-    import paretolab
-
-    st = paretolab.open_store(store)
-    return st.query(sql).column(0)[0].as_py() if st.files("trials") else 0
-
-
 @pytest.fixture
 def count_in():
     """`count_in(store, sql)`: the one value of a count query over a store, 0 while it holds no trials."""
-    return store_count
+    return support.store_count
 
 
 @pytest.fixture
@@ -189,33 +187,7 @@ def write_spec():
     return support.write_spec
 
 
-def _make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], metrics: list[dict] = (),
-                success: tuple[str, str, float] = ("test_error", "<=", 0.1)) -> Path:
-    """Write a store by hand, without Ray: `trials` rows (trial_id, config columns, and optionally
-    status/success/n_params/...; sensible defaults are filled in) and `metrics` rows (trial_id, step,
-    samples and metric columns; attempt defaults to 1). Returns the store folder."""
-    from datetime import datetime, timezone
-
-    from paretolab.store import Store, StoreWriter
-
-    defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "error": None, "node": "n0",
-                "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
-    rows = [{**defaults, **t} for t in trials]
-    writer = StoreWriter(Store(root))
-    writer.append("trials", rows)
-    writer.append("metrics", [{"attempt": 1, **m} for m in metrics])
-    metric, op, value = success
-    writer.append("sweeps", [{
-        "sweep": sweep, "spec": "", "path": "", "submitted_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
-        "trial_ids": [r["trial_id"] for r in rows], "axes": list(axes),
-        "parameters": sorted({k for r in trials for k in r if k != "trial_id"}),
-        "success_metric": metric, "success_op": op, "success_value": value,
-    }])
-    writer.flush()
-    return root
-
-
 @pytest.fixture
 def make_store():
     """`make_store(root, sweep, axes, trials, metrics, success)` writes a synthetic store (no Ray)."""
-    return _make_store
+    return support.make_store

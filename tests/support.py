@@ -1,4 +1,6 @@
-"""Helpers that several test files share (importable because conftest.py puts this folder on the path)."""
+"""Helpers that several test files share, as plain functions (importable because conftest.py puts this
+folder on the path): a helper used by more than one test file lives here, once; fixtures with setup
+and teardown live in conftest.py."""
 
 from __future__ import annotations
 
@@ -112,3 +114,37 @@ def listening(root: int) -> list[tuple[str, str, int]]:
             continue
         found += [(executable, *sockets[f]) for f in files if f in sockets]
     return found
+
+
+def store_count(store: Path, sql: str = "SELECT count(*) FROM trials") -> int:
+    """The one value of `sql` over the store (0 while it holds no trials)."""
+    import paretolab
+
+    st = paretolab.open_store(store)
+    return st.query(sql).column(0)[0].as_py() if st.files("trials") else 0
+
+
+def make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], metrics: list[dict] = (),
+                success: tuple[str, str, float] = ("test_error", "<=", 0.1)) -> Path:
+    """Write a store by hand, without Ray: `trials` rows (trial_id, config columns, and optionally
+    status/success/n_params/...; sensible defaults are filled in) and `metrics` rows (trial_id, step,
+    samples and metric columns; attempt defaults to 1). Returns the store folder."""
+    from datetime import datetime, timezone
+
+    from paretolab.store import Store, StoreWriter
+
+    defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "error": None, "node": "n0",
+                "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    rows = [{**defaults, **t} for t in trials]
+    writer = StoreWriter(Store(root))
+    writer.append("trials", rows)
+    writer.append("metrics", [{"attempt": 1, **m} for m in metrics])
+    metric, op, value = success
+    writer.append("sweeps", [{
+        "sweep": sweep, "spec": "", "path": "", "submitted_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "trial_ids": [r["trial_id"] for r in rows], "axes": list(axes),
+        "parameters": sorted({k for r in trials for k in r if k != "trial_id"}),
+        "success_metric": metric, "success_op": op, "success_value": value,
+    }])
+    writer.flush()
+    return root
