@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from paretolab.orchestrator.grid import expand
-from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, plural, stored_outcomes
+from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, fixed_at, plural, stored_outcomes
 from paretolab.store import Store
 from paretolab.vocabulary.errors import SpecError, UsageError
 from paretolab.vocabulary.sweep import OptunaSearchSpec, SpaceAxis, Sweep
@@ -127,8 +127,7 @@ class OptunaSearchStrategy(Strategy):
 
     def _point(self, params: dict) -> list[TrialConfig]:
         """The trials of the point `params` (every seed); SpecError if the parameters are invalid together."""
-        return list(expand(dataclasses.replace(self.sweep, fixed=tuple(sorted({**dict(self.sweep.fixed), **params}.items())),
-                                               search=None, points=None)))
+        return list(expand(dataclasses.replace(fixed_at(self.sweep, params), points=None)))
 
     def _cell(self, number: int, params: dict, trial=None) -> list[TrialConfig]:
         try:

@@ -10,6 +10,7 @@ workers stay alive across batches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -152,6 +153,13 @@ def drive(strategy: Strategy, scheduler, store: Store, attempts: dict[str, int],
             for t in waiting.pop(r.trial_id, []):
                 strategy.observe(t, ended[r.trial_id])
     return strategy.result()
+
+
+def fixed_at(sweep: Sweep, params: dict) -> Sweep:
+    """`sweep` with `params` fixed (added to, or replacing, its `fixed`) and no search or tuning:
+    the plain sweep whose trials are those of one point of a search or one tuned value."""
+    return dataclasses.replace(sweep, fixed=tuple(sorted({**dict(sweep.fixed), **params}.items())),
+                               search=None, tune=None)
 
 
 def cell_score(metric: str, config: TrialConfig, outcomes: list[Outcome]) -> float | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paretolab.orchestrator.grid import axes, expand
-from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, plural
+from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, fixed_at, plural
 from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.vocabulary.trial import TrialConfig
 
@@ -60,7 +60,7 @@ class TuneStrategy(Strategy):
         self.axes = axes(sweep)
         self.cells: dict[tuple, _Cell] = {}
         for value in self.tune.values:
-            for t in expand(_with(sweep, self.tune.param, value)):
+            for t in expand(fixed_at(sweep, {self.tune.param: value})):
                 key = tuple(t.columns()[a] for a in self.axes)
                 cell = self.cells.setdefault(key, _Cell(key, {}, {}))
                 cell.trials.setdefault(value, []).append(t)
@@ -123,7 +123,3 @@ class TuneStrategy(Strategy):
         return [(self.sweep, [t for t in used if t.trial_id in final]),
                 (tuned, [t for t in used if t.trial_id in first])]
 
-
-def _with(sweep: Sweep, param: str, value: Value) -> Sweep:
-    return dataclasses.replace(sweep, fixed=tuple(sorted({**dict(sweep.fixed), param: value}.items())), tune=None,
-                               search=None)
