@@ -37,7 +37,7 @@ from _common import machine_line  # noqa: E402
 from paretolab.orchestrator.grid import expand  # noqa: E402
 from paretolab.spec import parse_yaml  # noqa: E402
 from paretolab.tasks.registry import tasks  # noqa: E402
-from paretolab.workers.models import models  # noqa: E402
+from paretolab.models.registry import models  # noqa: E402
 from paretolab.workers.packed import train_pack  # noqa: E402
 from paretolab.workers.train import train  # noqa: E402
 from paretolab.vocabulary.trial import Assignment  # noqa: E402

@@ -91,7 +91,7 @@ def pydantic_model():
     from paretolab.spec_values import MAX_SEED, MAX_SEED_COUNT
     from paretolab.tasks.registry import tasks
     from paretolab.vocabulary.success import Success
-    from paretolab.workers.models import models
+    from paretolab.models.registry import models
 
     strict = ConfigDict(extra="forbid")
     scalar = Optional[Union[bool, int, float, str]]
@@ -131,7 +131,7 @@ def msgspec_type():
 
     from paretolab.spec import TOP_KEYS
     from paretolab.tasks.registry import tasks
-    from paretolab.workers.models import models
+    from paretolab.models.registry import models
 
     scalar = Optional[Union[bool, int, float, str]]
     axis = Union[list[scalar], dict[str, list[float]]]

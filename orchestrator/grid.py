@@ -18,7 +18,7 @@ from paretolab.vocabulary.errors import SHOWN_CHARS, SpecError, clipped, shown
 from paretolab.orchestrator.identity import ID_BYTES, ID_CHARS, PointIds, SweepIds, canonical_json, part_json
 from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 from paretolab.vocabulary.schema import RESERVED
 from paretolab.vocabulary.trial import TrainArgs, TrialConfig
 

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _analysis_parsers(sub, store_help: str) -> None:
     def common(p, plot: bool = True, fmt: bool = True):
-        p.add_argument("--sweep", required=True)
+        p.add_argument("--sweep", required=True, action="append",
+                       help="the sweep; several (repeated, or a,b) are compared side by side, grouped by sweep")
         p.add_argument("--store", help=store_help)
         p.add_argument("--success", help="criterion recomputed from the curves, e.g. 'test_error<=0.05' "
                                          "(default: the sweep's own)")
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     err = _console(stderr=True)
     try:
         args = build_parser().parse_args(argv)
+        if isinstance(getattr(args, "sweep", None), list):  # an analysis: one sweep, or several compared
+            args.sweep = args.sweep[0] if len(args.sweep) == 1 else args.sweep
         return COMMANDS[args.command](args)
     except ParetolabError as e:
         err.print(_error_line(e), markup=False)
@@ -552,7 +555,7 @@ def _plugins(args) -> int:
     if args.command == "tasks":
         from paretolab.tasks.registry import tasks as registry
     else:
-        from paretolab.workers.models import models as registry
+        from paretolab.models.registry import models as registry
     rows = []
     for name, cls in sorted(registry().items()):
         row = {args.command[:-1]: name,

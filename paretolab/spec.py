@@ -21,7 +21,7 @@ from paretolab.spec_values import (base_type, choice, coerce, field_type, free_t
                                    type_of, UnionParams)
 from paretolab.tasks.registry import tasks
 from paretolab.vocabulary.success import Success
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 from paretolab.vocabulary.trial import EvalArgs, TrainArgs
 
 TOP_KEYS = ("sweep", "task", "task_args", "model", "model_args", "trainable", "command", "vectorized", "pack_by", "version",

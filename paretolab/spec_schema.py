@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 SCHEMA_FILE = Path(__file__).with_name("spec.schema.json")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-# the entry-point groups that `tasks.registry.tasks()` and `workers.models.models()` read (their
+# the entry-point groups that `tasks.registry.tasks()` and `models.registry.models()` read (their
 # modules import torch, so the groups are named here to look for plug-ins without importing it)
 PLUGIN_GROUPS = ("paretolab.tasks", "paretolab.models")
 # a number written as a string: YAML 1.1 reads `1e-3` so, and the parser takes it (`spec_values.to_float`)
@@ -71,7 +71,7 @@ def build_schema(task_registry: dict | None = None, model_registry: dict | None 
     """
     from paretolab.spec import TOP_KEYS, TrainArgs
     from paretolab.tasks.registry import tasks
-    from paretolab.workers.models import models
+    from paretolab.models.registry import models
 
     task_registry = dict(sorted((tasks() if task_registry is None else task_registry).items()))
     model_registry = dict(sorted((models() if model_registry is None else model_registry).items()))
@@ -114,7 +114,7 @@ def schema() -> dict:
 def builtin_schema() -> dict:
     """The schema of the built-in tasks and models only: what `spec.schema.json` holds."""
     from paretolab.tasks.registry import BUILTIN as TASKS
-    from paretolab.workers.models import BUILTIN as MODELS
+    from paretolab.models.registry import BUILTIN as MODELS
 
     return build_schema(TASKS, MODELS)
 

@@ -11,7 +11,7 @@ import typing
 from paretolab.vocabulary.errors import SpecError, clipped, shown
 from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.tasks.registry import tasks
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 from paretolab.vocabulary.trial import TrainArgs
 
 MAX_NAME_CHARS = 100  # a key of a spec's mapping: a parameter's or a setting's name

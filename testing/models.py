@@ -1,4 +1,4 @@
-"""The model conformance suite: the contract of `paretolab.workers.base.Model` (and of
+"""The model conformance suite: the contract of `paretolab.models.base.Model` (and of
 `PackableModel` and its `Pack`), on a tiny instance, on CPU.
 
 `check_model(model, args, io)` runs every check below; each can also run alone (paretolab's own
@@ -18,8 +18,8 @@ from paretolab.tasks.base import IO
 from paretolab.testing.expect import expect
 from paretolab.vocabulary.schema import RESERVED
 from paretolab.vocabulary.trial import TrainArgs
-from paretolab.workers.base import Model
-from paretolab.workers.models import models
+from paretolab.models.base import Model
+from paretolab.models.registry import models
 
 VECTOR = IO("vector", input_dim=6, output_dim=3)
 SEQUENCE = IO("sequence", input_dim=4, output_dim=4, length=8)  # the copy task below: vocabulary 4, T = 8

@@ -15,7 +15,7 @@ from paretolab.tasks.base import IO, Task
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
 from paretolab.testing.expect import expect
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 
 # the model a task is checked with, by the kind of its data: small enough for a CPU in milliseconds
 SMALL_MODELS = {"vector": ("mlp", {"width": 8}), "sequence": ("lstm", {"hidden": 8})}

@@ -22,7 +22,7 @@ from paretolab.orchestrator.grid import expand
 from paretolab.spec import load_spec, parse_yaml
 from paretolab.tasks.automata import DEFAULT_N, Automaton, AutomatonArgs, automaton, simulate
 from paretolab.tasks.registry import tasks
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 from paretolab.workers.train import train
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "automata.yaml"

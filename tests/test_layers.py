@@ -1,6 +1,6 @@
 """The architecture as the code's own imports draw it: every layer imports downward only.
 
-`paretolab` (API, CLI, spec) -> `orchestrator` -> `workers` -> `tasks` -> `vocabulary`; the
+`paretolab` (API, CLI, spec) -> `orchestrator` -> `workers` -> `models` -> `tasks` -> `vocabulary`; the
 orchestrator writes through `store`; `analysis` -> `store` -> `vocabulary`. Every import counts,
 also one inside a function (a lazy import hides a cycle, it does not remove it).
 """
@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("paretolab", "orchestrator", "workers", "tasks", "store", "analysis", "clusters", "vocabulary", "testing")
+LAYERS = ("paretolab", "orchestrator", "workers", "models", "tasks", "store", "analysis", "clusters", "vocabulary", "testing")
 # what each layer may import of paretolab, itself included
 ALLOWED = {
     "vocabulary": {"vocabulary"},
     "tasks": {"tasks", "vocabulary"},
-    "workers": {"workers", "tasks", "vocabulary"},
+    "workers": {"workers", "models", "tasks", "vocabulary"},
+    "models": {"models", "tasks", "vocabulary"},
     "store": {"store", "vocabulary"},
     "analysis": {"analysis", "store", "vocabulary"},
     "clusters": {"clusters", "vocabulary"},
-    "orchestrator": {"orchestrator", "workers", "tasks", "store", "clusters", "vocabulary"},
+    "orchestrator": {"orchestrator", "workers", "models", "tasks", "store", "clusters", "vocabulary"},
     "paretolab": set(LAYERS),
     "testing": set(LAYERS),  # the conformance suites exercise every layer
 }
@@ -33,6 +34,7 @@ FORBIDDEN = {
     "store": {"torch", "ray", "matplotlib", "optuna"},
     "analysis": {"torch", "ray", "optuna"},
     "tasks": {"ray", "duckdb", "optuna", "matplotlib"},
+    "models": {"ray", "duckdb", "optuna", "matplotlib"},
     "testing": {"pytest"},  # a plug-in's tests call the suites from any runner
 }
 

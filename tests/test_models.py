@@ -20,7 +20,7 @@ from paretolab.testing import ConformanceError, check_model
 from paretolab.testing import models as conformance
 from paretolab.testing.models import SEQUENCE, VECTOR, build, inputs
 # Everything through the registry module: it imports the other built-ins (see test_plugin_modules_import_first).
-from paretolab.workers.models import LSTM, MLP, MLPArgs, Transformer, models
+from paretolab.models.registry import LSTM, MLP, MLPArgs, Transformer, models
 
 TransformerArgs, LSTMArgs = Transformer.Args, LSTM.Args
 
@@ -294,6 +294,6 @@ def test_defaults_pass_their_checks():
 
 @pytest.mark.slow  # a Python process importing torch
 def test_plugin_modules_import_first():
-    code = "import paretolab.workers.transformer, paretolab.workers.lstm"
+    code = "import paretolab.models.transformer, paretolab.models.lstm"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("orchestrator", "workers", "tasks", "analysis", "clusters", "store", "vocabulary", "testing")
+FOLDERS = ("orchestrator", "workers", "models", "tasks", "analysis", "clusters", "store", "vocabulary", "testing")
 
 
 def modules_after(code: str) -> set[str]:

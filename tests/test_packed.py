@@ -198,7 +198,7 @@ def test_the_mlp_packs_backward_gives_autograds_gradients(depth, outputs):
     import torch
 
     from paretolab.tasks.base import IO
-    from paretolab.workers.mlp import MLP, MLPArgs
+    from paretolab.models.mlp import MLP, MLPArgs
 
     g = torch.Generator().manual_seed(0)
     nets = [MLP(MLPArgs(width=24, depth=depth), IO("vector", 10, outputs), g) for _ in range(5)]

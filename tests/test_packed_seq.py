@@ -12,7 +12,7 @@ import paretolab
 from paretolab.orchestrator.grid import expand
 from paretolab.spec import parse_yaml
 from paretolab.tasks.registry import tasks
-from paretolab.workers.models import models
+from paretolab.models.registry import models
 from paretolab.workers.packed import auto_pack_size, example_tokens, pack_key
 from paretolab.vocabulary.trial import MetricRow
 from support import packed, solo

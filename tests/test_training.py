@@ -20,7 +20,7 @@ from paretolab.tasks.seeding import generator
 from paretolab.tasks.sparse_parity import SparseParity, SparseParityArgs
 from paretolab.vocabulary.success import Success
 from paretolab.workers import train as train_module
-from paretolab.workers.models import MLP, MLPArgs
+from paretolab.models.registry import MLP, MLPArgs
 from paretolab.workers.schedule import lr_factor
 from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
 from paretolab.workers.train import train

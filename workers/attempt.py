@@ -17,8 +17,8 @@ import torch
 from paretolab.tasks.base import Task
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
-from paretolab.workers.base import Model
-from paretolab.workers.models import models
+from paretolab.models.base import Model
+from paretolab.models.registry import models
 from paretolab.workers.outcome import Outcome
 from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
 from paretolab.vocabulary.trial import Assignment, MetricRow, TrialConfig, TrialResult

@@ -17,7 +17,7 @@ a member's step rounds as its solo step does; a member's curve equals its solo c
 rounding of the forward and backward passes (batched and plain matmuls sum in different orders).
 
 What a member's rows, end, result and error are is `workers.attempt`'s, as for a solo run; its
-batches come from `workers.prefetch`; the model's side of a pack is `workers.base.Pack`.
+batches come from `workers.prefetch`; the model's side of a pack is `models.base.Pack`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 
 from paretolab.tasks.registry import tasks
 from paretolab.workers.attempt import Attempt, build, error_text, evaluation_due, failed
-from paretolab.workers.base import PackableModel
-from paretolab.workers.models import models
+from paretolab.models.base import PackableModel
+from paretolab.models.registry import models
 from paretolab.workers.prefetch import PackBatches
 from paretolab.workers.schedule import lr_factor
 from paretolab.workers.train import autocast, autocasts
@@ -45,7 +45,7 @@ from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 # working set leaves the caches. For sequence models the forward and backward of a Transformer pack beat the
 # solo models one after the other at width 16 and T = 16 (3.7k parameters x 15 tokens: 11.3 ms
 # against 14.2 ms for 16 members) but lost at width 32 and T = 64 (15k x 63, over the budget alone:
-# 84 ms against 67 ms), best of 5, one thread (workers/transformer.py). Whole-run speed-ups of
+# 84 ms against 67 ms), best of 5, one thread (models/transformer.py). Whole-run speed-ups of
 # benchmarks/packing.py on the loaded machine were too noisy to calibrate more finely (README,
 # Performance). On a GPU packs stay kernel-launch-bound far longer; 1e8 there is an estimate, not
 # a measurement.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from paretolab.workers.base import Model
-from paretolab.workers.lstm import LSTM
-from paretolab.workers.mlp import MLP, MLPArgs, PackedMLP  # noqa: F401 - re-exported
-from paretolab.workers.transformer import Transformer
+from paretolab.models.base import Model
+from paretolab.models.lstm import LSTM
+from paretolab.models.mlp import MLP, MLPArgs, PackedMLP  # noqa: F401 - re-exported
+from paretolab.models.transformer import Transformer
 
 BUILTIN: dict[str, type[Model]] = {MLP.name: MLP, Transformer.name: Transformer, LSTM.name: LSTM}
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Pack, PackableModel
+from paretolab.models.base import Pack, PackableModel
 
 # GPT-2 initialization (Radford et al. 2019, Sec. 2.3; nanoGPT `GPT._init_weights`): weights
 # N(0, 0.02), biases 0, LayerNorm gain 1; the projections that write into the residual stream

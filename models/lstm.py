@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Pack, PackableModel
-from paretolab.workers.transformer import dropout, dropout_generator
+from paretolab.models.base import Pack, PackableModel
+from paretolab.models.transformer import dropout, dropout_generator
 
 
 @dataclass(frozen=True)

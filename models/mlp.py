@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 
 from paretolab.tasks.base import IO
-from paretolab.workers.base import Pack, PackableModel
+from paretolab.models.base import Pack, PackableModel
 
 
 @dataclass(frozen=True)
