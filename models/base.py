@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-import torch
+from paretolab.tasks.lazy import torch
 
 
 class Model(ABC):

@@ -12,9 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
-from torch.func import functional_call
+from paretolab.tasks.lazy import F, torch
 
 from paretolab.tasks.base import IO
 from paretolab.models.base import Pack, PackableModel
@@ -150,7 +148,7 @@ class PackedLSTM(Pack):
 def _layer(layer: torch.nn.LSTM, weights, x: torch.Tensor) -> torch.Tensor:
     """The outputs of `layer` on `x` with its 4 parameters replaced by `weights` (in `parameters()` order)."""
     names = [name for name, _ in layer.named_parameters()]
-    return functional_call(layer, dict(zip(names, weights)), (x,))[0]
+    return torch.func.functional_call(layer, dict(zip(names, weights)), (x,))[0]
 
 
 def _uniform(shape, bound: float, g: torch.Generator, device: str) -> torch.Tensor:

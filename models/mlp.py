@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
+from paretolab.tasks.lazy import no_grad, torch
 
 from paretolab.tasks.base import IO
 from paretolab.models.base import Pack, PackableModel
@@ -114,7 +114,7 @@ class PackedMLP(Pack):
         W, b = self.params[-2:]
         return torch.baddbmm(b.unsqueeze(1), H, W.transpose(1, 2))
 
-    @torch.no_grad()
+    @no_grad
     def backward(self, G: torch.Tensor) -> None:
         """Set every parameter's `.grad` from `G` = dloss/doutput `(P, B, o)` of the last
         `forward_for_backward`: the gradients autograd computes, up to rounding.

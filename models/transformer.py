@@ -14,8 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
+from paretolab.tasks.lazy import F, torch
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO

@@ -107,7 +107,7 @@ class StoreWriter:
             return
         entries = self.store._live(table)
         schemas = [f for f in (_files.footer(self.store.loc, e) for e in entries) if isinstance(f, pa.Schema)]
-        union = pa.unify_schemas([*schemas, schema], promote_options="permissive").remove_metadata()
+        union = _union([*schemas, schema])
         empty = union.empty_table()
         path = self.store.loc.put((table, f"{SCHEMA_STEM}.parquet"),
                                   lambda out: pq.write_table(empty, out, **PARQUET_OPTIONS), seal=True)
@@ -122,3 +122,24 @@ def _declared(table: str, column: str) -> pa.DataType | None:
     sql = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64(),
            "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string())}
     return next((sql[kind] for name, kind in COLUMNS[table] if name == column), None)
+
+
+def _union(schemas: list[pa.Schema]) -> pa.Schema:
+    """Every column of `schemas`, in order of appearance, each with a type all its files' values cast
+    to: their common type, or text where they have none (a parameter `loss: hinge` in one sweep, a
+    metric `loss` in another)."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    fields: dict[str, list[pa.DataType]] = {}
+    for s in schemas:
+        for f in s:
+            fields.setdefault(f.name, []).append(f.type)
+    out = []
+    for name, types in fields.items():
+        try:
+            out.append(pa.unify_schemas([pa.schema([(name, t)]) for t in types], promote_options="permissive").field(0))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            out.append(pa.field(name, pa.string()))
+    return pa.schema(out)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar, Literal
 
-import torch
+from paretolab.tasks.lazy import no_grad, torch
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
@@ -249,7 +249,7 @@ class Automaton(SampledTask):
     def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _wrong(out, y).reshape(y.shape[0], -1).float().mean(dim=1)
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         out = _forward_chunks(forward, self._test_x)
         wrong = _wrong(out, self._test_y)

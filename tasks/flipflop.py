@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
+from paretolab.tasks.lazy import F, no_grad, torch
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO, Task
@@ -217,7 +216,7 @@ class FlipFlop(Task):
         wrong = _wrong(out, y).view(P, -1) & read
         return wrong.sum(dim=1).float() / read.sum(dim=1).float()
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         loss_sum, loss_count, wrong, reads, bad_seqs = self._score(forward, self._test, with_loss=True)
         error = wrong / reads

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
+from paretolab.tasks.lazy import no_grad, torch
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
@@ -120,7 +120,7 @@ class ReluTeacher(SampledTask):
     def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return relative_mse(out.reshape(y.shape), y)
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         out = forward(self._test_x).reshape(-1)
         rel = float(relative_mse(out, self._test_y))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-import torch
+from paretolab.tasks.lazy import torch
 
 from paretolab.tasks.base import Task
 from paretolab.tasks.seeding import generator

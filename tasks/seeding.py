@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-import torch
+from paretolab.tasks.lazy import torch
 
 
 def derive_seed(seed: int, purpose: str) -> int:

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
+from paretolab.tasks.lazy import F, no_grad, torch
 
 from paretolab.vocabulary.errors import shown
 from paretolab.tasks.base import IO
@@ -112,7 +111,7 @@ class SparseBoolean(SampledTask):
     def packed_error(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _wrong(out[:, :, -1], y).float().mean(dim=1)
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         chunk = max(1, EVAL_TOKENS // self.args.length)
         out = torch.cat([forward(x)[:, -1:] for x in self._test_x.split(chunk)])

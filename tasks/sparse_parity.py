@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
+from paretolab.tasks.lazy import no_grad, torch
 
 from paretolab.tasks.base import IO, PackedDraws
 from paretolab.tasks.sampled import SampledTask
@@ -101,7 +101,7 @@ class SparseParity(SampledTask):
         # `not > 0` rather than `<= 0`: a NaN output is a wrong prediction, never a right one.
         return (~(out.reshape(-1) * y > 0)).float().mean()
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(self, forward, kind: str) -> dict[str, float]:
         out = forward(self._test_x).reshape(-1)
         error = float(self.error(out, self._test_y))

@@ -32,6 +32,23 @@ def test_help_is_light():
     assert not {"torch", "ray", "matplotlib"} & loaded
 
 
+def test_parsing_every_example_spec_is_light():
+    """Reading and validating a spec imports neither torch, ray nor matplotlib: a typo is reported at once.
+    (A spec of your own function imports your module, to hash the code it loads: that may import torch.)"""
+    specs = sorted(str(p) for p in (ROOT / "examples").rglob("*.yaml") if "trainable:" not in p.read_text())
+    loaded = modules_after("import paretolab\n" + "".join(f"paretolab.load_spec({p!r})\n" for p in specs))
+    assert len(specs) > 10 and not {"torch", "ray", "matplotlib"} & loaded
+
+
+def test_a_spec_typo_is_reported_without_torch(tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text((ROOT / "examples" / "quickstart.yaml").read_text().replace("max_steps:", "max_stepz:"))
+    code = (f"import sys, paretolab\ntry:\n    paretolab.load_spec({str(spec)!r})\nexcept paretolab.ParetolabError as e:\n"
+            "    print(type(e).__name__, 'max_stepz' in str(e))\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.split() == ["SpecError", "True", "False"]
+
+
 def test_analysis_needs_neither_torch_nor_ray():
     loaded = modules_after("import paretolab.store.store, paretolab.analysis.status")
     assert not {"torch", "ray", "matplotlib"} & loaded

@@ -66,3 +66,17 @@ def test_one_task_needs_no_schema_file(make_store, tmp_path):
         make_store(root, f"s{i}", ["width"], [{"trial_id": f"t{i}", **PARITY}],
                    [{"trial_id": f"t{i}", "step": 0, "samples": 0, "test_error": 0.5}])
     assert not any(p.name.startswith("0" * 20) for p in (root / "trials").iterdir())
+
+
+def test_a_column_of_two_types_is_read_as_text(make_store, tmp_path):
+    """`loss` is a parameter (`hinge`) of one sweep and a number of another: the write never fails,
+    and the schema file types the column as text, which both cast to."""
+    root = tmp_path / "r"
+    make_store(root, "a", ["width"], [{"trial_id": "t1", "width": 16, "loss": "hinge"}],
+               [{"trial_id": "t1", "step": 0, "samples": 0, "test_error": 0.5}])
+    make_store(root, "b", ["lr"], [{"trial_id": "t2", "lr": 0.1, "loss": 0.25}],
+               [{"trial_id": "t2", "step": 0, "samples": 0, "test_error": 0.4}])
+    got = {r["trial_id"]: r["loss"] for r in pq.read_table(root / "trials").to_pylist()}
+    assert got == {"t1": "hinge", "t2": "0.25"}
+    rows = paretolab.open_store(root).query("SELECT trial_id, loss FROM trials ORDER BY 1").to_pylist()
+    assert [r["loss"] for r in rows] == ["hinge", "0.25"]

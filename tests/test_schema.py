@@ -137,8 +137,6 @@ def test_schema_command_imports_no_torch(tmp_path):
     assert (tmp_path / "s.json").read_text() == spec_schema.SCHEMA_FILE.read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="the parser imports the task registry, and every built-in task's module imports "
-                                       "torch at its top; drop this mark when parsing a spec stops importing torch")
 def test_building_the_schema_imports_no_torch():
     code = "import sys\nfrom paretolab import spec_schema\nspec_schema.builtin_schema()\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=without_plugins(), cwd="/")
