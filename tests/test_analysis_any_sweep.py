@@ -374,6 +374,7 @@ def test_a_running_sweep_before_any_trial_ended(driver, tmp_path, capsys):
     assert [c["p_success"] for c in as_json(capsys, "cells", "--sweep", "running", "--store", str(store))] == [1, 1]
 
 
+@pytest.mark.slow  # every analysis command, plots included
 def test_a_sweep_row_alone(make_store, tmp_path, capsys):
     # The first seconds of a run in a new store: its sweep row is written, no curve and no trial yet,
     # so not even the sweep's axes are columns. (The row is written by hand: a real run leaves this

@@ -25,6 +25,8 @@ from paretolab.tasks.registry import tasks
 from paretolab.models.registry import models
 from paretolab.workers.train import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EXAMPLE = Path(__file__).parent.parent / "examples" / "automata.yaml"
 
 # ----------------------------------------------------------------- brute force, by input name
@@ -331,6 +333,7 @@ max_steps: 10
     assert trials[0].train.loss == "cross_entropy"
 
 
+@pytest.mark.slow  # training
 def test_tiny_lstm_learns_parity_end_to_end():
     sweep = parse_yaml("""\
 sweep: tiny

@@ -344,7 +344,11 @@ def check(code: int, stderr: str, fragment: str, before, place) -> None:
     assert not Path(place["new"]).exists()  # and no store created
 
 
-@pytest.mark.parametrize("spec, argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+STARTS_RAY = ("gpus-with-workers", "gpu-on-cpu-only", "cpus-no-node-has")  # refused once Ray reports its nodes
+
+
+@pytest.mark.parametrize("spec, argv, fragment", [
+    pytest.param(*c[1:], marks=pytest.mark.slow if c[0] in STARTS_RAY else ()) for c in CASES], ids=[c[0] for c in CASES])
 def test_refused_in_process(spec, argv, fragment, place, capsys, monkeypatch):
     monkeypatch.delenv("PARETOLAB_STORE", raising=False)
     prepare(spec, place)
@@ -455,6 +459,7 @@ def test_a_full_disk_while_taking_the_lock_is_one_line(full_disk, place, capsys,
         assert out.out == ""
 
 
+@pytest.mark.slow  # the S3 client retries for seconds
 def test_an_unreachable_s3_store_is_one_line_naming_it(place, capsys, monkeypatch):
     """An S3 endpoint nobody listens on: one line naming the store, in bounded time (the S3
     client's retries; nothing waits for a network timeout as a port that refuses answers at once)."""

@@ -400,6 +400,7 @@ def test_lstm_learns_flipflop_16():
     assert rows[-1].values["test_error"] <= 0.02 and rows[-1].values["seq_error"] <= 0.05
 
 
+@pytest.mark.slow  # training
 def test_tiny_transformer_learns_something_on_flipflop_16():
     rows, result = run(TINY.format(model="transformer", model_args="{n_layers: 2, d_model: 32, n_heads: 2}",
                                    lr=0.003, steps=300))

@@ -106,6 +106,7 @@ objective_list = st.lists(
     min_size=1, max_size=3, unique_by=lambda o: o[0])
 
 
+@pytest.mark.slow  # many generated cases
 @PROPERTY
 @given(cells=cell_map, objectives=objective_list, by=st.sampled_from([[], ["g"], ["g", "width"]]),
        min_p=st.sampled_from([0.0, 1 / 3, 0.5, 1.0]))

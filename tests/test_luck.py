@@ -65,6 +65,7 @@ cell_map = st.dictionaries(st.sampled_from([1, 2, 3, None]), st.lists(seed_outco
                            min_size=1, max_size=3)
 
 
+@pytest.mark.slow  # many generated cases
 @PROPERTY
 @given(cells=cell_map, cost=st.sampled_from(sorted(COST)), target=st.sampled_from([0.5, 0.75, 0.9, 0.99]))
 def test_luck_matches_brute_force(make_store, cells, cost, target):

@@ -24,6 +24,8 @@ from paretolab.models.registry import LSTM, MLP, MLPArgs, Transformer, models
 
 TransformerArgs, LSTMArgs = Transformer.Args, LSTM.Args
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # a loaded machine made SGD on the tiny Transformer 15 s
+
 TINY = {
     "mlp": (MLPArgs(width=32), VECTOR),
     "transformer": (TransformerArgs(n_layers=2, d_model=16, n_heads=2), SEQUENCE),

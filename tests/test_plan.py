@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 import paretolab
 from paretolab.orchestrator import grid
 from paretolab.orchestrator.grid import Plan, expand
@@ -88,6 +90,7 @@ def test_a_plan_has_the_trials_of_expand_in_grid_order_with_their_ids(tmp_path):
     check_plan(load_spec(tmp_path / "points.py"), distinct=4)
 
 
+@pytest.mark.slow  # a million trials
 def test_a_dry_run_of_a_million_trials_builds_none_and_holds_little(tmp_path, monkeypatch):
     spec = tmp_path / "million.yaml"
     spec.write_text(MILLION)

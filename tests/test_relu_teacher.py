@@ -18,6 +18,8 @@ from paretolab.workers.packed import pack_key, train_pack
 from paretolab.workers.train import train
 from paretolab.vocabulary.trial import Assignment, MetricRow
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EXAMPLE = Path(__file__).parent.parent / "examples" / "relu_teacher.yaml"
 
 
@@ -159,6 +161,7 @@ def run_trial(trial):
             return rows, stop.value
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mlp_student_learns_two_relus_in_eight_dimensions(seed):
     # Measured (Adam, lr 0.01, batch 64, width 16), seeds 0 and 1: test_rel_mse 1.2-2.1 at step 0,
@@ -182,6 +185,7 @@ success: {{metric: test_rel_mse, op: "<=", value: 0.01, stop_on_success: false}}
     assert rows[-1].values["test_error"] == rows[-1].values["test_rel_mse"]
 
 
+@pytest.mark.slow  # training
 def test_default_success_criterion_reads_test_error():
     rows, result = run("""\
 sweep: default
@@ -197,6 +201,7 @@ eval: {every: 50, test_size: 500}
     assert result.success and result.steps_to_success == next(r.step for r in rows if r.values["test_error"] <= 0.1)
 
 
+@pytest.mark.slow  # training
 def test_packed_members_follow_their_solo_curves():
     trials = list(expand(parse_yaml("""\
 sweep: packed

@@ -15,6 +15,8 @@ from paretolab.tasks.sparse_parity import SparseParity
 from paretolab.testing import ConformanceError, check_task
 from paretolab.testing import tasks as conformance
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SMALL = {  # arguments that keep each built-in task tiny
     "sparse_parity": {"n": 10, "k": 2},
     "flipflop": {"length": 16},

@@ -11,19 +11,25 @@ What the fast tier executes, line by line, is measured with coverage:
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-FOLDERS = {"paretolab": "paretolab", "orchestrator": "paretolab.orchestrator", "workers": "paretolab.workers",
-           "tasks": "paretolab.tasks", "store": "paretolab.store", "analysis": "paretolab.analysis",
-           "clusters": "paretolab.clusters", "vocabulary": "paretolab.vocabulary", "testing": "paretolab.testing"}
+
+
+def folders() -> dict[str, str]:
+    """Each top-level folder of the package and the subpackage it installs as (pyproject's package-dir)."""
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return {folder: package for package, folder in mapping.items()}
 
 
 def package_modules() -> dict[str, Path]:
     """Every module of the package by its dotted name (`paretolab.store.files`; `__init__` is the package)."""
     found = {}
-    for folder, package in FOLDERS.items():
+    for folder, package in folders().items():
         for path in sorted((ROOT / folder).glob("*.py")):
             found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
     return found
@@ -51,7 +57,8 @@ def wholly_slow(path: Path) -> bool:
     return False
 
 
-def reached() -> set[str]:
+@functools.cache
+def reached() -> frozenset[str]:
     modules = package_modules()
     todo = set().union(*(imported(p) for p in sorted(TESTS.glob("test_*.py")) if not wholly_slow(p)))
     todo |= imported(TESTS / "support.py") | imported(TESTS / "conftest.py")
@@ -64,7 +71,7 @@ def reached() -> set[str]:
                 path = modules[candidate]
                 package = candidate if path.stem == "__init__" else candidate.rsplit(".", 1)[0]
                 todo |= imported(path, package)
-    return seen
+    return frozenset(seen)
 
 
 def test_every_module_is_reached_by_the_fast_tier():
