@@ -735,3 +735,28 @@ def test_the_trainable_suite_finds_a_function_that_breaks_the_contract(tmp_path,
     fn, _ = load_function(f"train.py:{name}", str(tmp_path))
     with pytest.raises(ConformanceError, match=message):
         check_trainable(fn, {"seed": 0, "max_steps": 4}, "loss")
+
+
+def test_a_pack_calls_the_vectorized_function_once_for_its_members(tmp_path):
+    import dataclasses
+
+    from paretolab.testing.trainables import trial_of
+    from paretolab.vocabulary.trial import Assignment, Code, MetricRow, TrialResult
+    from paretolab.workers.vectorized import pack_key, run_vectorized
+
+    (tmp_path / "out").mkdir()
+    project(tmp_path, "")
+    code = Code(kind="function", name="train.py:main", root=str(tmp_path), vectorized="train.py:main_many",
+                pack_by=("batch",))
+    trials = [dataclasses.replace(trial_of({"out": str(tmp_path / "out"), "lr": 0.5, "batch": 8, "seed": seed,
+                                            "max_steps": 6}, "loss", str(tmp_path / "ckpt"), name=f"m{seed}"), code=code)
+              for seed in (0, 1)]
+    assert pack_key(trials[0]) == pack_key(trials[1]) is not None
+    items = [i for i in run_vectorized([Assignment(t, 1) for t in trials], "cpu") if i is not None]
+    (call,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("call-*.json")]  # one call for the pack
+    assert [c["seed"] for c in call] == [0, 1]
+    results = {r.trial_id: r for r in items if isinstance(r, TrialResult)}
+    for t in trials:
+        curve = [(r.step, r.values["loss"]) for r in items if isinstance(r, MetricRow) and r.trial_id == t.trial_id]
+        assert curve == [(s, loss_at(0.5, t.seed, s)) for s in range(7)]
+        assert (results[t.trial_id].status, results[t.trial_id].steps) == ("finished", 6)
