@@ -1,5 +1,15 @@
 """paretolab: sweeps of small training runs on Ray, results in Parquet, analysis in DuckDB.
 
+The public API:
+
+- `run(spec, store=...)`: run every trial of a spec (a path or a parsed `Sweep`) that the store
+  does not hold yet; returns a `RunSummary`.
+- `open_store(path_or_uri)`: the result store; `.trials(sweep)`, `.metrics(sweep)` and
+  `.query(sql)` return pyarrow Tables (`.to_pandas()`, `polars.from_arrow(...)`).
+- `load_spec(path)`: read and check a spec without running it.
+- `ParetolabError`: what every error a user can cause is (`paretolab.errors`).
+- `paretolab.analysis`: cells, frontiers, luck, phases, fits, plots and the report over a store.
+
 `import paretolab` is light: torch, ray and matplotlib load only when a function needs them.
 """
 
@@ -21,3 +31,7 @@ def __getattr__(name: str):
 
         return load_spec
     raise AttributeError(f"module 'paretolab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,8 +2,9 @@
 
 The contract (see docs/store.md):
 
-- `Store(root)` (`store.py`): a store at a folder or URI. Readers: `query(sql, params, sweep)`
-  (a pyarrow Table), `read(fn, sweep)` (runs `fn` on a connection over one consistent snapshot,
+- `Store(root)` (`store.py`): a store at a folder or URI. Readers: `trials(sweep, columns)` and
+  `metrics(sweep, trial_ids)` (the views as pyarrow Tables, for pandas or polars),
+  `query(sql, params, sweep)` (a pyarrow Table), `read(fn, sweep)` (runs `fn` on a connection over one consistent snapshot,
   retried when a compaction replaced a file mid-way), `connect(sweep)` (the views `trials`,
   `metrics`, `sweeps`, `sweep_trials`, restricted to one sweep if given), and what the
   orchestrator asks before a run: `ended`, `short_curves`, `last_attempts`, `exists`; what an

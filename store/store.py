@@ -44,7 +44,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from paretolab.store import files as _files
 from paretolab.store.files import FileEntry, Location
-from paretolab.vocabulary.errors import StoreError, shown
+from paretolab.vocabulary.errors import StoreError, UsageError, shown
 from paretolab.vocabulary.schema import CHECKPOINTS, STATUSES, TABLES, empty_select
 
 REPLACES = b"paretolab.replaces"  # footer key of a merged file: the JSON list of the files it replaces
@@ -321,6 +321,40 @@ class Store:
         def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
             rel = con.sql(sql, params=params or None)
             return rel.to_arrow_table() if rel is not None else pa.table({})
+
+        return self.read(run, sweep)
+
+    def trials(self, sweep: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """The `trials` view (the latest attempt of each trial, its config flattened into columns) as
+        an Arrow table, ordered by trial id: every column or `columns`, of every trial or of `sweep`'s.
+        `.to_pandas()` or `polars.from_arrow(...)` make it a data frame.
+
+        Raises:
+            StoreError: no such store or sweep. UsageError: a column the table does not have.
+        """
+        def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
+            have = [r[0] for r in con.execute("DESCRIBE trials").fetchall()]
+            wanted = list(columns) if columns is not None else have
+            unknown = [c for c in wanted if c not in have]
+            if unknown:
+                raise UsageError(f"unknown column {shown(unknown[0])} of trials; it has: {', '.join(have)}")
+            return con.sql(f"SELECT {', '.join(ident(c) for c in wanted) or '*'} FROM trials "
+                           "ORDER BY trial_id").to_arrow_table()
+
+        return self.read(run, sweep)
+
+    def metrics(self, sweep: str | None = None, trial_ids: Sequence[str] | None = None) -> pa.Table:
+        """The `metrics` view (each trial's curve, of the attempt that counts) as an Arrow table,
+        ordered by trial and step: of every trial, of `sweep`'s, or of `trial_ids`.
+
+        Raises:
+            StoreError: no such store or sweep.
+        """
+        def run(con: duckdb.DuckDBPyConnection) -> pa.Table:
+            if trial_ids is None:
+                return con.sql("SELECT * FROM metrics ORDER BY trial_id, step").to_arrow_table()
+            return con.sql("SELECT * FROM metrics WHERE trial_id IN (SELECT unnest(?::VARCHAR[])) "
+                           "ORDER BY trial_id, step", params=[list(trial_ids)]).to_arrow_table()
 
         return self.read(run, sweep)
 
