@@ -2,11 +2,12 @@
 
 The public API:
 
-- `run(spec, store=...)`: run every trial of a spec (a path or a parsed `Sweep`) that the store
+- `run(spec, store=...)`: run every trial of a spec (a path, a dict, or a parsed `Sweep`) that the store
   does not hold yet; returns a `RunSummary`.
 - `open_store(path_or_uri)`: the result store; `.trials(sweep)`, `.metrics(sweep)` and
   `.query(sql)` return pyarrow Tables (`.to_pandas()`, `polars.from_arrow(...)`).
-- `load_spec(path)`: read and check a spec without running it.
+- `load_spec(path)`: read and check a spec without running it; `sweep(**keys)` builds one in code
+  from the YAML keys, with the same checks (`run` also takes the dict itself).
 - `ParetolabError`: what every error a user can cause is (`paretolab.errors`).
 - `paretolab.analysis`: cells, frontiers, luck, phases, fits, plots and the report over a store.
 
@@ -16,7 +17,7 @@ The public API:
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["run", "open_store", "load_spec", "ParetolabError"]
+__all__ = ["run", "open_store", "load_spec", "sweep", "ParetolabError"]
 
 from paretolab.vocabulary.errors import ParetolabError
 
@@ -30,6 +31,10 @@ def __getattr__(name: str):
         from paretolab.spec import load_spec
 
         return load_spec
+    if name == "sweep":
+        from paretolab.spec import sweep
+
+        return sweep
     raise AttributeError(f"module 'paretolab' has no attribute {name!r}")
 
 

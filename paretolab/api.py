@@ -30,7 +30,7 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
     """Run every trial of a sweep that the store does not hold yet.
 
     Args:
-        spec: path of a `.yaml`/`.py` spec, or a parsed `Sweep`.
+        spec: path of a `.yaml`/`.py` spec, a dict of the YAML keys (`paretolab.sweep`), or a parsed `Sweep`.
         store: result store folder (default `$PARETOLAB_STORE` or `./results`).
         address: Ray address to join; None starts (or reuses) a local Ray.
         workers: number of worker actors; None fills the cluster with `resources`-sized slots.
@@ -45,11 +45,11 @@ def run(spec, store: str | Path | None = None, address: str | None = None, worke
         orchestrator.events.Interrupted: on Ctrl-C, after flushing what had arrived.
     """
     from paretolab.orchestrator.run import run_sweep
-    from paretolab.spec import load_spec
+    from paretolab.spec import load_spec, parse_dict
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
-    sweep = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+    sweep = load_spec(spec) if isinstance(spec, (str, Path)) else parse_dict(spec) if isinstance(spec, dict) else spec
     _confirm_size(sweep, yes or dry_run)
     return run_sweep(sweep, open_store(store), address=address, workers=workers, dry_run=dry_run,
                      retry_failed=retry_failed, observer=observer)

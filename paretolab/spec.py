@@ -66,6 +66,48 @@ def parse_yaml(text: str, path: str = "<spec>") -> Sweep:
     return _build(spec_yaml.load(text, path), path, text, TOP_KEYS)
 
 
+def parse_dict(keys: dict, path: str = "<dict>") -> Sweep:
+    """Validate a spec given as a dict of the YAML keys (`paretolab.run({...})`, `paretolab.sweep(...)`),
+    exactly as its YAML would be: it is written as YAML (kept as the sweep's submitted spec) and read
+    back, so values are what a YAML file can hold. Relative paths (`trainable: train.py:main`) are
+    from the current folder.
+
+    Raises:
+        SpecError: a value YAML cannot hold (a numpy number, an object), or an invalid spec.
+    """
+    import yaml
+
+    if not isinstance(keys, dict):
+        raise SpecError(f"{path}: a spec is a mapping of keys ({', '.join(TOP_KEYS)}), got {type(keys).__name__}")
+    try:
+        text = yaml.safe_dump(_plain(keys), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: a value is not one a spec can hold ({shown(str(e).splitlines()[0])}); "
+                        "use numbers, strings, booleans, None, lists and dicts") from None
+    return parse_yaml(text, path)
+
+
+def sweep(**keys) -> Sweep:
+    """A sweep built in code from the spec's keys, checked as its YAML would be:
+    `paretolab.sweep(sweep="s", task="sparse_parity", model="mlp", grid={"width": [16, 32]}, ...)`.
+
+    Raises:
+        SpecError: an invalid spec; the message names the key.
+    """
+    return parse_dict(keys, "<sweep()>")
+
+
+def _plain(value):
+    """Tuples as lists and numpy numbers as Python's (natural in Python code); the rest as given."""
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _raised(path: Path, where: str, e: BaseException) -> SpecError:
     """A Python spec's exception (or its `sys.exit()`: a spec never ends the command) as a spec error."""
     if isinstance(e, SystemExit):
