@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from paretolab.store import Store
 
-from paretolab.store.store import columns
+from paretolab.store.store import columns, ident
 from paretolab.vocabulary.errors import StoreError, UsageError
 from paretolab.vocabulary.schema import COST_COLUMNS, CURVE_KEYS, FLOPS_PER_PARAM_PER_TOKEN
 from paretolab.vocabulary.stats import wilson_sql
@@ -233,11 +233,6 @@ def reported_metrics(con: duckdb.DuckDBPyConnection) -> list[str]:
         return []
     counts = con.execute("SELECT " + ", ".join(f"count({ident(n)})" for n in names) + " FROM metrics").fetchall()[0]
     return [n for n, c in zip(names, counts) if c]
-
-
-def ident(name: str) -> str:
-    """`name` quoted as a SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 
