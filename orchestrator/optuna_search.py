@@ -87,6 +87,10 @@ class OptunaSearchStrategy(Strategy):
         self.ended: dict[str, str] = {}  # trial id -> status, of this search's trials
 
     @classmethod
+    def asked_as_it_goes(cls, sweep: Sweep) -> int:
+        return n_points(sweep.search) * len(sweep.seeds)
+
+    @classmethod
     def describe(cls, sweep: Sweep) -> str:
         o = sweep.search
         goals = ", ".join(f"{x.direction} {x.metric}" for x in o.objectives)

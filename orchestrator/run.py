@@ -129,14 +129,12 @@ def _dry_run(sweep, st: Store, address, retry_failed) -> RunSummary:
         return RunSummary("dry_run_too_large", sweep=sweep.name, store=st.root or st.uri, total=n,
                           already_done=None, axes=tuple(axes(sweep)), first_configs=_first_configs(expand(sweep)),
                           warning=warning)
-    from paretolab.orchestrator.optuna_search import n_points
-    from paretolab.orchestrator.search import describe
-    from paretolab.vocabulary.sweep import OptunaSearchSpec
+    from paretolab.orchestrator.search import asked_as_it_goes, describe
 
     counted = _counted(sweep, st, _plan(sweep, st, retry_failed))
     shown = {"warning": _local_shortfall(sweep, address), "search": describe(sweep)}
-    if isinstance(sweep.search, OptunaSearchSpec):  # asked as it goes: no trial to list ahead, none to count as done
-        asked = {"total": n_points(sweep.search) * len(sweep.seeds), "already_done": None}
+    if (n_asked := asked_as_it_goes(sweep)) is not None:  # no trial to list ahead, none to count as done
+        asked = {"total": n_asked, "already_done": None}
         return RunSummary("dry_run_search_unlisted", **counted | asked, **shown)
     return RunSummary("dry_run" if shown["search"] is None else "dry_run_search", **counted, **shown,
                       first_configs=_first_configs(expand(sweep)))

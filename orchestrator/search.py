@@ -41,6 +41,12 @@ def describe(sweep: Sweep) -> str | None:
     return "; ".join(parts) or None
 
 
+def asked_as_it_goes(sweep: Sweep) -> int | None:
+    """The trials the sweep's search will ask as it runs, if it lists none ahead (`Strategy.asked_as_it_goes`)."""
+    asked = [_strategy_of(sweep, spec).asked_as_it_goes(sweep) for spec in (sweep.search, sweep.tune) if spec is not None]
+    return next((n for n in asked if n is not None), None)
+
+
 def _strategy_of(sweep: Sweep, spec: object) -> type[Strategy]:
     kind = STRATEGIES.get(type(spec))
     if kind is None:

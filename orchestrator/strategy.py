@@ -69,6 +69,12 @@ class Strategy(ABC):
     def describe(cls, sweep: Sweep) -> str:
         """One line saying what the search of `sweep` will do (a dry run prints it)."""
 
+    @classmethod
+    def asked_as_it_goes(cls, sweep: Sweep) -> int | None:
+        """How many trials the search will ask when it chooses them as it runs, none listed ahead (a dry
+        run then lists none and counts none as done); None for a search over the trials of the grid."""
+        return None
+
     @abstractmethod
     def propose(self) -> list[TrialConfig]:
         """The trials to run next (possibly none)."""
