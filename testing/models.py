@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from paretolab.tasks.base import IO
-from paretolab.testing.expect import expect
+from paretolab.testing.expect import as_args, expect, registered
 from paretolab.vocabulary.schema import RESERVED
 from paretolab.vocabulary.trial import TrainArgs
 from paretolab.models.base import Model
@@ -28,18 +28,12 @@ SMALL_IO = {"vector": VECTOR, "sequence": SEQUENCE}
 
 def model_class(model: str | type[Model]) -> type[Model]:
     """The class of `model`, a registered name or the class itself."""
-    if isinstance(model, str):
-        known = models()
-        expect(model in known, f"unknown model {model!r}; known: {', '.join(sorted(known))}")
-        return known[model]
-    return model
+    return registered("model", model, models() if isinstance(model, str) else {})
 
 
 def model_args(cls: type[Model], args=None):
     """`args` as an instance of `cls.Args` (a dict of fields, an instance, or None for the defaults)."""
-    if args is None:
-        return cls.Args()
-    return cls.Args(**args) if isinstance(args, dict) else args
+    return as_args(cls, args)
 
 
 def build(cls: type[Model], args, io: IO, seed: int = 0) -> Model:

@@ -14,7 +14,7 @@ import torch
 from paretolab.tasks.base import IO, Task
 from paretolab.tasks.registry import tasks
 from paretolab.tasks.seeding import generator
-from paretolab.testing.expect import expect
+from paretolab.testing.expect import as_args, expect, registered
 from paretolab.models.registry import models
 
 # the model a task is checked with, by the kind of its data: small enough for a CPU in milliseconds
@@ -24,19 +24,12 @@ TEST_SIZE = 32
 
 def task_class(task: str | type[Task]) -> type[Task]:
     """The class of `task`, a registered name or the class itself."""
-    if isinstance(task, str):
-        known = tasks()
-        expect(task in known, f"unknown task {task!r}; known: {', '.join(sorted(known))}")
-        return known[task]
-    return task
+    return registered("task", task, tasks() if isinstance(task, str) else {})
 
 
 def task_args(cls: type[Task], args=None):
     """`args` as an instance of `cls.Args` (a dict of fields, an instance, or None for the defaults), checked."""
-    if args is None:
-        args = cls.Args()
-    elif isinstance(args, dict):
-        args = cls.Args(**args)
+    args = as_args(cls, args)
     args.check()
     return args
 
