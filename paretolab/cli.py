@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def figure_options(p, when: str = "") -> None:
+    """--style, --size and --data of a figure (`paretolab plot`, and the --plot of an analysis)."""
+    p.add_argument("--style", choices=("screen", "paper", "slide"), default="screen",
+                   help=f"{when}screen (default); paper: small fonts, thin lines, text kept as text in PDF/SVG; "
+                        "slide: large fonts, thick lines")
+    p.add_argument("--size", metavar="W,H", help=f"{when}the figure's size in inches (default: the style's, per panel)")
+    p.add_argument("--data", metavar="FILE.csv", help=f"{when}also write the numbers behind the figure as CSV")
+
+
 def _analysis_parsers(sub, store_help: str) -> None:
     def common(p, plot: bool = True, fmt: bool = True):
         p.add_argument("--sweep", required=True, action="append",
@@ -95,6 +104,7 @@ def _analysis_parsers(sub, store_help: str) -> None:
                                          "(default: the sweep's own)")
         if plot:
             p.add_argument("--plot", metavar="FILE", help="also write the plot (.png, .svg or .pdf)")
+            figure_options(p, "with --plot: ")
         if fmt:
             p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
@@ -149,11 +159,7 @@ def _analysis_parsers(sub, store_help: str) -> None:
     pl.add_argument("--facet", metavar="AXIS", help="one panel per value of this axis (every kind)")
     pl.add_argument("--metric", help="curves: the metric to plot (same as --y)")
     pl.add_argument("--trials", help="curves: comma-separated trial ids, each its own curve (default: one band per group)")
-    pl.add_argument("--style", choices=("screen", "paper", "slide"), default="screen",
-                    help="screen (default); paper: small fonts, thin lines, text kept as text in PDF/SVG; "
-                         "slide: large fonts, thick lines")
-    pl.add_argument("--size", metavar="W,H", help="the figure's size in inches (default: the style's, per panel)")
-    pl.add_argument("--data", metavar="FILE.csv", help="also write the numbers behind the figure as CSV")
+    figure_options(pl)
 
     r = sub.add_parser("report", help="one self-contained HTML page: frontier, phases, luck, curves, failures")
     r.add_argument("--sweep", required=True)
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if isinstance(getattr(args, "sweep", None), list):  # an analysis: one sweep, or several compared
             args.sweep = args.sweep[0] if len(args.sweep) == 1 else args.sweep
+        if getattr(args, "plot", "") is None and (args.data or args.size or args.style != "screen"):
+            raise UsageError(f"paretolab {args.command}: --style, --size and --data go with --plot FILE")
         return COMMANDS[args.command](args)
     except ParetolabError as e:
         err.print(_error_line(e), markup=False)
@@ -427,8 +435,8 @@ def _frontier(args) -> int:
         from paretolab.analysis import plots
 
         x, y = (objectives[0][0], objectives[-1][0]) if len(objectives) > 1 else (None, objectives[0][0])
-        plots.save(plots.plot_frontier(store, args.sweep, x=x, y=y, by=_split(args.by),
-                                       min_success_prob=args.success_prob, success=args.success), args.plot)
+        _write_figure(args, args.plot, lambda: plots.plot_frontier(
+            store, args.sweep, x=x, y=y, by=_split(args.by), min_success_prob=args.success_prob, success=args.success))
     return 0
 
 
@@ -450,8 +458,8 @@ def _luck(args) -> int:
     if args.plot:
         from paretolab.analysis import plots
 
-        plots.save(plots.plot_luck(store, args.sweep, cost=args.cost, by=_split(args.by), success=args.success),
-                   args.plot)
+        _write_figure(args, args.plot, lambda: plots.plot_luck(store, args.sweep, cost=args.cost, by=_split(args.by),
+                                                               success=args.success))
     return 0
 
 
@@ -487,21 +495,30 @@ def _fit(args) -> int:
     if args.plot:
         from paretolab.analysis import plots
 
-        plots.save(plots.plot_fit(store, args.sweep, y=args.y, x=args.x, by=(_split(args.by) or [None])[0],
-                                  success=args.success, n_boot=args.n_boot), args.plot)
+        _write_figure(args, args.plot, lambda: plots.plot_fit(store, args.sweep, y=args.y, x=args.x,
+                                                              by=(_split(args.by) or [None])[0], success=args.success,
+                                                              n_boot=args.n_boot))
     return 0
 
 
 def _plot(args) -> int:
-    from paretolab.analysis import figure, plots
     from paretolab.api import open_store
+
+    store = open_store(args.store)
+    _write_figure(args, args.out, lambda: _figure(args, store), say=True)
+    return 0
+
+
+def _write_figure(args, out: str, make, say: bool = False) -> None:
+    """Draw `make()` in the style and size asked for, write it to `out` (and its numbers to --data),
+    and, with `say`, print where (an analysis's --plot keeps its stdout for its table)."""
+    from paretolab.analysis import figure, plots
 
     size = figure.parse_size(args.size) if args.size else None
     with figure.style(args.style, size):
-        fig = _figure(args, open_store(args.store))
-        wrote = plots.save(fig, args.out, data_path=args.data)
-    _console().print(printable(f"wrote {wrote}" + (f" and {args.data}" if args.data else "")), markup=False)
-    return 0
+        wrote = plots.save(make(), out, data_path=args.data)
+    if say:
+        _console().print(printable(f"wrote {wrote}" + (f" and {args.data}" if args.data else "")), markup=False)
 
 
 def _figure(args, store):

@@ -117,3 +117,20 @@ def test_every_plot_compares(store, capsys, tmp_path, kind):
     code, _, err = run_cli(capsys, "plot", kind, "--sweep", "lstm,tf", "--store", str(store), "-o", str(out), *extra)
     assert code == 0, err
     assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("command", [["frontier"], ["luck"], ["fit", "--x", "p_ignore"]])
+def test_an_analysis_plot_takes_the_figure_options(store, capsys, tmp_path, command):
+    """`--plot` of an analysis draws in the style and size asked for and writes its numbers; its
+    stdout stays the table alone."""
+    png, data = tmp_path / "f.png", tmp_path / "f.csv"
+    code, out, err = run_cli(capsys, *command, "--sweep", "lstm,tf", "--store", str(store), "--format", "csv",
+                             "--plot", str(png), "--style", "paper", "--size", "4,3", "--data", str(data))
+    assert code == 0, err
+    assert list(csv.DictReader(io.StringIO(out)))[0]["sweep"] == "lstm"
+    assert png.stat().st_size > 1000 and data.read_text().count("\n") >= 2
+
+
+def test_figure_options_need_a_plot(store, capsys):
+    code, _, err = run_cli(capsys, "luck", "--sweep", "lstm", "--store", str(store), "--data", "x.csv")
+    assert code == 2 and err == "error: paretolab luck: --style, --size and --data go with --plot FILE\n"
