@@ -58,10 +58,21 @@ def reference(address, tmp_path_factory):
 def whole(store: Path, reference_rows: list[dict]) -> None:
     """Every trial ended once, finished, with its whole curve, equal to the uninterrupted run's."""
     st = paretolab.open_store(store)
-    assert st.query(CURVE).to_pylist() == reference_rows
+    assert same_curves(st.query(CURVE).to_pylist(), reference_rows)
     trials = st.query("SELECT status, curve_rows FROM trials").to_pylist()
     assert len(trials) == 8 and all(t == {"status": "finished", "curve_rows": 8} for t in trials)
     assert st.short_curves() == []
+
+
+def same_curves(rows: list[dict], reference_rows: list[dict]) -> bool:
+    """Row for row the same trials, steps and samples, and the same metrics up to float32 rounding: a
+    trial re-run after the kill trains in a pack of another size, whose batched reductions may round a
+    reported training loss in its last bit (its weights, test metrics and every other value are equal)."""
+    keys = [{k: r[k] for k in ("trial_id", "step", "samples")} for r in rows]
+    if keys != [{k: r[k] for k in ("trial_id", "step", "samples")} for r in reference_rows]:
+        return False
+    return all(r[m] == pytest.approx(ref[m], rel=1e-6, nan_ok=True)
+               for r, ref in zip(rows, reference_rows) for m in ("train_loss", "test_loss", "test_error"))
 
 
 # (after a file's folder is fsynced, the state is that of the next file's first step: `published`
