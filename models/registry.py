@@ -10,6 +10,8 @@ from paretolab.models.lstm import LSTM
 from paretolab.models.mlp import MLP, MLPArgs, PackedMLP  # noqa: F401 - re-exported
 from paretolab.models.transformer import Transformer
 
+GROUP = "paretolab.models"  # the entry-point group of third-party models
+
 BUILTIN: dict[str, type[Model]] = {MLP.name: MLP, Transformer.name: Transformer, LSTM.name: LSTM}
 
 
@@ -17,6 +19,6 @@ BUILTIN: dict[str, type[Model]] = {MLP.name: MLP, Transformer.name: Transformer,
 def models() -> dict[str, type[Model]]:
     """Every known model by name: the built-ins, then those of the `paretolab.models` entry points (read once)."""
     found = dict(BUILTIN)
-    for ep in entry_points(group="paretolab.models"):
+    for ep in entry_points(group=GROUP):
         found.setdefault(ep.name, ep.load())
     return found

@@ -22,9 +22,6 @@ from urllib.parse import quote
 
 SCHEMA_FILE = Path(__file__).with_name("spec.schema.json")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-# the entry-point groups that `tasks.registry.tasks()` and `models.registry.models()` read (their
-# modules import torch, so the groups are named here to look for plug-ins without importing it)
-PLUGIN_GROUPS = ("paretolab.tasks", "paretolab.models")
 # a number written as a string: YAML 1.1 reads `1e-3` so, and the parser takes it (`spec_values.to_float`)
 NUMBER_TEXT = r"^\s*[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?\s*$"
 # a sweep's name: not blank, and no control characters (Unicode's Cc: an escape sequence, a newline)
@@ -105,8 +102,11 @@ def build_schema(task_registry: dict | None = None, model_registry: dict | None 
 
 def schema() -> dict:
     """The schema of the installed tasks and models: the shipped file when no plug-in is installed
-    (read without importing the parser, the registries or torch), else built from the registries."""
-    if SCHEMA_FILE.is_file() and not any(entry_points(group=g) for g in PLUGIN_GROUPS):
+    (read without importing the parser or torch), else built from the registries."""
+    from paretolab.models.registry import GROUP as MODELS_GROUP
+    from paretolab.tasks.registry import GROUP as TASKS_GROUP
+
+    if SCHEMA_FILE.is_file() and not any(entry_points(group=g) for g in (TASKS_GROUP, MODELS_GROUP)):
         return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     return build_schema()
 

@@ -12,6 +12,8 @@ from paretolab.tasks.relu_teacher import ReluTeacher
 from paretolab.tasks.sparse_boolean import SparseBoolean
 from paretolab.tasks.sparse_parity import SparseParity
 
+GROUP = "paretolab.tasks"  # the entry-point group of third-party tasks
+
 BUILTIN: dict[str, type[Task]] = {
     SparseParity.name: SparseParity,
     Automaton.name: Automaton,
@@ -25,6 +27,6 @@ BUILTIN: dict[str, type[Task]] = {
 def tasks() -> dict[str, type[Task]]:
     """Every known task by name: the built-ins, then those registered by installed packages (read once)."""
     found = dict(BUILTIN)
-    for ep in entry_points(group="paretolab.tasks"):
+    for ep in entry_points(group=GROUP):
         found.setdefault(ep.name, ep.load())
     return found
