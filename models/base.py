@@ -23,8 +23,6 @@ class Model(ABC):
     Args: ClassVar[type]
     accepts: ClassVar[tuple[str, ...]]
     params: list[torch.Tensor]
-    # Whether the model trains in packs: True exactly for the subclasses of `PackableModel`.
-    packable: ClassVar[bool] = False
     # The arguments that may differ between the members of one pack (`PackableModel`).
     pack_free: ClassVar[tuple[str, ...]] = ()
 
@@ -93,8 +91,6 @@ class PackableModel(Model):
     arguments but for those named in `pack_free`) from copies of their weights, leaving the
     members unchanged; member i of the pack starts exactly as `members[i]`.
     """
-
-    packable: ClassVar[bool] = True
 
     @staticmethod
     @abstractmethod

@@ -580,7 +580,9 @@ def _plugins(args) -> int:
         if args.command == "tasks":
             row |= {"inputs": cls.io(cls.Args()).kind, "losses": ", ".join(cls.losses), "metrics": ", ".join(cls.metrics)}
         else:
-            row |= {"inputs": ", ".join(cls.accepts), "packable": bool(cls.packable)}
+            from paretolab.models.base import PackableModel
+
+            row |= {"inputs": ", ".join(cls.accepts), "packable": issubclass(cls, PackableModel)}
         rows.append(row)
     _emit(pa.Table.from_pylist(rows), args.format)
     return 0

@@ -18,7 +18,7 @@ from paretolab.tasks.base import IO
 from paretolab.testing.expect import as_args, expect, registered
 from paretolab.vocabulary.schema import RESERVED
 from paretolab.vocabulary.trial import TrainArgs
-from paretolab.models.base import Model
+from paretolab.models.base import Model, PackableModel
 from paretolab.models.registry import models
 
 VECTOR = IO("vector", input_dim=6, output_dim=3)
@@ -159,7 +159,7 @@ def check_learns(cls: type[Model], args, io: IO, steps: int = 60) -> None:
 def check_pack(cls: type[Model], args, io: IO, rtol: float = 1e-4, atol: float = 1e-5) -> None:
     """For a packable model: `stack` leaves its members unchanged; the pack's `forward` computes each
     member's, and so does `member(i)`; `keep` drops members; an own backward gives autograd's gradients."""
-    if not cls.packable:
+    if not issubclass(cls, PackableModel):
         return
     members = [build(cls, args, io, seed) for seed in range(3)]
     before = [[p.detach().clone() for p in m.params] for m in members]
