@@ -13,12 +13,14 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import islice
 
 from paretolab.clusters import connect as cluster
 from paretolab.orchestrator.events import Counts, Interrupted, Observer, RunSummary
 from paretolab.orchestrator.grid import Plan, axes, count, expand, parameter_names
+from paretolab.orchestrator.session import Session
 from paretolab.orchestrator.shipping import actor_options, placed
 from paretolab.store import Store, StoreWriter
 from paretolab.vocabulary.errors import ClusterError, UsageError
@@ -32,7 +34,7 @@ CONFIRM_ABOVE_TRIALS = 10_000_000
 
 
 def run_sweep(sweep, st: Store, address: str | None = None, workers: int | None = None, dry_run: bool = False,
-              retry_failed: bool = False, observer: Observer | None = None) -> RunSummary:
+              retry_failed: bool = False, observer: Observer | None = None, session: Session | None = None) -> RunSummary:
     """Run every trial of `sweep` that `st` does not hold yet (its search or tuning, if it has one).
 
     Args:
@@ -44,6 +46,8 @@ def run_sweep(sweep, st: Store, address: str | None = None, workers: int | None 
         dry_run: count and show trials, touch neither Ray nor the store.
         retry_failed: run again trials whose last attempt failed.
         observer: receives progress events.
+        session: keeps Ray and the idle workers up after the run, for the next (`orchestrator.session`);
+            None: Ray is shut down at the end if this run started it, and the workers stopped.
     Returns:
         A `RunSummary`; its `mode` says what was done.
     Raises:
@@ -54,12 +58,24 @@ def run_sweep(sweep, st: Store, address: str | None = None, workers: int | None 
         sweep = placed(sweep, st, address)
     if dry_run:
         return _dry_run(sweep, st, address, retry_failed)
+    where = _Where(address, workers, observer, session)
     if sweep.search is not None or sweep.tune is not None:
-        return _search(sweep, st, address, workers, observer, retry_failed)
-    return _grid(sweep, st, address, workers, observer, retry_failed)
+        return _search(sweep, st, where, retry_failed)
+    return _grid(sweep, st, where, retry_failed)
 
 
-def _grid(sweep, st: Store, address, workers, observer, retry_failed) -> RunSummary:
+@dataclass(frozen=True)
+class _Where:
+    """Where and how a run's trials run: the Ray address, the number of workers, who watches, and
+    the session that keeps Ray and workers warm (if any)."""
+
+    address: str | None
+    workers: int | None
+    observer: Observer | None
+    session: Session | None
+
+
+def _grid(sweep, st: Store, where: _Where, retry_failed) -> RunSummary:
     # the grid is walked, not held: ids and a bit each, then the trials to run are built as they run
     plan = _plan(sweep, st, retry_failed)
     start = time.monotonic()
@@ -68,13 +84,13 @@ def _grid(sweep, st: Store, address, workers, observer, retry_failed) -> RunSumm
         if not plan.to_run:
             _record_sweep(st, writer, sweep, plan)
             return RunSummary("nothing_to_run", **_counted(sweep, st, plan))
-        counts = _execute(sweep, plan.pending, st, writer, address, workers, observer, record=plan)
+        counts = _execute(sweep, plan.pending, st, writer, where, record=plan)
         _compact(st)
     return RunSummary("ran", **_counted(sweep, st, plan), ran=counts.done, succeeded=counts.succeeded,
                       failed=counts.failed, diverged=counts.diverged, wall_s=time.monotonic() - start)
 
 
-def _search(sweep, st: Store, address, workers, observer, retry_failed) -> RunSummary:
+def _search(sweep, st: Store, where: _Where, retry_failed) -> RunSummary:
     """Run the sweep's search or tuning (orchestrator.strategy.drive) over its grid's trials (a small
     grid); the sweep's row lists the trials it used so far, rewritten as they grow."""
     from paretolab.orchestrator.search import strategy_for
@@ -105,7 +121,7 @@ def _search(sweep, st: Store, address, workers, observer, retry_failed) -> RunSu
                 counts, result = Counts(total=0), strategy.result()
             else:
                 attempts = st.last_attempts()
-                with _scheduler(sweep, st, writer, address, workers, observer) as scheduler:
+                with _scheduler(sweep, st, writer, where) as scheduler:
                     scheduler.start()  # an adaptive run submits batch after batch to the same workers
                     try:
                         result = drive(strategy, scheduler, st, attempts, on_trials, retry_failed)
@@ -183,43 +199,68 @@ def _compact(st: Store) -> None:
         st.compact(table, min_files=COMPACT_ABOVE_FILES + 1)
 
 
-def _execute(sweep, pending: Collection[TrialConfig], st: Store, writer: StoreWriter, address, workers, observer,
+def _execute(sweep, pending: Collection[TrialConfig], st: Store, writer: StoreWriter, where: _Where,
              record: Plan | None = None) -> Counts:
     """Run `pending` on Ray (see `_scheduler`) and return the run's counts."""
     attempts = st.last_attempts()
-    with _scheduler(sweep, st, writer, address, workers, observer, record) as scheduler:
+    with _scheduler(sweep, st, writer, where, record) as scheduler:
         return scheduler.run(pending, attempts)
 
 
 @contextmanager
-def _scheduler(sweep, st: Store, writer: StoreWriter, address, workers, observer, record: Plan | None = None) -> Iterator:
-    """A `Scheduler` on Ray, connected here (Ray started if this call starts it) and checked for room
-    for one worker; `record`'s sweep row is written once the run can start (a refused run writes
-    nothing). On the way out the last rows are flushed and Ray shut down whole, with Ctrl-C held;
-    a Ctrl-C that came then ends the run as `Interrupted`, unless an error is already on its way out.
+def _scheduler(sweep, st: Store, writer: StoreWriter, where: _Where, record: Plan | None = None) -> Iterator:
+    """A `Scheduler` on Ray, connected here (Ray started if this call starts it, or kept up by the
+    session) and checked for room for one worker; `record`'s sweep row is written once the run can
+    start (a refused run writes nothing). On the way out the last rows are flushed and Ray shut down
+    whole (unless a session keeps it), with Ctrl-C held; a Ctrl-C that came then ends the run as
+    `Interrupted`, unless an error is already on its way out. The Ctrl-C handler in place before the
+    run is in place after it (a notebook's kernel interrupts the next cell as before).
     """
     from paretolab.orchestrator.scheduler import Scheduler
 
     started = False
+    handler = _sigint_handler()
     try:
-        started = cluster.connect(address)  # a Ctrl-C while Ray starts: KeyboardInterrupt, Ray shut down
+        # a Ctrl-C while Ray starts: KeyboardInterrupt, Ray shut down
+        if where.session is not None:
+            where.session.connect(where.address)
+        else:
+            started = cluster.connect(where.address)
         # Ray would wait forever to place a worker no node can hold (seen: `done 0/4, running 0`)
         if (short := cluster.missing(sweep.resources.cpu, sweep.resources.gpu, cluster.cluster_nodes())) is not None:
             raise ClusterError(short)
-        n = workers or cluster.slots(sweep.resources.cpu, sweep.resources.gpu)
+        n = where.workers or cluster.slots(sweep.resources.cpu, sweep.resources.gpu)
         if n < 1:
             raise UsageError(f"the cluster has no room for one worker of {sweep.resources}; lower `resources`")
         if record is not None:
             _record_sweep(st, writer, sweep, record)
-        yield Scheduler(writer, n, sweep.resources, sweep.max_attempts, observer, name=sweep.name,
-                        actor_options=actor_options(sweep, st))
+        yield Scheduler(writer, n, sweep.resources, sweep.max_attempts, where.observer, name=sweep.name,
+                        actor_options=actor_options(sweep, st), pool=where.session, code=sweep.code)
     finally:
         with cluster.held_ctrl_c() as held:  # the last rows reach the store and Ray shuts down whole
             writer.flush()
             if started:
                 cluster.disconnect()
+        _restore_sigint(handler)
         if held and sys.exc_info()[0] is None:  # an error on its way out is kept
             raise Interrupted()
+
+
+def _sigint_handler():
+    """The Ctrl-C handler in place (None off the main thread, where none can be set)."""
+    import signal
+    import threading
+
+    return signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+
+
+def _restore_sigint(handler) -> None:
+    """Put back the Ctrl-C handler of before the run: an interrupted run made a second Ctrl-C end the
+    process at once (`Scheduler`), which in a notebook's kernel would end the kernel."""
+    import signal
+
+    if handler is not None:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _record_sweep(st: Store, writer: StoreWriter, sweep, trials: list[TrialConfig] | Plan) -> None:

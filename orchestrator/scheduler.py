@@ -28,6 +28,7 @@ import ray
 from paretolab.store import StoreWriter
 from paretolab.vocabulary.errors import ClusterError
 from paretolab.orchestrator.events import Counts, Interrupted, Observer
+from paretolab.orchestrator.session import Session, worker_key
 from paretolab.vocabulary.schema import metric_row, trial_row
 from paretolab.vocabulary.sweep import Resources
 from paretolab.workers.actor import Worker
@@ -65,6 +66,7 @@ class _Slot:
     node: str = ""
     dead: bool = False
     up: bool = False
+    warm: bool = False  # taken from a session's idle workers
 
 
 @dataclass
@@ -90,7 +92,8 @@ class Scheduler:
 
     def __init__(self, writer: StoreWriter, n_workers: int, resources: Resources, max_attempts: int = 3,
                  observer: Observer | None = None, report_every_s: float = 1.0, target_call_s: float = 0.25,
-                 name: str = "", actor_options: dict | None = None):
+                 name: str = "", actor_options: dict | None = None, pool: Session | None = None,
+                 code: Code | None = None):
         self.name = name
         self.actor_options = actor_options or {}  # e.g. the runtime environment that ships the researcher's code
         self.writer = writer
@@ -102,6 +105,10 @@ class Scheduler:
         self.target_call_s = target_call_s
         self._trial_s: float | None = None  # running estimate of one trial's duration
         self._start_failures = 0
+        # a session's idle workers alike to this run's (`orchestrator.session`), taken as workers start
+        self.pool = pool
+        self._key = worker_key(resources, report_every_s, self.actor_options, code)
+        self._warm: list = []
 
     def run(self, trials: Collection[TrialConfig], attempts: dict[str, int]) -> Counts:
         """Run every trial once to its end; `attempts[id]` is the last attempt already made (0 if none).
@@ -113,9 +120,11 @@ class Scheduler:
             Interrupted: on Ctrl-C, after writing every row that had arrived.
         """
         self.start(keep_results=False)
-        self.submit(trials, attempts)
-        self.drain()
-        self.close()
+        try:
+            self.submit(trials, attempts)
+            self.drain()
+        finally:  # (on an error too: in a session, Ray stays up, and a worker left running would hold its share)
+            self.close()
         return self.counts
 
     def start(self, keep_results: bool = True) -> None:
@@ -140,6 +149,7 @@ class Scheduler:
         # checkpoints of trials that ended, dropped once the trials' rows are written (a trial whose
         # row is lost with the driver resumes from its checkpoint on the rerun)
         self._unkept: list[tuple[Code, str]] = []
+        self._warm = self.pool.take(self._key) if self.pool is not None else []
         self.observer.on_start(self.name, self.counts)
 
     def submit(self, trials: Collection[TrialConfig], attempts: dict[str, int], prune: Pruning | None = None) -> None:
@@ -208,8 +218,8 @@ class Scheduler:
         return ended
 
     def close(self) -> None:
-        """Stop the workers and write every buffered row."""
-        self._shutdown()
+        """Stop the workers (or, in a session, give the idle ones back to it) and write every buffered row."""
+        self._shutdown(keep=True)
 
     def _guarded(self, busy) -> None:
         try:
@@ -217,7 +227,7 @@ class Scheduler:
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, lambda *_: _exit_now())
             self._wind_down()
-            self._shutdown()
+            self._shutdown(keep=False)
             raise Interrupted() from None
 
     def _wind_down(self) -> None:
@@ -267,6 +277,10 @@ class Scheduler:
         return sum(min(self._pack, len(s.calls[0].chunk) - len(s.calls[0].ended)) for s in self.slots if s.calls)
 
     def _spawn(self) -> _Slot:
+        """A worker: an idle one of the session if one is left, else a new actor."""
+        if self._warm:
+            handle = self._warm.pop()
+            return _Slot(handle, handle.__ray_ready__.remote(), warm=True)
         r = self.resources
         actor = ray.remote(concurrency_groups=Worker.CONCURRENCY_GROUPS)(Worker).options(
             num_cpus=r.cpu, num_gpus=r.gpu, max_restarts=0, **self.actor_options)
@@ -281,6 +295,9 @@ class Scheduler:
         try:
             ray.get(slot.ready)
         except ray.exceptions.RayError as e:
+            if slot.warm:  # an idle worker that died between runs (its node lost, say): not a failure to start
+                self.slots[self.slots.index(slot)] = self._spawn()
+                return
             self._start_failures += 1
             if self._start_failures >= MAX_START_FAILURES:
                 raise ClusterError(f"{self._start_failures} worker actors died while starting; the last: "
@@ -404,9 +421,24 @@ class Scheduler:
                     self._alone.add(a.trial.trial_id)
                 self.queue.append(dataclasses.replace(a, attempt=a.attempt + 1))
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, keep: bool) -> None:
+        """Stop the workers, except, when `keep` and a session is given, those up and idle, which go
+        back to the session (an interrupted run keeps none: its workers may be winding a trial down).
+        Idle: every trial of its calls has ended (the call's stream may not have said its last yet)."""
+        kept = [s.actor for s in self.slots if keep and s.up and not s.dead and all(
+            len(c.ended) == len(c.chunk) for c in s.calls)] if self.pool is not None else []
         for slot in self.slots:
-            ray.kill(slot.actor, no_restart=True)
+            if slot.actor not in kept:
+                ray.kill(slot.actor, no_restart=True)
+        self.slots = []  # (a second call stops nothing more)
+        if keep:
+            kept += self._warm  # taken from the session but not needed
+        else:
+            for actor in self._warm:
+                ray.kill(actor, no_restart=True)
+        self._warm = []
+        if kept:
+            self.pool.give(self._key, kept)
         self.writer.flush()
         self._drop_checkpoints()
 

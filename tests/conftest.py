@@ -37,6 +37,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 
+@pytest.fixture(autouse=True)
+def _no_warm_workers():
+    """`paretolab.run` keeps Ray and its idle workers up for the next run in the process (its warm
+    session); stopped after each test, so that no test runs on another's workers."""
+    yield
+    if (session := sys.modules.get("paretolab.orchestrator.session")) is not None:
+        session.shutdown()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray with 2 CPUs, started once; `paretolab.run` reuses it."""

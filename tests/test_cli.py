@@ -85,7 +85,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     from paretolab.clusters import connect
     from paretolab.errors import ClusterError
     from paretolab.orchestrator.events import Interrupted
-    from paretolab.orchestrator.run import _execute
+    from paretolab.orchestrator.run import _execute, _Where
 
     steps, ctrl_c_at = [], []
 
@@ -113,7 +113,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
         ctrl_c_at[:] = [at]
         steps.clear()
         with pytest.raises(Interrupted):
-            _execute(sweep, [], Store(), Writer(), None, 1, None)
+            _execute(sweep, [], Store(), Writer(), _Where(None, 1, None, None))
         assert steps == ["flushed", "shut down"], at
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -123,7 +123,7 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
     monkeypatch.setattr("paretolab.orchestrator.scheduler.Scheduler.run", refuse)
     steps.clear()
     with pytest.raises(ClusterError):
-        _execute(sweep, [], Store(), Writer(), None, 1, None)
+        _execute(sweep, [], Store(), Writer(), _Where(None, 1, None, None))
     assert steps == ["flushed", "shut down"]
 
 
