@@ -29,8 +29,8 @@ from paretolab.clusters import connect as cluster
 
 @dataclass
 class Session:
-    """Ray as a run left it (`address`: the address it was asked for; `started`: this session started
-    it and shuts it down) and the idle workers (`idle`: (key, actor handle) pairs)."""
+    """Ray as a run left it (`address`: the address it was asked for, or `RAY_ADDRESS`; `started`:
+    this session started it and shuts it down) and the idle workers (`idle`: (key, actor handle) pairs)."""
 
     address: str | None = None
     started: bool = False
@@ -45,8 +45,11 @@ class Session:
         Raises:
             ClusterError: as `clusters.connect.connect`. KeyboardInterrupt: Ctrl-C while Ray started.
         """
+        import os
+
         import ray
 
+        address = address or os.environ.get("RAY_ADDRESS") or None  # as `connect` reads it
         if self.connected and ray.is_initialized() and _same(address, self.address):
             return
         self.close()
