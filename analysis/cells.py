@@ -3,7 +3,9 @@
 A *cell* is one grid point without its seed: the trials that share every axis value of the sweep
 and differ only in seed. Costs are recomputed from the curves, so a stricter or looser success
 criterion than the one the sweep ran with can be asked for (trials that stopped early at the
-sweep's own criterion cannot show a later success: they count as not succeeding).
+sweep's own criterion cannot show a later success: they count as not succeeding). A trial has a
+cost (`steps_to_success`, ...); a cell has the median of its seeds' costs, and says so
+(`median_steps_to_success`, ...).
 
 Trials whose last attempt `failed` (raised) are left out: they are errors, not outcomes. So are
 trials an adaptive search `pruned` (stopped early as hopeless), unless `include_pruned` asks for
@@ -26,7 +28,7 @@ from paretolab.store import Store
 
 from paretolab.store.store import columns, ident
 from paretolab.vocabulary.errors import StoreError, UsageError
-from paretolab.vocabulary.schema import COST_COLUMNS, CURVE_KEYS, FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.vocabulary.schema import COST_COLUMNS, CURVE_KEYS, FLOPS_PER_PARAM_PER_TOKEN, median_column
 from paretolab.vocabulary.stats import wilson_sql
 from paretolab.vocabulary.success import OPS, Success
 
@@ -276,12 +278,13 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Success, include_pruned
 def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Success,
               include_pruned: bool = False) -> str:
     """SQL of one row per cell: the axes, `n_seeds`, `successes`, `p_success` with its 95% Wilson
-    interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded.
+    interval `p_lo`/`p_hi`, and the median of each cost over the seeds that succeeded
+    (`median_steps_to_success`, `median_samples_to_success`, `median_flops_to_success`).
 
     (`n_seeds`, not `n`: sparse parity has an axis named `n`.) `axes` must be checked columns."""
     keys = ", ".join(ident(a) for a in axes)
     p_lo, p_hi = wilson_sql("_p", "_n")
-    medians = ", ".join(f"median({c}) AS {c}" for c in COST_COLUMNS)
+    medians = ", ".join(f"median({c}) AS {median_column(c)}" for c in COST_COLUMNS)
     return f"""
         WITH c AS ({costs_sql(con, criterion, include_pruned)}),
         g AS (SELECT {keys + ',' if keys else ''} count(*) AS n_seeds, count(steps_to_success) AS successes, {medians}
@@ -317,7 +320,8 @@ def cells(store: Store, sweep: str, axes: list[str] | None = None, success: str 
 
     Returns:
         One row per cell: the axes, n_seeds, successes, p_success, p_lo, p_hi (95% Wilson interval),
-        and the medians of steps_, samples_ and flops_to_success over the seeds that succeeded.
+        and median_steps_to_success, median_samples_to_success, median_flops_to_success: the
+        medians of the costs over the seeds that succeeded.
     Raises:
         StoreError: unknown sweep. UsageError: bad axis, metric or criterion.
     """

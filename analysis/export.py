@@ -13,8 +13,9 @@ from paretolab.vocabulary.errors import StoreError
 
 DESCRIPTION = {
     "trials.parquet": "one row per trial (its latest attempt): trial_id, config columns, status "
-                      "(finished/diverged/failed), steps, samples, wall_s, success, steps/samples/flops_to_success, "
-                      "n_params, final metrics, node, error",
+                      "(finished/diverged/failed/pruned), steps, samples, wall_s, success, stopped_at_success "
+                      "(stop-on-success ended it: its final metrics are its first success's), "
+                      "steps/samples/flops_to_success, n_params, final_<metric> (its last evaluation), node, error",
     "metrics.parquet": "the learning curves: trial_id, attempt, step, samples, wall_s, one column per metric",
     "sweep.parquet": "the sweep: name, spec as submitted, trial ids, axes, parameters, success criterion",
 }

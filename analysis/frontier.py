@@ -1,15 +1,16 @@
 """The Pareto frontier of a sweep: the cells that no other cell beats on every objective at once.
 
 Cells are those of `analysis.cells` (one per grid point, over the seeds): success probability
-with its 95% Wilson interval and the median costs to success. An objective is one of those cell
-columns with a direction, `min` or `max`. A *qualifying* cell (p_success >= `min_success_prob`)
+with its 95% Wilson interval and the median costs to success (`median_steps_to_success`, ...).
+An objective is one of those cell columns with a direction, `min` or `max`; a cost named as the
+trials name it (`steps_to_success`) is its cell median. A *qualifying* cell (p_success >= `min_success_prob`)
 is *dominated* when another qualifying cell of its group is at least as good on every objective
 and strictly better on at least one; the frontier is every qualifying cell that is not dominated,
 so exact ties are all kept.
 
 The default objectives come from the sweep: its first numeric axis (`train_size` when it has one) and
-its cost (`cells.default_cost`: FLOPs when the trials record their size), both minimized; a sweep
-with no numeric axis has the cost alone.
+the median of its cost (`cells.default_cost`: FLOPs when the trials record their size), both
+minimized; a sweep with no numeric axis has the cost alone.
 
 A NULL objective value is the worst value for its direction, worse than any number: a NULL
 `train_size` is online training (unlimited data), a NULL median cost is a cell whose seeds never
@@ -32,7 +33,7 @@ from paretolab.analysis.cells import (NUMERIC, SweepInfo, cells_sql, columns, de
                                       numeric_axes, open_sweep)
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
-from paretolab.vocabulary.schema import COST_COLUMNS
+from paretolab.vocabulary.schema import COST_COLUMNS, median_column
 
 DIRECTIONS = ("min", "max")
 PROBABILITIES = ("p_success", "p_lo", "p_hi")
@@ -70,7 +71,7 @@ def default_objectives(store: Store, sweep: str) -> list[Objective]:
 
 def sweep_objectives(con: duckdb.DuckDBPyConnection, info: SweepInfo) -> list[Objective]:
     """`default_objectives` on an open connection of the sweep."""
-    return [(a, "min") for a in numeric_axes(con, info)[:1]] + [(default_cost(con), "min")]
+    return [(a, "min") for a in numeric_axes(con, info)[:1]] + [(median_column(default_cost(con)), "min")]
 
 
 def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str | None = None,
@@ -80,15 +81,17 @@ def frontier(store: Store, sweep: str, objectives: Sequence[Objective] | str | N
 
     Args:
         objectives: (column, "min" | "max") pairs, or their text for `parse_objectives`. A column is
-            an axis of the sweep, a median cost (steps_, samples_, flops_to_success) or p_success,
-            p_lo, p_hi. NULL is the worst value. None: the sweep's own (module docstring).
+            an axis of the sweep, a median cost (median_steps_to_success, ..., or the cost's own
+            name, steps_to_success, ...) or p_success, p_lo, p_hi. NULL is the worst value. None:
+            the sweep's own (module docstring).
         by: axes whose every combination gets its own frontier (a comma-separated string is split);
             None: one frontier over all cells.
         min_success_prob: only cells with p_success >= this take part (and can dominate).
         success: a criterion like `test_error<=0.05` recomputed from the curves; default the sweep's.
         all_cells: return every cell, not only the frontier (for plots).
     Returns:
-        The cell columns of `analysis.cells` plus the boolean `on_frontier`, ordered by group (NULLs
+        The cell columns of `analysis.cells` (median_steps_to_success, ...) plus the boolean
+        `on_frontier`, ordered by group (NULLs
         last), then by the objectives best first (NULLs last), then by the other axes.
     Raises:
         StoreError: unknown sweep. UsageError: an unknown or non-numeric objective, a bad direction,
@@ -134,7 +137,9 @@ def frontier_sql(cell_columns: Sequence[str], axes: Sequence[str], objectives: S
 
 
 def _checked(objectives: Sequence[Objective]) -> list[Objective]:
+    """The objectives with each cost named as its cell statistic (`median_steps_to_success`)."""
     out = [tuple(o) for o in objectives]
+    out = [(median_column(o[0]), *o[1:]) if o and o[0] in COST_COLUMNS else o for o in out]
     if not out:
         raise UsageError("no objectives; name at least one, e.g. train_size,flops_to_success")
     for o in out:
@@ -159,10 +164,11 @@ def _by_axes(by: Sequence[str] | str | None, axes: Sequence[str]) -> list[str]:
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, objectives: Sequence[Objective], axes: Sequence[str]) -> None:
-    allowed = list(axes) + list(COST_COLUMNS) + list(PROBABILITIES)
+    allowed = list(axes) + [median_column(c) for c in COST_COLUMNS] + list(PROBABILITIES)
     types = {r[0]: r[1] for r in con.execute("DESCRIBE _cells").fetchall()}
     for name, _ in objectives:
         if name not in allowed:
-            raise UsageError(f"unknown objective {name!r}; allowed: {', '.join(allowed)}")
+            raise UsageError(f"unknown objective {name!r}; allowed: {', '.join(allowed)} (a cost's own name, "
+                             f"e.g. steps_to_success, is its median)")
         if not NUMERIC.fullmatch(types[name]):
             raise UsageError(f"objective {name!r} is not numeric ({types[name]}); it can be a --by axis instead")

@@ -8,14 +8,16 @@ cell always uses all its seeds), the statistics are exact over the C(n, k) ways 
 cell's n observed seeds without replacement:
 
 - `p_any_success` = 1 - C(n-s, k) / C(n, k): at least one of the k seeds succeeds.
-- `expected_cost` = E[min cost over the k seeds | at least one succeeds]. With the successful costs
-  sorted c_1 <= ... <= c_s and the failures ranked after them, the k-subset's best is c_i when it
-  holds seed i and none of seeds 1..i-1: C(n-i, k-1) of the C(n, k) subsets. So
+- `expected_cost` = E[min cost over the k seeds | at least one succeeds], a mean over the k-subsets
+  that hold a success (at k = 1 the mean cost of the seeds that succeeded, where `cells` reports
+  their median, `median_<cost>`). With the successful costs sorted c_1 <= ... <= c_s and the
+  failures ranked after them, the k-subset's best is c_i when it holds seed i and none of seeds
+  1..i-1: C(n-i, k-1) of the C(n, k) subsets. So
   expected_cost = sum_i c_i C(n-i, k-1) / C(n, k) / p_any_success (ties in cost need no rule).
   NULL when s = 0, or when a successful seed lacks the chosen cost (no n_params, so no FLOPs).
-- `expected_total_cost` = k * expected_cost: the compute of k seeds run in lockstep that all stop
-  when the first one succeeds, given one does. A round in which none of the k succeeds is not
-  included (its cost is the trials' budget, not a cost to success).
+- `expected_total_cost` = k * expected_cost, a mean too: the compute of k seeds run in lockstep that
+  all stop when the first one succeeds, given one does. A round in which none of the k succeeds is
+  not included (its cost is the trials' budget, not a cost to success).
 
 `seeds_for_target` instead treats p_success = s/n as a Bernoulli estimate and fresh seeds as
 independent draws: the smallest k with 1 - (1 - p)^k >= target; NULL when p = 0, 1 when p = 1.
@@ -51,7 +53,8 @@ def luck(store: Store, sweep: str, cost: str = "steps_to_success", target: float
         axes: the cell axes; default the sweep's own.
     Returns:
         One row per cell and k: the axes, n_seeds, successes, p_success, k_seeds, p_any_success,
-        expected_cost, expected_total_cost, seeds_for_target; ordered by the axes (NULLs last), then k.
+        expected_cost and expected_total_cost (means: module docstring), seeds_for_target; ordered
+        by the axes (NULLs last), then k.
         (`n_seeds`/`k_seeds`, not `n`/`k`: sparse parity has parameters named n and k.)
     Raises:
         StoreError: unknown sweep. UsageError: bad cost, target, axis, metric or criterion.

@@ -29,7 +29,7 @@ from paretolab.analysis.figure import (NO_SUCCESS, NO_TRIAL, OKABE_ITO, _plt, at
 from paretolab.analysis.labels import COST_LABELS, Labels, sweep_labels
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
-from paretolab.vocabulary.schema import COST_COLUMNS, FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.vocabulary.schema import COST_COLUMNS, FLOPS_PER_PARAM_PER_TOKEN, MEDIAN_PREFIX, median_column
 
 __all__ = ["plot_frontier", "plot_phase", "plot_curves", "plot_luck", "plot_fit", "save", "label"]
 
@@ -43,6 +43,11 @@ def label(name_: str) -> str:
     return COST_LABELS.get(name_, name_)
 
 
+def _cost_named(y: str | None) -> str | None:
+    """`y` with a cost's median (`median_steps_to_success`) named as the cost it is the median of."""
+    return y.removeprefix(MEDIAN_PREFIX) if y and y.removeprefix(MEDIAN_PREFIX) in COST_COLUMNS else y
+
+
 def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None = None, by: AxisNames = None,
                   min_success_prob: float = 0.5, success: str | None = None, facet: str | None = None):
     """Every cell at its median cost against `x`, one line per combination of `by`, the frontier
@@ -54,7 +59,8 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
     succeeded; the vertical bars span the quartiles of the cost over the seeds that succeeded.
     Cells whose `x` is NULL (online training for train_size) sit in a column of their own past an
     axis break. The staircase bounds the region the frontier cells dominate. Defaults: x the
-    sweep's first numeric axis, y its cost (`cells.default_cost`), by its other axes (a
+    sweep's first numeric axis, y its cost (`cells.default_cost`; a cost is drawn as its cells'
+    median, `median_<cost>` in the figure's data), by its other axes (a
     comma-separated string is split; () draws one line); `facet`: one panel (and frontier) per value.
 
     Raises:
@@ -64,7 +70,7 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
 
     with open_sweep(store, sweep) as (con, info, _):
         x = x or next(iter(a for a in numeric_axes(con, info) if a != facet), None)
-        y = y or default_cost(con)
+        y = _cost_named(y) or default_cost(con)
         facet = _facet(con, info, facet, (x,))
         by = _by(con, info, by, leave_out=(x, facet))
         labels, axes, stairs = sweep_labels(con, info), info.axes, info.grouped(())
@@ -76,16 +82,17 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
     cells = frontier(store, sweep, objectives=[(x, "min"), (y, "min")], by=[facet] if facet else None,
                      min_success_prob=min_success_prob, success=success, all_cells=True).to_pylist()
     spread = _quartiles(store, sweep, axes, y, success)
+    stat = median_column(y) if y in COST_COLUMNS else y  # the cells' column of y: a cost's median
     for r in cells:
         r[f"{y}_q1"], r[f"{y}_q3"] = spread.get(tuple(r[a] for a in axes), (None, None))
     panels = groups(cells, (facet,)) if facet else [((), cells)]
     fig, axs = figure.panels(len(panels), sharex=True, sharey=True)
     attach(fig, cells)
-    priced = [r for r in cells if r[y] is not None]
+    priced = [r for r in cells if r[stat] is not None]
     if not priced:
         _titles(fig, axs, title, [], None)
-        return empty(fig, axs[0], _why_empty(cells) or f"no cell has a {y}")
-    plane = _Plane(cells, priced, x, y)
+        return empty(fig, axs[0], _why_empty(cells) or f"no cell has a {stat}")
+    plane = _Plane(cells, priced, x, y, stat)
     color = dict(zip([k for k, _ in groups(cells, by)], figure.colors(len(groups(cells, by)))))
     for ax, (_, rows) in zip(axs, panels):
         _frontier_panel(ax, rows, plane, by, color, stairs, min_success_prob)
@@ -97,46 +104,47 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
 
 
 class _Plane:
-    """Where the cells of a frontier plot go: grid values on x (NULL past a break), costs on y (no
-    success on a row above a break), each axis log when its values span `figure.LOG_SPAN`."""
+    """Where the cells of a frontier plot go: grid values on x (NULL past a break), costs on y (the
+    cells' column `stat`, `y`'s median; no success on a row above a break), each axis log when its
+    values span `figure.LOG_SPAN`."""
 
-    def __init__(self, cells: list[dict], priced: list[dict], x: str, y: str):
-        self.x, self.y = x, y
+    def __init__(self, cells: list[dict], priced: list[dict], x: str, y: str, stat: str):
+        self.x, self.y, self.stat = x, y, stat
         self.xs = sorted({r[x] for r in cells if r[x] is not None})
         self.log_x = figure.is_log(self.xs)
         self.null_x = figure.beyond(self.xs, self.log_x) if any(r[x] is None for r in cells) else None
-        ys = [v for r in priced for v in (r[y], r[f"{y}_q1"], r[f"{y}_q3"]) if v is not None]
+        ys = [v for r in priced for v in (r[stat], r[f"{y}_q1"], r[f"{y}_q3"]) if v is not None]
         self.log_y = figure.is_log(ys)
         self.top = max(ys)
-        self.null_y = figure.beyond(ys, self.log_y) if any(r[y] is None for r in cells) else None
+        self.null_y = figure.beyond(ys, self.log_y) if any(r[stat] is None for r in cells) else None
 
     def at(self, r: dict) -> float:
         return r[self.x] if r[self.x] is not None else self.null_x
 
     def cost(self, r: dict) -> float:
-        return r[self.y] if r[self.y] is not None else self.null_y
+        return r[self.stat] if r[self.stat] is not None else self.null_y
 
 
 def _frontier_panel(ax, rows: list[dict], plane: _Plane, by: tuple[str, ...], color: dict, stairs: tuple[str, ...],
                     min_success_prob: float):
-    x, y = plane.x, plane.y
+    x, y, stat = plane.x, plane.y, plane.stat
     for key, group in groups(rows, by):
         c = color[key]
         group = sorted(group, key=lambda r: (r[x] is None, r[x]))
-        priced = [r for r in group if r[y] is not None]
-        ax.plot([plane.at(r) for r in priced], [r[y] for r in priced], "o-", color=c, lw=1,
+        priced = [r for r in group if r[stat] is not None]
+        ax.plot([plane.at(r) for r in priced], [r[stat] for r in priced], "o-", color=c, lw=1,
                 label=name(key, by) if by else None)
         below = [r for r in priced if r["p_success"] < min_success_prob]
-        ax.scatter([plane.at(r) for r in below], [r[y] for r in below], s=14, facecolors="white", edgecolors=c,
+        ax.scatter([plane.at(r) for r in below], [r[stat] for r in below], s=14, facecolors="white", edgecolors=c,
                    linewidths=1, zorder=3)
         spread = [r for r in priced if r[f"{y}_q1"] is not None]
         ax.vlines([plane.at(r) for r in spread], [r[f"{y}_q1"] for r in spread], [r[f"{y}_q3"] for r in spread],
                   colors=c, lw=1, alpha=0.6)
-        never = [r for r in group if r[y] is None]
+        never = [r for r in group if r[stat] is None]
         ax.scatter([plane.at(r) for r in never], [plane.null_y] * len(never), marker="x", s=18, color=c, lw=1)
     for i, (key, group) in enumerate(groups([r for r in rows if r["on_frontier"]], stairs)):
         front = sorted(group, key=lambda r: (r[x] is None, r[x]))
-        ax.plot([plane.at(r) for r in front], [r[y] for r in front], drawstyle="steps-post", color="black", lw=1,
+        ax.plot([plane.at(r) for r in front], [r[stat] for r in front], drawstyle="steps-post", color="black", lw=1,
                 ls=("-", "--", ":", "-.")[i % 4], marker="o", ms=9, mfc="none", mec="black", mew=1,
                 label="frontier" + (f" ({name(key, stairs)})" if stairs else ""))
     if plane.log_x:
@@ -464,7 +472,7 @@ def _trial_names(con, axes: Sequence[str], ids: list[str]) -> dict[str, str]:
 
 def plot_luck(store: Store, sweep: str, cost: str = "steps_to_success", by: AxisNames = None,
               success: str | None = None, facet: str | None = None):
-    """Best of k seeds, against k: the expected cost to the first success when k seeds run in
+    """Best of k seeds, against k: the expected (mean) cost to the first success when k seeds run in
     parallel (left) and the probability that at least one of them succeeds (right), one line per
     combination of `by` (default the sweep's axes, so one per cell; () pools every trial);
     `facet`: one row of both panels per value of that axis.

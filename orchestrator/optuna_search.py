@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from paretolab.orchestrator.grid import expand
-from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, fixed_at, plural, stored_outcomes
+from paretolab.orchestrator.strategy import (Outcome, Strategy, cell_score, fixed_at, plural, score_name,
+                                             stored_outcomes)
 from paretolab.store import Store
 from paretolab.vocabulary.errors import SpecError, UsageError
 from paretolab.vocabulary.sweep import OptunaSearchSpec, SpaceAxis, Sweep
@@ -22,7 +23,8 @@ HALVING_RATE = 4  # Optuna's SuccessiveHalvingPruner default reduction_factor
 @dataclass(frozen=True)
 class OptunaSearchResult:
     """Optuna's answer: its best trial, or for several objectives its Pareto front (`best`), each
-    with its parameters and objective values; and how many trials the study holds by state."""
+    with its parameters and objective values (`strategy.score_name`: `median_test_error`, the median
+    over the cell's seeds); and how many trials the study holds by state."""
 
     objectives: tuple[str, ...]
     best: tuple[dict, ...]
@@ -44,8 +46,8 @@ class OptunaSearchStrategy(Strategy):
     for that cell (`strategy.cell_score`): a parameter's value; for a cost (`*_to_success`) the
     median over the seeds that succeeded, and FAIL when fewer than half succeeded (so Optuna's
     Pareto front is the one `paretolab frontier` draws at --success-prob 0.5); for another metric
-    the median of its final value over the seeds (FAIL if none is finite). Trials that failed
-    (raised) or were pruned do not count as seeds.
+    the median of its final value (`final_<metric>` in `trials`) over the seeds (FAIL if none is
+    finite). Trials that failed (raised) or were pruned do not count as seeds.
 
     The study lives in `<store>/_optuna/<sweep>.log` (Optuna's journal file storage). Asking keeps
     `n_workers` Optuna trials in flight (TPE with constant liar, so parallel asks spread out). Run
@@ -221,7 +223,8 @@ class OptunaSearchStrategy(Strategy):
         complete = [t for t in trials if t.state.name == "COMPLETE"]
         best = self.study.best_trials if complete else []
         names = tuple(o.metric for o in self.spec.objectives)
-        rows = tuple({"number": t.number, **t.params, **dict(zip(names, t.values))}
+        scores = [score_name(name, self.sweep) for name in names]  # a cost's value is its median over the seeds
+        rows = tuple({"number": t.number, **t.params, **dict(zip(scores, t.values))}
                      for t in sorted(best, key=lambda t: t.values))
         return OptunaSearchResult(names, rows, states, str(self.journal))
 

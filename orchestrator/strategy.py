@@ -17,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from paretolab.orchestrator.grid import parameter_names
 from paretolab.store import Store
-from paretolab.vocabulary.schema import COST_COLUMNS, RESULT_COLUMNS
+from paretolab.vocabulary.schema import COST_COLUMNS, MEDIAN_PREFIX, RESULT_COLUMNS, final_column, result_column
 from paretolab.vocabulary.sweep import Sweep
 from paretolab.vocabulary.trial import Pruning, TrialConfig, TrialResult
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a trial ended, as the search sees it: its status, success, and `metrics` (the final
-    metrics, the costs to success, steps, samples and wall_s; a cost is None if it never succeeded)."""
+    """How a trial ended, as the search sees it: its status, success, and `metrics`, named as the
+    columns of its `trials` row: the final metrics (`final_test_error`), the costs to success, steps,
+    samples and wall_s (a cost is None if it never succeeded)."""
 
     trial_id: str
     status: str
@@ -35,7 +37,7 @@ class Outcome:
 
     @classmethod
     def of_result(cls, r: TrialResult) -> Outcome:
-        metrics = {**r.final, **{k: getattr(r, k) for k in RESULT_COLUMNS}}
+        metrics = {**{final_column(k): v for k, v in r.final.items()}, **{k: getattr(r, k) for k in RESULT_COLUMNS}}
         return cls(r.trial_id, r.status, bool(r.success), metrics)
 
     @classmethod
@@ -171,8 +173,9 @@ def fixed_at(sweep: Sweep, params: dict) -> Sweep:
 def cell_score(metric: str, config: TrialConfig, outcomes: list[Outcome]) -> float | None:
     """A cell's value of `metric`, as `paretolab cells` reports it: a parameter's value; for a cost
     (`*_to_success`) the median over the seeds that succeeded, None when fewer than half did; for
-    another metric the median of its finite final values (None if none). `config` is one trial of
-    the cell, `outcomes` its seeds' (failed and pruned ones do not count)."""
+    `steps`, `samples`, `wall_s` or a metric the median of its finite final values (the `trials`
+    column `final_<metric>`; None if none). `config` is one trial of the cell, `outcomes` its
+    seeds' (failed and pruned ones do not count)."""
     columns = config.columns()
     if metric in columns:
         v = columns[metric]
@@ -183,7 +186,14 @@ def cell_score(metric: str, config: TrialConfig, outcomes: list[Outcome]) -> flo
         if not counted or 2 * len(costs) < len(counted):
             return None
         return _median([float(c) for c in costs if _finite(c)])
-    return _median([float(o.metrics[metric]) for o in counted if _finite(o.metrics.get(metric))])
+    column = result_column(metric)
+    return _median([float(o.metrics[column]) for o in counted if _finite(o.metrics.get(column))])
+
+
+def score_name(metric: str, sweep: Sweep) -> str:
+    """How a search's answer names the `cell_score` of `metric` in `sweep`: a parameter by its own
+    name, any other score by the statistic it is, `median_<metric>` (`median_steps_to_success`)."""
+    return metric if metric in parameter_names(sweep) else MEDIAN_PREFIX + metric
 
 
 def _median(xs: list[float]) -> float | None:

@@ -10,8 +10,9 @@ ids): they are not run twice.
 
 A value's score is the cell statistic of `paretolab cells`: for a cost (`*_to_success`) the median
 over the seeds that succeeded, with no score when fewer than half succeeded; for another metric the
-median of its final value. The best score wins; values without a score rank last (ties: more
-successes, then the order of `values`).
+median of its final value (`final_<metric>` in `trials`). The best score wins; values without a
+score rank last (ties: more successes, then the order of `values`). The answer's rows name the
+chosen value's score by its statistic (`median_steps_to_success`).
 
 Recorded in the store: the sweep's row lists the second-phase trials only (so its cells are the
 grid's cells, each at its chosen value); a second sweep, `<sweep>.tune`, lists the first phase with
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paretolab.orchestrator.grid import axes, expand
-from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, fixed_at, plural
+from paretolab.orchestrator.strategy import Outcome, Strategy, cell_score, fixed_at, plural, score_name
 from paretolab.vocabulary.sweep import Sweep, Value
 from paretolab.vocabulary.trial import TrialConfig
 
@@ -109,7 +110,7 @@ class TuneStrategy(Strategy):
         for cell in self.cells.values():
             row = dict(zip(self.axes, cell.key))
             row[self.tune.param] = cell.chosen
-            row[self.tune.metric] = (cell.scores or {}).get(cell.chosen)
+            row[score_name(self.tune.metric, self.sweep)] = (cell.scores or {}).get(cell.chosen)
             row["scores"] = ", ".join(f"{v}: {'-' if s is None else f'{s:g}'}" for v, s in (cell.scores or {}).items())
             rows.append(row)
         return TuneResult(self.sweep.name, self.tune.param, self.tune.metric, tuple(rows))

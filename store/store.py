@@ -33,6 +33,9 @@ that instant; a paretolab query that loses a file mid-way is retried on a fresh 
 Stores compacted before merged files listed what they replace keep that list in
 `<table>/_compactions.json`, which is still read.
 
+Trials files written before final metrics were `final_<metric>` columns (they lack
+`stopped_at_success`) are read in today's shape by every view and by compaction (`_trials_scan`).
+
 Query connections cannot write or reach the network: DuckDB's external access is off (it reads
 only the snapshot's own files), extensions are neither installed nor loaded, and the configuration
 is locked before a query runs.
@@ -57,12 +60,15 @@ import pyarrow.parquet as pq
 from paretolab.store import files as _files
 from paretolab.store.files import FileEntry, Location
 from paretolab.vocabulary.errors import StoreError, UsageError, shown
-from paretolab.vocabulary.schema import CHECKPOINTS, STATUSES, TABLES, empty_select
+from paretolab.vocabulary.schema import CHECKPOINTS, CURVE_KEYS, STATUSES, TABLES, empty_select, final_column
 
 REPLACES = b"paretolab.replaces"  # footer key of a merged file: the JSON list of the files it replaces
 SNAPSHOT_RETRIES = 5
 
 EMPTY = {table: empty_select(table) for table in TABLES}  # what each view has before its first file
+# The column every trials file written since final metrics became `final_<metric>` columns has
+# (`Store._trials_scan` reads older files in today's shape).
+LEGACY_MARK = "stopped_at_success"
 
 VIEWS = {
     # The latest attempt of each trial: a trial re-run after its worker died has several rows.
@@ -183,8 +189,9 @@ class Store:
         self._check_writable()
         replaces = json.dumps([e.name for e in entries]).encode()
         try:
-            with duckdb.connect() as con:
-                rows = con.sql(f"SELECT * FROM {self._scan(con, table, entries)}").to_arrow_reader(ROWS_PER_BATCH)
+            with duckdb.connect() as con:  # read as the views read them (older trials rows in today's shape)
+                self._raw_views(con, {t: entries if t == table else self._live(t) for t in TABLES})
+                rows = con.sql(f"SELECT * FROM {table}_all").to_arrow_reader(ROWS_PER_BATCH)
                 schema = rows.schema.with_metadata({REPLACES: replaces})
 
                 def write(out: pa.NativeFile) -> None:
@@ -233,13 +240,10 @@ class Store:
 
     def _views(self, con: duckdb.DuckDBPyConnection, snapshot: list[FileEntry]) -> None:
         """Create the views over a snapshot of the live files, which it appends to `snapshot`."""
-        for table in TABLES:
-            entries = self._live(table)
+        live = {table: self._live(table) for table in TABLES}
+        for entries in live.values():  # a snapshot of the live files: connections are meant to be short-lived
             snapshot += entries
-            if entries:  # a snapshot of the live files: connections are meant to be short-lived
-                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM {self._scan(con, table, entries)}")
-            else:
-                con.execute(f"CREATE VIEW {table}_all AS SELECT {EMPTY[table]} WHERE false")
+        self._raw_views(con, live)
         # With no re-run attempt anywhere (the usual case) the latest-attempt views are the raw
         # tables; skipping their window and join makes a scan of 10^7 metric rows ~5x faster.
         retried = con.execute("SELECT (SELECT coalesce(max(attempt), 1) FROM trials_all) > 1 OR "
@@ -248,8 +252,21 @@ class Store:
             body = VIEWS[name] if retried or name not in ("trials", "metrics") else f"SELECT * FROM {name}_all"
             con.execute(f"CREATE VIEW {name} AS {body}")
 
-    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, entries: list[FileEntry]) -> str:
-        """A FROM clause over `entries`: DuckDB's own reader on a local disk, a pyarrow dataset elsewhere."""
+    def _raw_views(self, con: duckdb.DuckDBPyConnection, live: dict[str, list[FileEntry]]) -> None:
+        """The views `<table>_all` over the files `live[table]` (of a snapshot, or those a compaction merges)."""
+        for table in ("sweeps", "metrics", "trials"):  # trials last: its older files are read against the others
+            entries = live[table]
+            if not entries:
+                con.execute(f"CREATE VIEW {table}_all AS SELECT {EMPTY[table]} WHERE false")
+            elif table == "trials":
+                source = self._trials_scan(con, entries, live["metrics"])
+                con.execute(f"CREATE VIEW trials_all AS SELECT * FROM {source}")
+            else:
+                con.execute(f"CREATE VIEW {table}_all AS SELECT * FROM {self._scan(con, table, entries)}")
+
+    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, entries: list[FileEntry], name: str = "") -> str:
+        """A FROM clause over `entries`: DuckDB's own reader on a local disk, a pyarrow dataset elsewhere
+        (registered as `name`, default `_<table>_files`)."""
         if self.loc.local:
             listed = ", ".join(f"'{_sql_str(e.path)}'" for e in entries)
             return f"read_parquet([{listed}], union_by_name = true)"
@@ -257,9 +274,33 @@ class Store:
 
         # the union of the files' schemas (columns added later, all-NULL columns), as union_by_name does
         schema = pa.unify_schemas([_files.footer(self.loc, e) for e in entries], promote_options="permissive")
-        con.register(f"_{table}_files", ds.dataset([e.path for e in entries], schema=schema,
-                                                    filesystem=self.loc.fs, format="parquet"))
-        return f"_{table}_files"
+        name = name or f"_{table}_files"
+        con.register(name, ds.dataset([e.path for e in entries], schema=schema, filesystem=self.loc.fs,
+                                      format="parquet"))
+        return name
+
+    def _trials_scan(self, con: duckdb.DuckDBPyConnection, entries: list[FileEntry],
+                     metric_entries: list[FileEntry]) -> str:
+        """A FROM clause over the trials files `entries`, each row in today's shape.
+
+        A file written before final metrics were `final_<metric>` columns has no `stopped_at_success`
+        column (every row written since has one). Its rows read as today's: each of its legacy
+        metric columns `m` (`_legacy_metrics`) as `final_m`, and `stopped_at_success` NULL (not
+        recorded). A store of files of both kinds, and their compaction, read the same way.
+        """
+        names = {e.path: _files.footer(self.loc, e).names for e in entries}  # readable: their footers read
+        legacy = [e for e in entries if LEGACY_MARK not in names[e.path]]
+        if not legacy:
+            return self._scan(con, "trials", entries)
+        current = [e for e in entries if LEGACY_MARK in names[e.path]]
+        renamed = _legacy_metrics(con, [n for e in legacy for n in names[e.path]], metric_entries, self.loc)
+        finals = "".join(f", {ident(m)} AS {ident(final_column(m))}" for m in renamed)
+        parts = [f"SELECT *{_exclude(renamed)}{finals}, NULL::BOOLEAN AS {LEGACY_MARK} "
+                 f"FROM {self._scan(con, 'trials', legacy, '_trials_legacy')}"]
+        if current:  # (today's schema file, the union of every file's columns, also has the legacy ones, empty)
+            stale = [m for m in renamed if any(m in names[e.path] for e in current)]
+            parts.insert(0, f"SELECT *{_exclude(stale)} FROM {self._scan(con, 'trials', current)}")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
     def _restrict(self, con: duckdb.DuckDBPyConnection, sweep: str) -> None:
         names = [r[0] for r in con.execute("SELECT sweep FROM sweeps ORDER BY sweep").fetchall()]
@@ -540,6 +581,25 @@ def _explained(sql: str) -> duckdb.StatementType:
         return duckdb.StatementType.EXPLAIN
     inner = duckdb.extract_statements(sql[tokens[i][0]:])
     return inner[0].type if len(inner) == 1 else duckdb.StatementType.EXPLAIN
+
+
+def _legacy_metrics(con: duckdb.DuckDBPyConnection, legacy_columns: list[str], metric_entries: list[FileEntry],
+                    loc: Location) -> list[str]:
+    """The columns of older trials files that hold final metrics: those named like a metric column of
+    the `metrics` table (its columns but `CURVE_KEYS`), except where `final_<name>` is a column too, or
+    a sweep row lists the name as a parameter (a parameter `loss` of one sweep, a metric `loss` of
+    another), so that no parameter is renamed."""
+    metrics = {n for e in metric_entries for n in _files.footer(loc, e).names} - set(CURVE_KEYS)
+    have = set(legacy_columns)
+    params: set[str] = set()
+    if any(m in have for m in metrics) and "parameters" in columns(con, "sweeps_all"):
+        params = {r[0] for r in con.execute("SELECT DISTINCT unnest(parameters) FROM sweeps_all").fetchall()}
+    return [c for c in dict.fromkeys(legacy_columns)
+            if c in metrics and c not in params and final_column(c) not in have]
+
+
+def _exclude(names: list[str]) -> str:
+    return f" EXCLUDE ({', '.join(ident(n) for n in names)})" if names else ""
 
 
 # The rows each attempt's curve has in the store.

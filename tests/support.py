@@ -133,8 +133,8 @@ def make_store(root: Path, sweep: str, axes: list[str], trials: list[dict], metr
 
     from paretolab.store import Store, StoreWriter
 
-    defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "error": None, "node": "n0",
-                "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    defaults = {"attempt": 1, "status": "finished", "seed": 0, "n_params": 100, "stopped_at_success": False,
+                "error": None, "node": "n0", "finished_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
     rows = [{**defaults, **t} for t in trials]
     writer = StoreWriter(Store(root))
     writer.append("trials", rows)

@@ -203,9 +203,9 @@ def test_a_function_sweep_takes_its_axis_metric_and_cost(store, capsys):
     on = ["--sweep", "own", "--store", str(store)]
     cells = {c["lr"]: c for c in as_json(capsys, "cells", *on)}
     assert {lr: c["p_success"] for lr, c in cells.items()} == {0.01: 0, 0.1: 0.5, 1.0: 1}
-    assert cells[1.0]["steps_to_success"] == 4.5 and cells[1.0]["flops_to_success"] is None  # steps only
+    assert cells[1.0]["median_steps_to_success"] == 4.5 and cells[1.0]["median_flops_to_success"] is None  # steps only
     # the frontier over the function's own axis and cost: nothing of sparse parity's
-    assert default_objectives(paretolab.open_store(store), "own") == [("lr", "min"), ("steps_to_success", "min")]
+    assert default_objectives(paretolab.open_store(store), "own") == [("lr", "min"), ("median_steps_to_success", "min")]
     assert [c["lr"] for c in as_json(capsys, "frontier", *on)] == [0.1, 1.0]
     assert as_json(capsys, "frontier", *on, "--maximize", "p_success")  # the default minimize, less p_success
     luck = as_json(capsys, "luck", *on)
@@ -280,7 +280,7 @@ def test_flipflop_with_model_as_an_axis(store, capsys):
     cells = as_json(capsys, "cells", *on)
     assert {(c["model"], c["p_ignore"]) for c in cells} == {(m, p) for m in ("lstm", "transformer") for p in (0.5, 0.8)}
     assert 0 < sum(c["successes"] for c in cells) < 8  # some succeed, some do not
-    assert default_objectives(st, "ff") == [("p_ignore", "min"), ("flops_to_success", "min")]
+    assert default_objectives(st, "ff") == [("p_ignore", "min"), ("median_flops_to_success", "min")]
     rc, out, err = cli(capsys, "phases", *on, "--trials", "--format", "json")
     assert rc == 0 and err == ""  # test_loss, test_acc, train_error, test_error: nothing to note
     assert len(json.loads(out)) == 8

@@ -3,6 +3,8 @@ refused with one line, the curve kept with it, on a local disk and on an object 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from paretolab.vocabulary.success import Success
@@ -98,6 +100,28 @@ def test_outcome_is_the_one_rule():
     assert o.see(50, 5, {"loss": float("nan")}) == "diverged"
     assert o.see(100, 10, {"loss": 0.0}) == "diverged"  # once ended, stays ended
     assert Outcome(Success("loss"), None, max_steps=None).see(10**9, 0, {"loss": 1.0}) is None
+
+
+def test_outcome_says_when_stop_on_success_ended_the_attempt():
+    stopped = Outcome(Success("loss", "<=", 0.1), None, max_steps=100)
+    assert stopped.see(0, 0, {"loss": 0.5}) is None and not stopped.stopped_at_success
+    assert stopped.see(10, 1, {"loss": 0.05}) == "finished" and stopped.stopped_at_success
+    ran = Outcome(Success("loss", "<=", 0.1, stop_on_success=False), None, max_steps=100)
+    assert ran.see(10, 1, {"loss": 0.05}) is None and ran.see(100, 10, {"loss": 0.01}) == "finished"
+    assert not ran.stopped_at_success  # it succeeded, and ran on to max_steps
+    budget = Outcome(Success("loss", "<=", 0.1), None, max_steps=100)
+    assert budget.see(100, 10, {"loss": 0.5}) == "finished" and not budget.stopped_at_success
+    diverged = Outcome(Success("loss", "<=", 0.1), None, max_steps=100)
+    assert diverged.see(10, 1, {"loss": float("nan")}) == "diverged" and not diverged.stopped_at_success
+
+
+def test_a_metric_whose_final_column_is_a_parameter_is_refused(tmp_path):
+    a = trial(str(tmp_path))
+    ctx = Context(Assignment(dataclasses.replace(a.trial, params=(("final_loss", 0.5),)), 1), "cpu")
+    with pytest.raises(ValueError, match="a metric cannot be named 'loss': a parameter of the trial is named "
+                                         "'final_loss', the column of the metric's final value"):
+        ctx.report(step=0, loss=1.0)
+    assert not ctx.report(step=0, acc=0.5)
 
 
 def test_a_count_past_int64_is_refused_before_it_reaches_the_store(tmp_path):

@@ -171,6 +171,7 @@ def test_stop_on_success_is_honoured_by_the_client(tmp_path, monkeypatch):
     rows, result = run(trial(tmp_path, "python", name, str(tmp_path / "stopped_at")))
     assert time.monotonic() - start < 60
     assert (result.status, result.success, result.steps_to_success, result.steps) == ("finished", True, 45, 45)
+    assert result.stopped_at_success and result.final == rows[-1].values
     assert rows[-1].step == 45  # what it reported after its trial had ended is dropped
     assert int((tmp_path / "stopped_at").read_text()) >= 45
 
@@ -184,7 +185,7 @@ def test_max_steps_stops_the_command(tmp_path):
     """)
     rows, result = run(trial(tmp_path, "python", name, max_steps=20))
     assert [r.step for r in rows] == [0, 10, 20]
-    assert (result.status, result.success, result.steps) == ("finished", False, 20)
+    assert (result.status, result.success, result.steps, result.stopped_at_success) == ("finished", False, 20, False)
 
 
 def test_a_command_ignoring_the_stop_file_is_ended(tmp_path, monkeypatch):

@@ -57,9 +57,14 @@ def reference_cells(cells: dict[tuple, list[tuple]]) -> dict[tuple, dict]:
         ok = [s for s in kept if s[0] == "ok"]
         out[key] = {"g": key[0], "width": key[1], "train_size": key[2], "n_seeds": len(kept), "successes": len(ok),
                     "p_success": len(ok) / len(kept),
-                    "steps_to_success": statistics.median([s[1] for s in ok]) if ok else None,
-                    "samples_to_success": statistics.median([s[2] for s in ok]) if ok else None}
+                    "median_steps_to_success": statistics.median([s[1] for s in ok]) if ok else None,
+                    "median_samples_to_success": statistics.median([s[2] for s in ok]) if ok else None}
     return out
+
+
+def column(objective: str) -> str:
+    """The cell column an objective names: a cost (`steps_to_success`) is its median over the seeds."""
+    return f"median_{objective}" if objective in ("steps_to_success", "samples_to_success") else objective
 
 
 def at_least_as_good(b, a, direction) -> bool:
@@ -79,8 +84,8 @@ def reference_frontier(rows: dict[tuple, dict], objectives, by, min_p) -> set[tu
         for kb, b in ok.items():
             if kb == ka or any(a[g] != b[g] for g in by):
                 continue
-            ge = all(at_least_as_good(b[c], a[c], d) for c, d in objectives)
-            gt = any(not at_least_as_good(a[c], b[c], d) for c, d in objectives)
+            ge = all(at_least_as_good(b[column(c)], a[column(c)], d) for c, d in objectives)
+            gt = any(not at_least_as_good(a[column(c)], b[column(c)], d) for c, d in objectives)
             dominated |= ge and gt
         if not dominated:
             on.add(ka)
@@ -91,7 +96,7 @@ def order_key(row: dict, objectives, by) -> tuple:
     def last(v, sign=1):
         return (v is None, 0 if v is None else sign * v)
     return (tuple(last(row[g]) for g in by)
-            + tuple(last(row[c], 1 if d == "min" else -1) for c, d in objectives)
+            + tuple(last(row[column(c)], 1 if d == "min" else -1) for c, d in objectives)
             + tuple(last(row[a]) for a in AXES if a not in by))
 
 
@@ -101,7 +106,8 @@ seed_outcome = st.tuples(st.sampled_from(["ok", "ok", "fail", "diverged", "faile
 cell_map = st.dictionaries(st.tuples(maybe([0, 1]), maybe([1, 2, 3]), maybe([10, 20])),
                            st.lists(seed_outcome, min_size=1, max_size=3), min_size=1, max_size=10)
 objective_list = st.lists(
-    st.tuples(st.sampled_from(["g", "width", "train_size", "steps_to_success", "samples_to_success", "p_success"]),
+    st.tuples(st.sampled_from(["g", "width", "train_size", "steps_to_success", "median_samples_to_success",
+                               "p_success"]),
               st.sampled_from(["min", "max"])),
     min_size=1, max_size=3, unique_by=lambda o: o[0])
 
@@ -168,13 +174,14 @@ def test_median_cost_over_successful_seeds_only(make_store, tmp_path):
     store = Store(make_store(tmp_path, "s", ["width"], trials, metrics))
     row = frontier(store, "s", [("width", "min")], min_success_prob=0).to_pylist()[0]
     assert (row["n_seeds"], row["successes"], row["p_success"]) == (4, 2, 0.5)
-    assert (row["steps_to_success"], row["samples_to_success"]) == (25, 250)
-    assert row["flops_to_success"] == 6 * 7 * 250
+    assert (row["median_steps_to_success"], row["median_samples_to_success"]) == (25, 250)
+    assert row["median_flops_to_success"] == 6 * 7 * 250
+    assert not {"steps_to_success", "samples_to_success", "flops_to_success"} & set(row)  # a cell's cost is a median
     loose = frontier(store, "s", [("width", "min")], min_success_prob=0, success="test_error <= 0.5").to_pylist()[0]
-    assert (loose["successes"], loose["steps_to_success"]) == (4, 10)  # c at 100; d's 0.5 at step 5
-    assert loose["steps_to_success"] == statistics.median([10, 10, 100, 5])
+    assert (loose["successes"], loose["median_steps_to_success"]) == (4, 10)  # c at 100; d's 0.5 at step 5
+    assert loose["median_steps_to_success"] == statistics.median([10, 10, 100, 5])
     strict = frontier(store, "s", [("width", "min")], min_success_prob=0, success="test_error<0.01").to_pylist()[0]
-    assert (strict["successes"], strict["steps_to_success"]) == (1, 40)
+    assert (strict["successes"], strict["median_steps_to_success"]) == (1, 40)
 
 
 def test_nan_metric_never_meets_a_criterion(make_store, tmp_path):
@@ -218,16 +225,19 @@ def test_by_groups_and_single_point_groups(make_store, tmp_path):
 
 
 def test_parse_objectives():
-    assert parse_objectives("train_size,flops_to_success") == [("train_size", "min"), ("flops_to_success", "min")]
+    # a cost is named as the cells name its statistic, whichever way it is spelled
+    assert parse_objectives("train_size,flops_to_success") == [("train_size", "min"),
+                                                               ("median_flops_to_success", "min")]
+    assert parse_objectives("median_flops_to_success") == [("median_flops_to_success", "min")]
     assert parse_objectives(" train_size : min , p_success:MAX") == [("train_size", "min"), ("p_success", "max")]
-    for bad in ["", "a,,b", "a:up", "a:min:max", "1x", "a,a:max"]:
+    for bad in ["", "a,,b", "a:up", "a:min:max", "1x", "a,a:max", "steps_to_success,median_steps_to_success"]:
         with pytest.raises(UsageError):
             parse_objectives(bad)
 
 
 def test_usage_errors_name_the_allowed_values(make_store, tmp_path):
     store = simple_store(make_store, tmp_path, {(8, 10): [5]})
-    with pytest.raises(UsageError, match=r"unknown objective 'depth'; allowed: width, train_size, steps_to_success"):
+    with pytest.raises(UsageError, match="unknown objective 'depth'; allowed: width, train_size, median_steps_to_success"):
         frontier(store, "s", [("depth", "min")])
     with pytest.raises(UsageError, match="direction one of min, max"):
         frontier(store, "s", [("width", "smallest")])

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paretolab.analysis.cells import cells
 from paretolab.analysis.luck import luck
 from paretolab.store import Store
 from paretolab.errors import UsageError
@@ -151,3 +152,16 @@ def test_axes_override_and_usage_errors(make_store, tmp_path):
         luck(store, "s", target=1.0)
     with pytest.raises(UsageError, match="unknown axis 'depth'"):
         luck(store, "s", axes=["depth"])
+
+
+def test_a_cell_statistic_says_whether_it_is_a_median_or_a_mean(make_store, tmp_path):
+    # one cell, three successes at 10, 30 and 110: the median cost is 30, the mean 50
+    store = write(make_store, tmp_path, {8: [("ok", 10, 100), ("ok", 30, 300), ("ok", 110, 1100)]})
+    (cell,) = cells(store, "s").to_pylist()
+    assert list(cell) == ["width", "n_seeds", "successes", "median_steps_to_success", "median_samples_to_success",
+                          "median_flops_to_success", "p_success", "p_lo", "p_hi"]
+    assert (cell["median_steps_to_success"], cell["median_samples_to_success"]) == (30, 300)
+    k1 = luck(store, "s").to_pylist()[0]
+    assert list(k1) == ["width", "n_seeds", "successes", "p_success", "k_seeds", "p_any_success", "expected_cost",
+                        "expected_total_cost", "seeds_for_target"]
+    assert (k1["k_seeds"], k1["expected_cost"]) == (1, pytest.approx(50))  # the expectation: a mean

@@ -51,7 +51,7 @@ def main(config, ctx):
         if stop:
             break
     Path(config["out"], ctx.trial_id + ".json").write_text(json.dumps(seen))
-    return {"final_acc": 1 - loss, "passes": step + 1}
+    return {"end_acc": 1 - loss, "passes": step + 1}
 
 
 def misbehaves(config, ctx):
@@ -115,7 +115,7 @@ def main_many(configs, ctxs):
                 live.discard(i)
         if not live:
             break
-    return [{"final_acc": 1 - loss[i], "passes": last[i] + 1} for i in range(len(configs))]
+    return [{"end_acc": 1 - loss[i], "passes": last[i] + 1} for i in range(len(configs))]
 '''
 
 
@@ -207,11 +207,13 @@ def test_success_stops_the_function_and_is_recorded(grid_run):
             first = next(s for s in range(13) if loss_at(0.5, t["seed"], s) <= 0.2)
             assert first == FIRST_SUCCESS
             assert (t["status"], t["success"], t["steps"], t["steps_to_success"]) == ("finished", True, first, first)
+            assert t["stopped_at_success"] is True and t["final_loss"] == loss_at(0.5, t["seed"], first)
             assert t["samples_to_success"] == first * t["batch"]
             assert t["flops_to_success"] == 6.0 * t["samples_to_success"]  # ctx.flops_per_sample x samples
         else:  # never: it ran to max_steps, where `report` said stop
             assert (t["status"], t["success"], t["steps"], t["steps_to_success"]) == ("finished", False, 12, None)
             assert t["samples_to_success"] is None and t["flops_to_success"] is None
+            assert t["stopped_at_success"] is False and t["final_loss"] == loss_at(t["lr"], t["seed"], 12)
         assert (t["n_params"], t["flops_per_sample"]) == (100, 6.0)
 
 
@@ -219,8 +221,9 @@ def test_the_returned_dict_and_the_last_row_are_the_final_metrics(grid_run):
     _, _, store, _ = grid_run
     for t in rows(store, "SELECT * FROM trials"):
         last = loss_at(t["lr"], t["seed"], t["steps"])
-        assert (t["loss"], t["acc"]) == (last, 1 - last)
-        assert (t["final_acc"], t["passes"]) == (1 - last, t["steps"] + 1)
+        assert (t["final_loss"], t["final_acc"]) == (last, 1 - last)
+        assert (t["final_end_acc"], t["final_passes"]) == (1 - last, t["steps"] + 1)
+        assert not {"loss", "acc", "end_acc", "passes"} & set(t)  # the curve's names stay the curve's
 
 
 def test_the_analysis_commands_read_a_function_sweep(grid_run, capsys):
@@ -230,10 +233,10 @@ def test_the_analysis_commands_read_a_function_sweep(grid_run, capsys):
     cells = json.loads(capsys.readouterr().out)
     assert {(c["lr"], c["batch"], c["tag"]): (c["n_seeds"], c["p_success"]) for c in cells} == {
         (0.05, 8, "small"): (2, 0), (0.05, 16, "large"): (2, 0), (0.5, 8, "small"): (2, 1), (0.5, 16, "large"): (2, 1)}
-    assert {c["steps_to_success"] for c in cells if c["lr"] == 0.5} == {FIRST_SUCCESS}
+    assert {c["median_steps_to_success"] for c in cells if c["lr"] == 0.5} == {FIRST_SUCCESS}
     assert main(["cells", *on, "--success", "loss<=0.5"]) == 0  # recomputed from the reported curves
     again = json.loads(capsys.readouterr().out)
-    assert {(c["lr"], c["batch"]): c["steps_to_success"] for c in again} == {
+    assert {(c["lr"], c["batch"]): c["median_steps_to_success"] for c in again} == {
         (0.05, 8): None, (0.05, 16): None, (0.5, 8): 3, (0.5, 16): 3}
     assert main(["luck", *on, "--cost", "samples_to_success"]) == 0
     luck = json.loads(capsys.readouterr().out)
@@ -354,7 +357,7 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
     first = paretolab.run(spec, store=store, workers=1)
     assert (first.ran, first.already_done) == (2, 0)
     before = ids(store)
-    assert {r["loss"] for r in rows(store, "SELECT loss FROM trials")} == {0.1, 0.2}
+    assert {r["final_loss"] for r in rows(store, "SELECT final_loss FROM trials")} == {0.1, 0.2}
     again = paretolab.run(spec, store=store)
     assert (again.ran, again.already_done) == (0, 2)
     assert main(["run", str(spec), "--store", str(store), "--dry-run"]) == 0
@@ -370,7 +373,8 @@ def test_ids_follow_the_code_its_helpers_and_version(ray_cluster, tmp_path, caps
         summary = paretolab.run(spec, store=store, workers=1)
         now = ids(store) - seen
         assert (summary.ran, summary.already_done, len(now)) == (2, 0, 2)  # every trial again, under new ids
-        assert {r["loss"] for r in rows(store, "SELECT loss FROM trials WHERE list_contains(?, trial_id)", [list(now)])} \
+        assert {r["final_loss"] for r in rows(store, "SELECT final_loss FROM trials WHERE list_contains(?, trial_id)",
+                                              [list(now)])} \
             == expected_loss  # and the new code ran
         seen |= now
     assert paretolab.run(spec, store=store).ran == 0  # version 2, unchanged: nothing to run
@@ -517,7 +521,7 @@ def test_a_killed_driver_resumes_the_trial_from_its_checkpoint(ray_cluster, driv
     resumed = paretolab.run(spec, store=store)
     assert (resumed.ran, resumed.failed) == (1, 0)
     (t,) = rows(store, "SELECT * FROM trials")
-    assert (t["trial_id"], t["status"], t["steps"], t["resumed_from"]) == (trial_id, "finished", 12, 4)
+    assert (t["trial_id"], t["status"], t["steps"], t["final_resumed_from"]) == (trial_id, "finished", 12, 4)
     curve = rows(store, "SELECT attempt, step, samples, loss, wall_s FROM metrics ORDER BY step")
     assert {r["attempt"] for r in curve} == {t["attempt"]}
     assert [{k: r[k] for k in ("step", "samples", "loss")} for r in curve] == resumable_curve()
@@ -530,7 +534,8 @@ def test_a_killed_driver_resumes_the_trial_from_its_checkpoint(ray_cluster, driv
     kept = tmp_path / "kept.yaml"
     kept.write_text(spec.read_text() + "keep_checkpoints: true\n")
     assert paretolab.run(kept, store=tmp_path / "b").ran == 1
-    assert rows(tmp_path / "b", "SELECT trial_id, resumed_from FROM trials") == [{"trial_id": trial_id, "resumed_from": -1}]
+    assert rows(tmp_path / "b", "SELECT trial_id, final_resumed_from FROM trials") == \
+        [{"trial_id": trial_id, "final_resumed_from": -1}]
     assert rows(tmp_path / "b", "SELECT step, samples, loss FROM metrics ORDER BY step") == resumable_curve()
     assert read_checkpoint(tmp_path / "b" / "checkpoints" / trial_id / "checkpoint.pkl")["obj"] == {"step": 12, "total": 19.5}
 
@@ -557,7 +562,7 @@ def test_a_killed_worker_resumes_its_trial_within_the_run(ray_cluster, tmp_path)
     killer.join()
     assert killed and (summary.ran, summary.failed) == (1, 0)
     (t,) = rows(tmp_path / "r", "SELECT * FROM trials")
-    assert (t["status"], t["attempt"], t["steps"], t["resumed_from"]) == ("finished", 2, 12, 4)
+    assert (t["status"], t["attempt"], t["steps"], t["final_resumed_from"]) == ("finished", 2, 12, 4)
     assert rows(tmp_path / "r", "SELECT step, samples, loss FROM metrics WHERE attempt = 2 ORDER BY step") == resumable_curve()
     assert not (tmp_path / "ckpts" / t["trial_id"]).exists()
 
@@ -591,8 +596,8 @@ def test_an_optuna_search_prunes_a_function_on_what_it_reports(ray_cluster, tmp_
         answers = json.loads((tmp_path / "out" / f"{t['trial_id']}.json").read_text())["answers"]
         assert answers == [False] * t["steps"] + [True]
     assert summary.search.states == {"COMPLETE": 12 - len(pruned), "PRUNED": len(pruned)}
-    best = min(t["loss"] for t in trials if t["status"] == "finished")
-    assert summary.search.best[0]["loss"] == best
+    best = min(t["final_loss"] for t in trials if t["status"] == "finished")
+    assert summary.search.best[0]["median_loss"] == best  # one seed: its median is its final loss
 
 
 def test_a_frontier_search_and_tuning_over_a_function(ray_cluster, tmp_path):
@@ -642,7 +647,7 @@ def test_a_vectorized_function_packs_members_with_the_solo_curves(grid_run):
     assert all(len({m["batch"] for m in c}) == 1 for c in calls)  # members share what pack_by names
     assert ids(folder / "p") == ids(solo_store)  # packing is not part of a trial's identity
     columns = "trial_id, status, success, steps, samples, steps_to_success, samples_to_success, flops_to_success, " \
-              "n_params, loss, acc, final_acc, passes"
+              "n_params, stopped_at_success, final_loss, final_acc, final_end_acc, final_passes"
     assert rows(folder / "p", f"SELECT {columns} FROM trials ORDER BY trial_id") == \
         rows(solo_store, f"SELECT {columns} FROM trials ORDER BY trial_id")
     curve = "SELECT trial_id, step, samples, loss, acc FROM metrics ORDER BY trial_id, step"

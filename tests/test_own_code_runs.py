@@ -70,8 +70,9 @@ def test_ctrl_c_lets_a_function_save_a_checkpoint_and_the_rerun_goes_on_from_it(
 
     rerun = subprocess.run(args, capture_output=True, text=True, env=ray_dir.env(), timeout=180)
     assert rerun.returncode == 0, rerun.stderr
-    trial = st.query("SELECT trial_id, attempt, status, steps, last, curve_rows FROM trials").to_pylist()
-    assert trial == [{"trial_id": tid, "attempt": 2, "status": "finished", "steps": 30, "last": 30, "curve_rows": 30}]
+    trial = st.query("SELECT trial_id, attempt, status, steps, final_last, curve_rows FROM trials").to_pylist()
+    assert trial == [{"trial_id": tid, "attempt": 2, "status": "finished", "steps": 30, "final_last": 30,
+                      "curve_rows": 30}]
     curve = st.query("SELECT step, samples FROM metrics WHERE attempt = 2 ORDER BY step").to_pylist()
     assert curve == [{"step": s, "samples": 4 * s} for s in range(1, 31)]  # steps 1-6 carried, 7-30 trained
     assert not (store / "checkpoints" / tid).exists()  # dropped once the trial's row was written

@@ -58,6 +58,18 @@ def test_metrics_stream_and_success(ray_cluster, tmp_path, write_spec):
     curve = store.query("SELECT step, test_error FROM metrics ORDER BY step").to_pylist()
     assert [r["step"] for r in curve] == list(range(0, t["steps"] + 1, 50))
     assert curve[-1]["test_error"] <= 0.1 < curve[0]["test_error"]
+    # its final metrics say they are final, and that stop-on-success ended the trial (first success)
+    assert t["stopped_at_success"] is True and t["final_test_error"] == curve[-1]["test_error"]
+    finals = {k for k in t if k.startswith("final_")}
+    assert {"final_train_loss", "final_train_error", "final_test_loss", "final_test_error", "final_test_acc"} <= finals
+    assert not {k.removeprefix("final_") for k in finals} & set(t)
+    budget = write_spec(tmp_path, name="budget", widths="[64]", seeds=1, max_steps=100, every=50, target=-1.0)
+    paretolab.run(budget, store=tmp_path / "r")
+    ran = store.query("SELECT status, success, steps, stopped_at_success, final_test_error FROM trials",
+                      sweep="budget").to_pylist()[0]
+    assert (ran["status"], ran["success"], ran["steps"], ran["stopped_at_success"]) == ("finished", False, 100, False)
+    last = store.query("SELECT test_error FROM metrics WHERE step = 100", sweep="budget").to_pylist()
+    assert [ran["final_test_error"]] == [r["test_error"] for r in last]  # its values at max_steps
 
 
 def test_raising_trial_is_recorded_failed_and_not_rerun(ray_cluster, tmp_path, write_spec):

@@ -7,10 +7,17 @@ The core tests are the store's conformance test, the checks of the shipped suite
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from paretolab.store import Store
+from paretolab.orchestrator.strategy import Outcome, cell_score
+from paretolab.store import Store, StoreWriter
+from paretolab.store.writer import SCHEMA_STEM
+from paretolab.vocabulary.success import Success
+from paretolab.vocabulary.trial import Code, TrialConfig
 from paretolab.errors import StoreError
 from paretolab.testing import check_store
 from paretolab.testing import stores as conformance
@@ -106,3 +113,64 @@ def test_the_readers_an_adaptive_search_asks(make_store, tmp_path):
     assert st.step_quantiles(["a", "c"], "test_error", 0.25, steps=[0, 200]) == [(0, 0.5625), (200, 0.1875)]
     assert st.step_quantiles(["a"], "test_error", 0.5, steps=[]) == []
     assert st.step_span(["a", "b"]) == (100, 200) and st.step_span(["x"]) is None
+
+
+def old_shape(store: Store) -> None:
+    """Files as a store holds them from before final metrics were `final_<metric>` columns, written
+    with pyarrow alone: trials rows with the curve's names (`test_error`) and no `stopped_at_success`;
+    a parameter `loss` (sparse parity's) that another sweep's curves have as a metric; trial `c` of
+    that sweep has a curve and no result yet."""
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = {"attempt": 1, "status": "finished", "task": "sparse_parity", "loss": "hinge", "seed": 0, "node": "n0",
+            "finished_at": when, "error": None}
+    trials = [{**base, "trial_id": "a", "width": 16, "steps": 200, "success": True, "steps_to_success": 200,
+               "train_loss": 0.25, "train_error": 0.0, "test_error": 0.0625},
+              {**base, "trial_id": "b", "width": 32, "steps": 300, "success": False, "steps_to_success": None,
+               "train_loss": 0.5, "train_error": 0.125, "test_error": 0.5}]
+    metrics = [{"trial_id": t, "attempt": 1, "step": 0, "samples": 0, "wall_s": 0.0, "train_loss": None,
+                "train_error": None, "test_error": 1.0, "loss": None} for t in ("a", "b")]
+    metrics += [{"trial_id": "c", "attempt": 1, "step": 0, "samples": 0, "wall_s": 0.0, "train_loss": None,
+                 "train_error": None, "test_error": 0.5, "loss": 0.75}]
+    sweeps = [{"sweep": "old", "spec": "", "path": "", "submitted_at": when, "trial_ids": ["a", "b"], "axes": ["width"],
+               "parameters": ["task", "width", "loss", "seed"], "success_metric": "test_error", "success_op": "<=",
+               "success_value": 0.1},
+              {"sweep": "own", "spec": "", "path": "", "submitted_at": when, "trial_ids": ["c"], "axes": [],
+               "parameters": ["trainable", "seed"], "success_metric": "loss", "success_op": "<=", "success_value": 0.1}]
+    for table, rows in (("trials", trials), ("metrics", metrics), ("sweeps", sweeps)):
+        data = pa.Table.from_pylist(rows)
+        store.loc.put((table, f"0000000000000000000{len(rows)}-old.parquet"), lambda out: pq.write_table(data, out))
+
+
+def test_a_store_written_before_final_metrics_were_named_reads_with_todays_names(store):
+    old_shape(store)
+    finals = "trial_id, final_train_loss, final_train_error, final_test_error, stopped_at_success, loss"
+    got = store.query(f"SELECT {finals} FROM trials ORDER BY trial_id").to_pylist()
+    assert got == [{"trial_id": "a", "final_train_loss": 0.25, "final_train_error": 0.0, "final_test_error": 0.0625,
+                    "stopped_at_success": None, "loss": "hinge"},  # not recorded then; a parameter keeps its name
+                   {"trial_id": "b", "final_train_loss": 0.5, "final_train_error": 0.125, "final_test_error": 0.5,
+                    "stopped_at_success": None, "loss": "hinge"}]
+    assert not {"test_error", "train_loss", "train_error"} & set(store.trials().column_names)
+    # a run appends rows of today's shape: both kinds read as one table, under one set of names
+    writer = StoreWriter(store)
+    writer.append("trials", [{"trial_id": "d", "attempt": 1, "status": "finished", "task": "sparse_parity",
+                              "width": 64, "loss": "hinge", "seed": 0, "success": True, "stopped_at_success": True,
+                              "final_train_loss": 0.125, "final_test_error": 0.0}])
+    writer.flush()
+    (lead,) = [f for f in store.files("trials") if f.name.startswith(SCHEMA_STEM)]  # for plain readers: every column
+    assert "test_error" in pq.read_schema(store.loc.fs.open_input_file(lead.as_posix())).names  # which the views drop
+    before = store.query("SELECT * FROM trials ORDER BY trial_id")
+    assert not {"test_error", "train_loss", "train_error"} & set(before.column_names)
+    assert before.select(["trial_id", "final_test_error", "stopped_at_success"]).to_pylist() == [
+        {"trial_id": "a", "final_test_error": 0.0625, "stopped_at_success": None},
+        {"trial_id": "b", "final_test_error": 0.5, "stopped_at_success": None},
+        {"trial_id": "d", "final_test_error": 0.0, "stopped_at_success": True}]
+    # what a search reads of a stored trial: the objective `test_error` is its final value
+    outcomes = [Outcome.of_row(r) for r in store.results(["a", "b", "d"])]
+    config = TrialConfig("a", None, None, None, None, None, 0, None, None, Success(), Code("function", "train.py:main"))
+    assert cell_score("test_error", config, outcomes) == 0.0625  # the median of 0.0625, 0.5 and 0.0
+    # compaction rewrites the old rows in today's shape, and every answer stays
+    assert store.compact("trials") == 3
+    (merged,) = store.files("trials")
+    names = pq.read_schema(store.loc.fs.open_input_file(merged.as_posix())).names
+    assert "stopped_at_success" in names and not {"test_error", "train_loss", "train_error"} & set(names)
+    assert store.query("SELECT * FROM trials ORDER BY trial_id") == before

@@ -7,6 +7,7 @@ what must hold exactly (determinism, bookkeeping of steps, samples and FLOPs) is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import warnings
 
@@ -22,7 +23,7 @@ from paretolab.vocabulary.success import Success
 from paretolab.workers import train as train_module
 from paretolab.models.registry import MLP, MLPArgs
 from paretolab.workers.schedule import lr_factor
-from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN, trial_row
 from paretolab.workers.train import train
 from paretolab.vocabulary.trial import EvalArgs, MetricRow, TrainArgs, TrialConfig, TrialResult
 
@@ -143,6 +144,7 @@ def test_online_parity_is_learned_and_stops_at_first_success():
     assert result.flops_to_success == FLOPS_PER_PARAM_PER_TOKEN * n_params * result.samples_to_success
     assert result.flops_to_success == 6 * n_params * result.steps * 32
     assert result.final == rows[-1].values
+    assert result.stopped_at_success  # so its final metrics are those of its first success
 
 
 def test_without_stop_on_success_runs_to_max_steps_and_keeps_first_success():
@@ -153,6 +155,20 @@ def test_without_stop_on_success_runs_to_max_steps_and_keeps_first_success():
     assert curve(rows[: len(stopped_rows)]) == curve(stopped_rows)  # stopping does not change the curve
     assert result.samples_to_success == stopped.samples_to_success
     assert result.flops_to_success == stopped.flops_to_success
+    assert stopped.stopped_at_success and not result.stopped_at_success  # this one's are at max_steps
+
+
+def test_the_trials_row_names_final_metrics_and_whether_success_stopped_the_trial():
+    trial = config(seed=0, max_steps=300, every=25)
+    for stop in (True, False):
+        rows, result = run(dataclasses.replace(trial, success=dataclasses.replace(trial.success, stop_on_success=stop)))
+        row = trial_row(trial, result, "n0", len(rows))
+        assert set(result.final) == {"train_loss", "train_error", "test_loss", "test_error", "test_acc"}
+        finals = {k: row[k] for k in row if k.startswith("final_")}
+        assert finals == {f"final_{m}": v for m, v in rows[-1].values.items()}
+        assert not set(result.final) & set(row)  # the curve's names are the metrics table's alone
+        assert row["stopped_at_success"] is stop and row["success"]
+        assert (row["steps"] < 300) is stop and row["final_test_error"] == rows[-1].values["test_error"]
 
 
 def test_unreachable_target_is_not_success():
@@ -160,7 +176,7 @@ def test_unreachable_target_is_not_success():
     assert result.status == "finished" and not result.success
     assert result.steps_to_success is None and result.samples_to_success is None
     assert result.flops_to_success is None
-    assert result.steps == 50
+    assert result.steps == 50 and not result.stopped_at_success
 
 
 # --------------------------------------------------------------- offline, noise, sparse init
@@ -280,7 +296,7 @@ def test_exploding_lr_with_square_loss_diverges():
     assert not result.success and result.steps_to_success is None
     assert result.steps < 200
     assert not math.isfinite(rows[-1].values["train_loss"])
-    assert result.final == rows[-1].values
+    assert result.final == rows[-1].values and not result.stopped_at_success
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

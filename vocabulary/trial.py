@@ -190,7 +190,12 @@ Status = Literal["finished", "diverged", "failed", "pruned"]
 
 @dataclass(frozen=True)
 class TrialResult:
-    """How an attempt ended. `*_to_success` are None when the success criterion never held."""
+    """How an attempt ended. `*_to_success` are None when the success criterion never held.
+
+    `final`: the metrics of its last evaluation (stored as `final_<metric>` columns). `stopped_at_success`:
+    the attempt ended because its success criterion held under `stop_on_success` (`workers.outcome`),
+    so `final` holds the first values past the threshold, not those of a run to `max_steps`.
+    """
 
     trial_id: str
     attempt: int
@@ -199,6 +204,7 @@ class TrialResult:
     samples: int
     wall_s: float
     success: bool
+    stopped_at_success: bool = False
     steps_to_success: int | None = None
     samples_to_success: int | None = None
     flops_to_success: float | None = None

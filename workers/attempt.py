@@ -83,7 +83,8 @@ class Attempt:
         return TrialResult(
             trial_id=self.trial.trial_id, attempt=self.attempt, status=status, steps=step, samples=step * B,
             wall_s=time.perf_counter() - self.start, success=first_success is not None,
-            n_params=self.n_params, flops_per_sample=per_sample, final=metrics, **to_success,
+            stopped_at_success=self.outcome.stopped_at_success, n_params=self.n_params,
+            flops_per_sample=per_sample, final=metrics, **to_success,
         )
 
 

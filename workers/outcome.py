@@ -4,6 +4,8 @@ The built-in loop (solo and packed) and the researcher's own code (a function's 
 command's metric lines) hand each evaluation to an `Outcome`, which says whether the attempt ends
 there: `diverged` on a NaN or infinite metric, `finished` at `max_steps` or once the success
 criterion holds under `stop_on_success`, `pruned` when a search's pruner finds it hopeless.
+An attempt that ends because its criterion held under `stop_on_success` is `stopped_at_success`:
+its last evaluation, whose metrics its result calls final, is its first success.
 """
 
 from __future__ import annotations
@@ -41,3 +43,9 @@ class Outcome:
             elif self.first_success is None and self.prune is not None and self.prune.hopeless(step, metrics):
                 self.status = "pruned"
         return self.status
+
+    @property
+    def stopped_at_success(self) -> bool:
+        """Whether the attempt ended at its first success because `stop_on_success` is on (also when
+        that evaluation is the one at `max_steps`: its metrics are still the first past the threshold)."""
+        return self.status == "finished" and self.first_success is not None and self.success.stop_on_success

@@ -26,6 +26,7 @@ from pathlib import Path
 from paretolab.workers.checkpoints import load_checkpoint, save_checkpoint
 from paretolab.workers.importing import exception_line, function_of
 from paretolab.workers.outcome import Outcome
+from paretolab.vocabulary.schema import final_column
 from paretolab.vocabulary.trial import Assignment, MetricRow, TrialResult
 
 WORK_FOLDER = "paretolab-work"
@@ -119,12 +120,16 @@ class Context:
 
     def _metric(self, name: str, value) -> float | None:
         """`value` as a metric named `name`, which no column of the result (nor, as column names in
-        DuckDB ignore case, a name of another case) has taken."""
+        DuckDB ignore case, a name of another case) has taken, and whose final value's column
+        (`final_<name>`) is not a parameter's."""
         folded = name.lower()
         if folded in ROW_COLUMNS or folded in self._names or folded in _RESERVED:
             raise ValueError(f"ctx.report: a metric cannot be named {name!r}: "
                              f"{'a parameter of the trial' if folded in self._names else 'a result column'} "
                              "has that name (column names ignore case); rename the metric")
+        if final_column(folded) in self._names:
+            raise ValueError(f"ctx.report: a metric cannot be named {name!r}: a parameter of the trial is named "
+                             f"{final_column(name)!r}, the column of the metric's final value; rename one of them")
         if self._spelled.get(folded, name) != name:
             raise ValueError(f"ctx.report: metric {name!r} was reported as {self._spelled[folded]!r} before; "
                              "column names ignore case: spell it one way")
@@ -331,6 +336,8 @@ def ended_result(a: Assignment, ctx: Context, wall: float, final: dict) -> Trial
     result = TrialResult(
         trial_id=a.trial.trial_id, attempt=a.attempt, status=status, steps=last.step if last else 0,
         samples=last.samples if last else None, wall_s=wall, success=out.first_success is not None,
+        # (a function that goes on reporting after it was told to stop has later final metrics)
+        stopped_at_success=out.stopped_at_success and last is not None and last.step == out.first_success,
         n_params=None if ctx.n_params is None else int(ctx.n_params),
         flops_per_sample=None if per_sample is None else float(per_sample), final=metrics, **to_success)
     _tidy(a, ended=True)
