@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("paretolab", "orchestrator", "workers", "models", "tasks", "store", "analysis", "clusters", "vocabulary", "testing")
+LAYERS = ("paretolab", "orchestrator", "workers", "models", "tasks", "store", "analysis", "clusters", "vocabulary", "testing",
+          "serve")
 # what each layer may import of paretolab, itself included
 ALLOWED = {
     "vocabulary": {"vocabulary"},
@@ -27,6 +28,7 @@ ALLOWED = {
     "orchestrator": {"orchestrator", "workers", "models", "tasks", "store", "clusters", "vocabulary"},
     "paretolab": set(LAYERS),
     "testing": set(LAYERS),  # the conformance suites exercise every layer
+    "serve": {"serve", "analysis", "store", "vocabulary"},  # the web view reads as the analysis does
 }
 # third-party packages a layer must never import, even lazily
 FORBIDDEN = {
@@ -36,6 +38,7 @@ FORBIDDEN = {
     "tasks": {"ray", "duckdb", "optuna", "matplotlib"},
     "models": {"ray", "duckdb", "optuna", "matplotlib"},
     "testing": {"pytest"},  # a plug-in's tests call the suites from any runner
+    "serve": {"torch", "ray", "optuna"},
 }
 
 

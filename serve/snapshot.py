@@ -1,0 +1,74 @@
+"""The store's change signature, and a cache of what the pages show, keyed by it.
+
+The store's files are immutable and appear whole (a new name, or a merged file that replaces
+others): the names and sizes of the live listing of its three tables change exactly when a query
+could answer differently. Listing is one directory read per table on a disk and one LIST request
+per table on an object store, so the signature is cheap to poll; it is computed at most once per
+`SIGNATURE_TTL_S` however many pages poll it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from paretolab.store import Store
+from paretolab.vocabulary.schema import TABLES
+
+T = TypeVar("T")
+SIGNATURE_TTL_S = 1.0  # several pages polling every 2 s list the store at most once a second
+CACHE_ENTRIES = 256  # results kept (figures, tables) across signatures; the oldest used go first
+
+
+class Snapshots:
+    """The signature of `store` and a cache of results per (signature, key). Thread-safe: handlers
+    run on a thread pool, and two requests for the same key compute it once (the second waits)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._signed: tuple[float, str] | None = None
+        self._results: OrderedDict[tuple, object] = OrderedDict()
+        self._pending: dict[tuple, threading.Lock] = {}
+
+    def signature(self) -> str:
+        """A short hash of the names and sizes of the store's live files (`""` before it exists)."""
+        with self._lock:
+            if self._signed and time.monotonic() - self._signed[0] < SIGNATURE_TTL_S:
+                return self._signed[1]
+        digest = hashlib.blake2b(digest_size=8)
+        if self.store.exists():
+            for table in TABLES:
+                for entry in self.store.loc.list(table):
+                    digest.update(f"{table}/{entry.name}:{entry.size}\n".encode())
+        signature = digest.hexdigest()
+        with self._lock:
+            self._signed = (time.monotonic(), signature)
+        return signature
+
+    def cached(self, key: Hashable, make: Callable[[], T]) -> T:
+        """`make()` computed once per signature of the store for `key`."""
+        full = (self.signature(), key)
+        with self._lock:
+            if full in self._results:
+                self._results.move_to_end(full)
+                return self._results[full]
+            gate = self._pending.setdefault(full, threading.Lock())
+        with gate:
+            with self._lock:
+                if full in self._results:
+                    return self._results[full]
+            try:
+                value = make()
+            finally:
+                with self._lock:
+                    self._pending.pop(full, None)
+            with self._lock:
+                self._results[full] = value
+                while len(self._results) > CACHE_ENTRIES:
+                    self._results.popitem(last=False)
+            return value

@@ -1,0 +1,251 @@
+"""`paretolab serve`: every JSON and SVG route against stores of known content (Starlette's test
+client over the real application, real Parquet files, real DuckDB), the token and the host check."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+
+from support import make_store
+
+pytest.importorskip("httpx", reason="Starlette's test client needs httpx (the test extra installs it)")
+with warnings.catch_warnings():  # Starlette >= 1.10 asks for httpx2, still in its first releases; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from paretolab.serve import data  # noqa: E402
+from paretolab.serve.app import create_app  # noqa: E402
+from paretolab.store import Store, StoreWriter  # noqa: E402
+
+BASE = "http://127.0.0.1"
+# width x train_size x seed: a trial succeeds (test_error <= 0.1) when its error after step 100 is
+# 0.05; the seeds that do: width 64 all three, width 16 with train_size 100 seeds 0 and 1 only.
+SUCCEEDS = {(64, None): 3, (64, 100): 3, (16, 100): 2, (16, None): 0}
+
+
+def grid_trials():
+    trials, metrics = [], []
+    for (width, size), wins in SUCCEEDS.items():
+        for seed in range(3):
+            tid = f"w{width}-m{size}-s{seed}"
+            ok = seed < wins
+            trials.append({"trial_id": tid, "width": width, "train_size": size, "seed": seed, "success": ok, "wall_s": 1.0,
+                           "steps_to_success": 200 if ok else None})
+            for step, err in ((0, 0.5), (100, 0.4 if ok else 0.45), (200, 0.05 if ok else 0.3)):
+                metrics.append({"trial_id": tid, "step": step, "samples": step * 32, "test_error": err,
+                                "test_loss": 2 * err, "train_error": err})
+    trials.append({"trial_id": "broken", "width": 16, "train_size": 100, "seed": 3, "status": "failed",
+                   "success": False, "wall_s": 0.1, "error": "RuntimeError: boom"})
+    return trials, metrics
+
+
+@pytest.fixture
+def store(tmp_path):
+    trials, metrics = grid_trials()
+    root = make_store(tmp_path / "r", "grid", ["width", "train_size"], trials, metrics)
+    # a second sweep: two widths of one other trial each, compared with `grid` on one page
+    make_store(root, "other", ["width"],
+               [{"trial_id": f"o{w}", "width": w, "seed": 0, "success": w == 64, "wall_s": 1.0} for w in (16, 64)],
+               [{"trial_id": f"o{w}", "step": s, "samples": s * 32, "test_error": e}
+                for w in (16, 64) for s, e in ((0, 0.5), (100, 0.05 if w == 64 else 0.4))])
+    return Store(root)
+
+
+@pytest.fixture
+def client(store):
+    with TestClient(create_app(store), base_url=BASE) as c:
+        yield c
+
+
+def get(client, path: str, code: int = 200):
+    r = client.get(path)
+    assert r.status_code == code, (path, r.status_code, r.text[:500])
+    return r.json() if r.headers["content-type"].startswith("application/json") else r.text
+
+
+def test_sweeps_page_counts(client):
+    sweeps = {s["sweep"]: s for s in get(client, "/api/sweeps")["sweeps"]}
+    assert set(sweeps) == {"grid", "other"}
+    g = sweeps["grid"]
+    assert (g["total"], g["ended"], g["succeeded"], g["failed"], g["diverged"], g["running"]) == (13, 13, 8, 1, 0, 0)
+    assert g["progress"] == 1.0
+    assert "Sweeps" in get(client, "/") and "/static/app.js" in get(client, "/")
+    assert "function poll" in get(client, "/static/app.js")
+
+
+def test_meta_offers_the_sweeps_own_axes_and_values(client):
+    m = get(client, "/api/meta?s=grid")
+    assert m["axes"] == ["width", "train_size"] and set(m["parameters"]) >= {"width", "train_size", "seed"}
+    assert m["values"]["width"] == ["16", "64"] and m["values"]["train_size"] == ["100", None]
+    assert m["success"] == "test_error <= 0.1" and m["defaults"]["x"] == "train_size"
+    assert "test_error" in m["metrics"] and m["numeric_axes"] == ["train_size", "width"]
+
+
+def test_cells_sorted_and_filtered_on_the_server(client):
+    t = get(client, "/api/cells?s=grid&sort=p_success&desc=1")
+    rows = [dict(zip(t["columns"], r)) for r in t["rows"]]
+    assert t["total"] == 4 and [r["p_success"] for r in rows] == sorted((r["p_success"] for r in rows), reverse=True)
+    assert {(r["width"], r["train_size"]): r["successes"] for r in rows} == SUCCEEDS
+    assert all(r["n_seeds"] == 3 for r in rows)  # the failed trial is left out, as the analysis does
+    one = get(client, "/api/cells?s=grid&f.width=16")
+    assert one["total"] == 2 and {r[t["columns"].index("width")] for r in one["rows"]} == {16}
+    online = get(client, "/api/cells?s=grid&f.train_size=__null__&sort=width")
+    assert [r[:2] for r in online["rows"]] == [[16, None], [64, None]]
+    paged = get(client, "/api/cells?s=grid&sort=width&limit=1&offset=3")
+    assert paged["total"] == 4 and len(paged["rows"]) == 1 and paged["rows"][0][0] == 64
+    assert "unknown axis 'depth'" in get(client, "/api/cells?s=grid&f.depth=1", 400)["error"]
+    assert "cannot sort the cells by 'nope'" in get(client, "/api/cells?s=grid&sort=nope", 400)["error"]
+    assert "whole number" in get(client, "/api/cells?s=grid&limit=x", 400)["error"]
+
+
+def test_comparison_puts_the_sweep_first(client):
+    t = get(client, "/api/cells?s=grid&s=other")
+    assert t["columns"][0] == "sweep" and {r[0] for r in t["rows"]} == {"grid", "other"}
+    assert [s["sweep"] for s in get(client, "/api/status?s=grid&s=other")["sweeps"]] == ["grid", "other"]
+    assert "<svg" in get(client, "/fig/phase.svg?s=grid&s=other")
+
+
+def test_curve_bands_are_medians_over_seeds(store):
+    bands = data.curve_bands(store, "grid", by="width")
+    rows = {(r[0], r[1]): r[2:] for r in bands["rows"]}
+    assert bands["keys"] == ["width"] and bands["metric"] == "test_error"
+    median, q1, q3, reporting, trials = rows[(64, 200)]
+    assert (median, reporting, trials) == (0.05, 6, 6)
+    median, *_ = rows[(16, 200)]  # 2 of 6 trials of width 16 succeed: the median is a failure's 0.3
+    assert median == pytest.approx(0.3)
+    samples = data.curve_bands(store, "grid", x="samples")
+    assert samples["rows"] and all(r[0] > 0 for r in samples["rows"])  # log bins over samples > 0
+    flops = data.curve_bands(store, "grid", x="flops")
+    assert max(r[0] for r in flops["rows"]) == pytest.approx(6 * 100 * 200 * 32, rel=0.05)
+
+
+def test_transitions_failures_spec_and_trial(client):
+    t = get(client, "/api/transitions?s=grid&by=width")
+    rows = {r[0]: dict(zip(t["columns"], r)) for r in t["rows"]}
+    assert rows[64]["curves"] == 6 and rows[64]["median_onset_step"] == 200
+    f = get(client, "/api/failures?s=grid")
+    assert f["total"] == 1 and f["rows"] == [["RuntimeError: boom", 1, ["broken"]]]
+    assert get(client, "/api/spec?s=grid")["specs"] == [{"sweep": "grid", "spec": ""}]
+    trial = get(client, "/api/trial?id=broken")
+    assert trial["status"] == "failed" and trial["error"] == "RuntimeError: boom" and trial["sweeps"] == ["grid"]
+    assert get(client, "/api/trial?id=w64-m100-s0")["curve_rows"] == 3
+    assert "unknown trial 'nope'" in get(client, "/api/trial?id=nope", 404)["error"]
+    assert "trial w64-m100-s0" in get(client, "/trial?id=w64-m100-s0")
+
+
+@pytest.mark.parametrize("path", ["/fig/phase.svg?s=grid", "/fig/phase.svg?s=grid&x=width&y=train_size",
+                                  "/fig/frontier.svg?s=grid", "/fig/frontier.svg?s=grid&by=width",
+                                  "/fig/curves.svg?s=grid&by=width", "/fig/curves.svg?s=grid&x=flops",
+                                  "/fig/luck.svg?s=grid&by=width", "/fig/trial.svg?id=w16-m100-s0"])
+def test_figures_are_svg(client, path):
+    svg = get(client, path)
+    assert svg.startswith("<?xml") and "<svg" in svg and len(svg) > 3000
+
+
+def test_phase_diagram_shows_successes_over_seeds(client):
+    svg = get(client, "/fig/phase.svg?s=grid&x=train_size&y=width")
+    assert "2/3" in svg and "0/3" in svg and "3/3" in svg  # each cell's successes / seeds, as text
+
+
+def test_bad_input_names_the_problem(client):
+    assert "unknown sweep 'nope'" in get(client, "/api/meta?s=nope", 404)["error"]
+    assert "unknown sweep &#x27;nope&#x27;" in get(client, "/sweep?s=nope", 404)  # escaped in the page
+    assert "name the sweep" in get(client, "/api/cells", 400)["error"]
+    assert "unknown axis 'depth'" in get(client, "/fig/phase.svg?s=grid&x=depth", 400)
+    assert "unknown metric 'nope'" in get(client, "/fig/curves.svg?s=grid&metric=nope", 400)
+    assert "aligned on step" in get(client, "/fig/curves.svg?s=grid&x=epochs", 400)
+
+
+def test_updates_follow_new_files(store, client):
+    before = get(client, "/api/signature")["signature"]
+    assert get(client, "/api/signature")["signature"] == before
+    cells = get(client, "/api/cells?s=other")
+    writer = StoreWriter(store)
+    writer.append("trials", [{"trial_id": "o32", "attempt": 1, "status": "finished", "width": 32, "seed": 0, "success": True, "wall_s": 1.0,
+                              "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
+    writer.append("metrics", [{"trial_id": "o32", "attempt": 1, "step": 0, "test_error": 0.01}])
+    writer.append("sweeps", [{"sweep": "other", "spec": "", "path": "", "submitted_at": datetime(2026, 1, 2, tzinfo=timezone.utc),
+                              "trial_ids": ["o16", "o64", "o32"], "axes": ["width"], "parameters": ["seed", "width"],
+                              "success_metric": "test_error", "success_op": "<=", "success_value": 0.1}])
+    writer.flush()
+    from paretolab.serve import snapshot
+
+    snapshot.SIGNATURE_TTL_S, ttl = 0.0, snapshot.SIGNATURE_TTL_S  # the next poll lists the store again
+    try:
+        assert get(client, "/api/signature")["signature"] != before
+        after = get(client, "/api/cells?s=other")
+    finally:
+        snapshot.SIGNATURE_TTL_S = ttl
+    assert cells["total"] == 2 and after["total"] == 3
+
+
+def test_a_sweep_with_nothing_to_show_answers_every_route(tmp_path):
+    """No trial yet; then trials that never succeed, one diverged with NaN: every route answers 200."""
+    empty = Store(make_store(tmp_path / "empty", "fresh", ["lr"], [], []))
+    nan = Store(make_store(tmp_path / "nan", "bad", ["lr"],
+                           [{"trial_id": f"b{i}", "lr": lr, "success": False, "wall_s": 1.0, "status": "diverged" if i == 0 else "finished"}
+                            for i, lr in enumerate((0.1, 1.0))],
+                           [{"trial_id": f"b{i}", "step": s, "samples": s, "test_error": math.nan if i == 0 and s else 0.5}
+                            for i in range(2) for s in (0, 10)]))
+    routes = ["/api/sweeps", "/api/meta?s={s}", "/api/status?s={s}", "/api/cells?s={s}", "/api/transitions?s={s}&by=lr",
+              "/api/failures?s={s}", "/api/spec?s={s}", "/fig/phase.svg?s={s}", "/fig/frontier.svg?s={s}",
+              "/fig/curves.svg?s={s}&by=lr", "/fig/curves.svg?s={s}&x=flops", "/fig/luck.svg?s={s}", "/sweep?s={s}", "/"]
+    for st, name in ((empty, "fresh"), (nan, "bad")):
+        with TestClient(create_app(st), base_url=BASE) as c:
+            for route in routes:
+                get(c, route.format(s=name))
+    with TestClient(create_app(nan), base_url=BASE) as c:
+        assert get(c, "/api/sweeps")["sweeps"][0]["diverged"] == 1
+
+
+def test_no_store_yet(tmp_path):
+    with TestClient(create_app(Store(tmp_path / "none")), base_url=BASE) as c:
+        assert "no result store" in get(c, "/api/sweeps", 404)["error"]
+        assert get(c, "/api/signature")["signature"]
+
+
+def test_token_is_required_on_every_request(store):
+    app = create_app(store, token="s3cret", hosts=None)
+    with TestClient(app, base_url="http://192.0.2.1:8765") as c:
+        for path in ("/", "/api/sweeps", "/fig/phase.svg?s=grid", "/static/app.js", "/api/signature"):
+            r = c.get(path)
+            assert r.status_code == 401 and "token" in r.text, path
+        assert c.get("/api/sweeps?token=wrong").status_code == 401
+        assert c.get("/api/sweeps", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        r = c.get("/sweep?s=grid&token=s3cret", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/sweep?s=grid" and "token" not in r.headers["location"]
+        assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+        assert c.get("/api/sweeps").status_code == 200  # the cookie now carries it
+
+
+def test_loopback_refuses_other_host_names(store):
+    with TestClient(create_app(store), base_url="http://evil.example:8765") as c:
+        assert c.get("/api/sweeps").status_code == 400
+    with TestClient(create_app(store), base_url="http://localhost:8765") as c:
+        assert c.get("/api/sweeps").status_code == 200
+
+
+def test_bind_loopback_port_in_use_and_token():
+    from paretolab.serve import server
+    from paretolab.vocabulary.errors import UsageError
+
+    first = server.bind("127.0.0.1", 0)
+    try:
+        port = first.sock.getsockname()[1]
+        assert first.token is None and first.url == f"http://127.0.0.1:{port}/"
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}: .*pass another --port"):
+            server.bind("127.0.0.1", port)
+    finally:
+        first.sock.close()
+    with pytest.raises(UsageError, match="--port takes 0 to 65535"):
+        server.bind("127.0.0.1", 70000)
+    wide = server.bind("0.0.0.0", 0)
+    try:
+        assert wide.token and len(wide.token) >= 32 and wide.url.endswith(f"/?token={wide.token}")
+        assert not wide.loopback
+    finally:
+        wide.sock.close()
+    assert server.is_loopback("localhost") and server.is_loopback("::1") and not server.is_loopback("0.0.0.0")
