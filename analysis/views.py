@@ -2,7 +2,8 @@
 
 They are computed for the sweep named, with its own axes and success criterion, and only when the
 SQL mentions them (each scans the curves). `frontier` is over the sweep's default objectives
-(`frontier.default_objectives`: its first numeric axis, train_size when it has one, and its cost).
+(`frontier.default_objectives`: its first numeric axis, train_size when it has one, and its cost's
+cell median, `median_flops_to_success` when the trials record their size).
 """
 
 from __future__ import annotations
