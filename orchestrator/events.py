@@ -47,7 +47,13 @@ class Observer:
 
 
 class Interrupted(Exception):
-    """The run was stopped by Ctrl-C after flushing what had arrived."""
+    """The run was stopped by Ctrl-C (in a notebook, the kernel's interrupt) after flushing what had
+    arrived. Its message says how to resume from Python; `paretolab run` prints the command instead."""
+
+    def __init__(self, message: str = ("interrupted: every result that arrived is in the store; run the same "
+                                       "paretolab.run(...) call again to resume (only the trials the store "
+                                       "lacks run)")):
+        super().__init__(message)
 
 
 # What a run did, as `RunSummary.mode` says it.

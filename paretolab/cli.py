@@ -79,11 +79,39 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--store", help=store_help)
     d.add_argument("--check", action="store_true", help="only report (exit 1 if there are problems); move nothing")
 
+    sv = sub.add_parser("serve", help="a live, read-only web view of the store: sweeps, phase diagrams, frontiers, "
+                                      "curves, cells, failures (docs/serve.md)")
+    sv.add_argument("--store", help=store_help)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
+                                                        "0.0.0.0: every interface, every request then needs the printed token)")
+    sv.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free one)")
+
     e = sub.add_parser("export", help="write a compacted, self-describing Parquet copy of one sweep")
     e.add_argument("--sweep", required=True)
     e.add_argument("-o", "--out", required=True, help="output folder (trials/metrics/sweep.parquet)")
     e.add_argument("--store", help=store_help)
     return p
+
+
+def _fit_inputs(p, store_help: str) -> None:
+    """What `fit` and `optimal` read: a sweep, or a table with its columns named."""
+    p.add_argument("--sweep", action="append", help="the sweep; several (repeated, or a,b) are fitted per sweep")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--success", help="criterion recomputed from the curves, e.g. 'test_error<=0.05' (default: the sweep's own)")
+    p.add_argument("--from", dest="source", metavar="FILE", help="fit a .csv or .parquet table instead of a sweep; "
+                                                                "name its columns (or expressions) with --x/--y or --n/--d/--y")
+    p.add_argument("--x", help="the axis (power, broken, censored; e.g. n, width, train_size)")
+    p.add_argument("--y", help="power, censored: the cost (default steps_to_success); broken: any column; "
+                               "chinchilla: the loss (default final_test_loss)")
+    p.add_argument("--n", help="chinchilla: model size N (default n_params)")
+    p.add_argument("--d", help="chinchilla: data D (default the tokens trained on: samples x tokens per example)")
+    p.add_argument("--event", help="censored --from: true where the trial succeeded (its --y is then its time to success)")
+    p.add_argument("--by", help="comma-separated columns fitted separately")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument("--plot", metavar="FILE", help="also write the plot (.png, .svg or .pdf)")
+    figure_options(p, "with --plot: ")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def figure_options(p, when: str = "") -> None:
@@ -138,12 +166,21 @@ def _analysis_parsers(sub, store_help: str) -> None:
     ph.add_argument("--loss", help="--trials: the falling metric (default: test_loss, else one with 'loss' in its name)")
     ph.add_argument("--accuracy", help="--trials: the rising metric (default: test_acc, else one with 'acc' in its name)")
 
-    ft = sub.add_parser("fit", help="power-law fit of a cost against an axis, with a bootstrap interval")
-    common(ft)
-    ft.add_argument("--y", default="steps_to_success", choices=("steps_to_success", "samples_to_success", "flops_to_success"))
-    ft.add_argument("--x", required=True, help="the axis (e.g. n, width, train_size)")
-    ft.add_argument("--by", help="comma-separated axes fitted separately")
-    ft.add_argument("--n-boot", type=int, default=1000)
+    ft = sub.add_parser("fit", help="a scaling law with bootstrap intervals: power (default), chinchilla, broken or "
+                                    "censored, over a sweep or any table (docs/scaling.md)")
+    _fit_inputs(ft, store_help)
+    ft.add_argument("--form", choices=("power", "chinchilla", "broken", "censored"), default="power",
+                    help="power: cost = a x**b over the trials that succeeded; chinchilla: L(N, D) = E + A/N**alpha + "
+                         "B/D**beta; broken: a smoothly broken power law; censored: time to success with the trials "
+                         "that never succeeded as censored")
+    ft.add_argument("--breaks", type=int, default=1, help="--form broken: 1 or 2 breaks")
+    ft.add_argument("--points", action="store_true", help="print the points fitted (fitted values, residuals) instead "
+                                                         "of the parameters")
+
+    op = sub.add_parser("optimal", help="compute-optimal model size N* and data D* per FLOP budget, from a "
+                                        "Chinchilla-form fit, with bootstrap intervals (docs/scaling.md)")
+    _fit_inputs(op, store_help)
+    op.add_argument("--budgets", required=True, help="comma-separated FLOP budgets (C = 6 N D), e.g. 1e18,1e19,1e20")
 
     pl = sub.add_parser("plot", help="write one plot of a sweep")
     pl.add_argument("kind", choices=("frontier", "phase", "curves", "luck", "fit"))
@@ -212,12 +249,12 @@ def _run(args) -> int:
             _say(_console(stderr=True), f"warning: {summary.warning}; `paretolab run` on this machine would stop here "
                  "(give --address to run it on a cluster)")
         return _dry_run(out, summary)
-    from paretolab.progress import ProgressView
+    from paretolab.progress import ProgressView, headline
 
     view = ProgressView(out)
     try:
         summary = api.run(args.spec, store=args.store, address=args.address, workers=args.workers, yes=args.yes,
-                          retry_failed=args.retry_failed, observer=view)
+                          retry_failed=args.retry_failed, observer=view, warm=False)  # the process ends with the run
     except (Interrupted, KeyboardInterrupt):  # a Ctrl-C outside the scheduler's loop (before it, while Ray starts)
         view.close()
         print(printable(f"interrupted: every result that arrived is in the store; rerun `paretolab run "
@@ -226,7 +263,7 @@ def _run(args) -> int:
     finally:
         view.close()
     store, sweep = _store_arg(summary.store), shlex.quote(summary.sweep)
-    _say(out, _headline(summary))
+    _say(out, headline(summary))
     _say(out, f"results: {summary.store.resolve() if hasattr(summary.store, 'resolve') else summary.store}")
     if summary.mode == "searched":
         import pyarrow as pa
@@ -244,7 +281,9 @@ def _run(args) -> int:
 
 
 def _dry_run(out, summary) -> int:
-    _say(out, _headline(summary))
+    from paretolab.progress import headline
+
+    _say(out, headline(summary))
     if summary.search:
         _say(out, f"  {summary.search}")
         if summary.first_configs:
@@ -254,27 +293,6 @@ def _dry_run(out, summary) -> int:
     if summary.first_configs and summary.total > len(summary.first_configs):
         _say(out, f"  ... and {summary.total - len(summary.first_configs):,} more")
     return 0
-
-
-def _headline(s) -> str:
-    """The first line `paretolab run` prints: what the run did, by its `RunSummary.mode`."""
-    if s.mode == "nothing_to_run":
-        return f"{s.sweep}: nothing to run: all {s.total} trials are in the store"
-    if s.mode in ("ran", "searched"):
-        return (f"{s.sweep}: {s.total} trials ({s.ran} run now, {s.already_done} already in the store); "
-                f"{s.succeeded} succeeded, {s.failed} failed, {s.diverged} diverged"
-                + (f", {s.pruned} pruned" if s.pruned else "") + f" in {s.wall_s:.1f} s")
-    if s.mode == "dry_run_search_unlisted":  # an Optuna search: its trials are asked as it runs
-        return (f"{s.sweep}: up to {s.total} trials, chosen as the search runs (none listed ahead; "
-                f"those {s.store} holds are not run again)")
-    if s.mode == "dry_run_too_large":
-        return (f"{s.sweep}: {s.total:,} trials (not checked against {s.store}: "
-                "a grid this large is compared with the store when it runs)")
-    if s.mode == "dry_run_search":  # a frontier search or tuning: it runs some of the grid's trials
-        return (f"{s.sweep}: up to {s.total} trials (the grid's), {s.already_done} already in {s.store}; "
-                "the search runs only those it needs")
-    assert s.mode == "dry_run", s.mode
-    return f"{s.sweep}: {s.total} trials, {s.already_done} already in {s.store}, {s.total - s.already_done} to run"
 
 
 def _say(console, text: str) -> None:
@@ -406,6 +424,23 @@ def _doctor(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from paretolab.api import open_store
+    from paretolab.serve import server
+
+    store = open_store(args.store)
+    store.exists()  # a folder that holds something else is refused; a store no run has written yet is shown as it appears
+    bound = server.bind(args.host, args.port)
+    try:
+        server.run(store, bound, say=lambda line: print(printable(line), flush=True))
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again
+        pass
+    finally:
+        bound.sock.close()
+    print("stopped", flush=True)
+    return 0
+
+
 def _export(args) -> int:
     from paretolab.analysis.export import export
     from paretolab.api import open_store
@@ -487,18 +522,87 @@ def _phases(args) -> int:
 
 
 def _fit(args) -> int:
-    from paretolab.analysis.fit import fit
     from paretolab.api import open_store
 
-    store = open_store(args.store)
-    _emit(fit(store, args.sweep, y=args.y, x=args.x, by=_split(args.by), n_boot=args.n_boot, success=args.success), args.format)
-    if args.plot:
-        from paretolab.analysis import plots
+    _fit_source(args)
+    if args.form != "broken" and args.breaks != 1:
+        raise UsageError("--breaks goes with --form broken")
+    if args.form == "power" and args.source is None:  # the power form over a sweep: its table of old
+        from paretolab.analysis.fit import fit
 
-        _write_figure(args, args.plot, lambda: plots.plot_fit(store, args.sweep, y=args.y, x=args.x,
-                                                              by=(_split(args.by) or [None])[0], success=args.success,
-                                                              n_boot=args.n_boot))
+        if args.x is None:
+            raise UsageError("--form power needs --x (the axis, e.g. n, width, train_size)")
+        y = args.y or "steps_to_success"
+        store = open_store(args.store)
+        _emit(fit(store, args.sweep, y=y, x=args.x, by=_split(args.by), n_boot=args.n_boot, success=args.success),
+              args.format)
+        if args.plot:
+            from paretolab.analysis import plots
+
+            _write_figure(args, args.plot, lambda: plots.plot_fit(store, args.sweep, y=y, x=args.x,
+                                                                  by=(_split(args.by) or [None])[0],
+                                                                  success=args.success, n_boot=args.n_boot))
+        return 0
+    report = _fit_report(args, args.form)
+    _emit(report.points() if args.points else report.parameters(), args.format)
+    _fit_notes(args, report)
+    if args.plot:
+        from paretolab.analysis import scaling_plots
+
+        _write_figure(args, args.plot, lambda: scaling_plots.plot_report(report))
     return 0
+
+
+def _optimal(args) -> int:
+    _fit_source(args)
+    try:
+        budgets = [float(b) for b in _split(args.budgets) or []]
+    except ValueError:
+        raise UsageError(f"--budgets {args.budgets!r}: comma-separated numbers of FLOPs, e.g. 1e18,1e19") from None
+    report = _fit_report(args, "chinchilla")
+    import pyarrow as pa
+
+    from paretolab.analysis.scaling import _stacked
+
+    _emit(_stacked(report.groups, [f.optimal(budgets) for f in report.fits]), args.format)
+    _fit_notes(args, report)
+    if args.plot:
+        from paretolab.analysis import scaling_plots
+
+        _write_figure(args, args.plot, lambda: scaling_plots.plot_optimal(report, budgets))
+    del pa
+    return 0
+
+
+def _fit_source(args) -> None:
+    if (args.sweep is None) == (args.source is None):
+        raise UsageError(f"paretolab {args.command}: give --sweep NAME (a sweep of the store) or --from FILE (a table), "
+                         "one of them")
+
+
+def _fit_report(args, form: str):
+    """The `FitReport` of `form` over the sweep or the table the arguments name."""
+    from paretolab.analysis.scaling import fit_sweep, fit_table
+    from paretolab.api import open_store
+
+    if args.source is not None:
+        columns = {"x": args.x, "y": args.y, "n": args.n, "d": args.d, "event": args.event}
+        return fit_table(args.source, form, columns, by=_split(args.by), breaks=getattr(args, "breaks", 1),
+                         n_boot=args.n_boot, seed=args.seed)
+    if args.event:
+        raise UsageError("--event names a column of a --from table; a sweep's trials say themselves whether they succeeded")
+    return fit_sweep(open_store(args.store), args.sweep, form, x=args.x, y=args.y, n=args.n, d=args.d,
+                     by=_split(args.by), breaks=getattr(args, "breaks", 1), n_boot=args.n_boot, seed=args.seed,
+                     success=args.success)
+
+
+def _fit_notes(args, report) -> None:
+    """The goodness of fit (table format only) and the warnings (stderr), after the result."""
+    if args.format == "table":
+        _print_table(report.goodness())
+    err = _console(stderr=True)
+    for warning in report.warnings():
+        _say(err, f"warning: {warning}")
 
 
 def _plot(args) -> int:
@@ -609,7 +713,7 @@ def _schema(args) -> int:
 
 COMMANDS = {"tasks": _plugins, "models": _plugins, "frontier": _frontier, "cells": _cells, "luck": _luck, "phases": _phases, "fit": _fit, "plot": _plot,
             "report": _report, "run": _run, "status": _status, "query": _query, "sweeps": _sweeps, "compact": _compact,
-            "export": _export, "doctor": _doctor, "schema": _schema}
+            "export": _export, "doctor": _doctor, "schema": _schema, "serve": _serve, "optimal": _optimal}
 
 if __name__ == "__main__":
     sys.exit(main())
