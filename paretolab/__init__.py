@@ -3,7 +3,8 @@
 The public API:
 
 - `run(spec, store=...)`: run every trial of a spec (a path, a dict, or a parsed `Sweep`) that the store
-  does not hold yet; returns a `RunSummary`.
+  does not hold yet; returns a `RunSummary`. Ray and the workers stay up for the next run in the
+  process: `shutdown()` stops them (interpreter exit does too), `with session():` scopes them.
 - `open_store(path_or_uri)`: the result store; `.trials(sweep)`, `.metrics(sweep)` and
   `.query(sql)` return pyarrow Tables (`.to_pandas()`, `polars.from_arrow(...)`).
 - `load_spec(path)`: read and check a spec without running it; `sweep(**keys)` builds one in code
@@ -17,13 +18,13 @@ The public API:
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["run", "open_store", "load_spec", "sweep", "ParetolabError"]
+__all__ = ["run", "open_store", "load_spec", "sweep", "session", "shutdown", "ParetolabError"]
 
 from paretolab.vocabulary.errors import ParetolabError
 
 
 def __getattr__(name: str):
-    if name in ("run", "open_store"):
+    if name in ("run", "open_store", "session", "shutdown"):
         from paretolab import api
 
         return getattr(api, name)

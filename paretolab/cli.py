@@ -560,17 +560,12 @@ def _optimal(args) -> int:
     except ValueError:
         raise UsageError(f"--budgets {args.budgets!r}: comma-separated numbers of FLOPs, e.g. 1e18,1e19") from None
     report = _fit_report(args, "chinchilla")
-    import pyarrow as pa
-
-    from paretolab.analysis.scaling import _stacked
-
-    _emit(_stacked(report.groups, [f.optimal(budgets) for f in report.fits]), args.format)
+    _emit(report.optimal(budgets), args.format)
     _fit_notes(args, report)
     if args.plot:
         from paretolab.analysis import scaling_plots
 
         _write_figure(args, args.plot, lambda: scaling_plots.plot_optimal(report, budgets))
-    del pa
     return 0
 
 

@@ -274,7 +274,16 @@ CASES = [
     ("phases-axis", None, ("phases", *ON, "--axis", "depth"), "unknown axis 'depth'"),
     ("fit-x", None, ("fit", *ON, "--x", "depth"), "unknown axis 'depth'"),
     ("fit-boot", None, ("fit", *ON, "--x", "width", "--n-boot", "-1"), "n_boot must be >= 0, got -1"),
-    ("fit-missing-x", None, ("fit", *ON), "the following arguments are required: --x"),
+    ("fit-missing-x", None, ("fit", *ON), "--form power needs --x"),
+    ("fit-no-source", None, ("fit", "--x", "width"), "give --sweep NAME (a sweep of the store) or --from FILE"),
+    ("fit-both-sources", None, ("fit", *ON, "--from", "{tmp}/t.csv", "--x", "width"), "one of them"),
+    ("fit-from-missing", None, ("fit", "--from", "{tmp}/nope.csv", "--x", "a", "--y", "b"), "no such file"),
+    ("fit-from-roles", None, ("fit", "--from", "{tmp}/nope.csv", "--form", "chinchilla"), "needs --n, --d, --y"),
+    ("fit-form", None, ("fit", *ON, "--form", "cubic"), "invalid choice: 'cubic'"),
+    ("fit-breaks", None, ("fit", *ON, "--x", "width", "--breaks", "2"), "--breaks goes with --form broken"),
+    ("fit-censored-cost", None, ("fit", *ON, "--form", "censored", "--x", "width", "--y", "final_test_error"),
+     "--form censored fits a cost to success"),
+    ("optimal-budgets", None, ("optimal", *ON, "--budgets", "lots"), "--budgets 'lots': comma-separated numbers"),
     ("plot-suffix", None, ("plot", "phase", *ON, "-o", "{tmp}/p.bmp"), "cannot write a plot as '.bmp'"),
     ("plot-kind", None, ("plot", "pie", *ON, "-o", "{tmp}/p.png"), "invalid choice: 'pie'"),
     ("plot-fit-x", None, ("plot", "fit", *ON, "-o", "{tmp}/p.png"), "plot fit needs --x AXIS"),
@@ -377,7 +386,7 @@ def test_the_table_is_large_and_covers_every_command():
     assert len({c[0] for c in CASES}) == len(CASES) >= 30
     covered = {c[2][0] for c in CASES if c[2]}
     assert covered >= {"run", "status", "query", "sweeps", "cells", "frontier", "luck", "phases", "fit", "plot",
-                       "report", "export", "compact", "tasks", "models"}
+                       "report", "export", "compact", "tasks", "models", "optimal"}
 
 
 def test_a_grid_too_large_to_run_without_yes_dry_runs_without_expanding(place, capsys, monkeypatch):
