@@ -273,7 +273,7 @@ def _run(args) -> int:
     _say(out, "next:")
     _say(out, f"  paretolab status{store} --sweep {sweep}")
     keys = "".join(f"{a}, " for a in summary.axes)
-    sql = f"SELECT {keys}avg(success::INT) AS p_success, median(steps_to_success) AS steps FROM trials GROUP BY ALL ORDER BY ALL"
+    sql = f"SELECT {keys}avg(success::INT) AS p_success, median(steps_to_success) AS median_steps FROM trials GROUP BY ALL ORDER BY ALL"
     _say(out, f"  paretolab query{store} --sweep {sweep} {shlex.quote(sql)}")
     if summary.failed:
         _say(out, f"  paretolab query{store} --sweep {sweep} \"SELECT trial_id, error FROM trials WHERE status = 'failed'\"")
