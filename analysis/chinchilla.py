@@ -130,7 +130,7 @@ class ChinchillaFit:
 
 
 def fit_chinchilla(n, d, loss, n_boot: int = 1000, seed: int = 0, delta: float = HUBER_DELTA,
-                   grid: dict | None = None) -> ChinchillaFit:
+                   grid: dict | None = None, starts: int | None = None) -> ChinchillaFit:
     """Fit L(N, D) = E + A / N**alpha + B / D**beta to the points (see the module docstring).
 
     Args:
@@ -139,6 +139,8 @@ def fit_chinchilla(n, d, loss, n_boot: int = 1000, seed: int = 0, delta: float =
         seed: seed of the numpy Generator that draws the resamples.
         delta: the Huber loss's delta, on log loss.
         grid: starts, as lists per log-parameter (a, b, e, alpha, beta); default `GRID` (4,500).
+        starts: run BFGS only from this many of the grid's starts, those where the objective is
+            lowest (every start is evaluated; None: from every start).
     Raises:
         UsageError: arrays of different lengths, values that are not positive and finite, fewer than
             5 points, or n_boot < 0.
@@ -154,11 +156,16 @@ def fit_chinchilla(n, d, loss, n_boot: int = 1000, seed: int = 0, delta: float =
         raise UsageError(f"a Chinchilla fit has 5 parameters and needs at least 5 points; got {len(n)}")
     if n_boot < 0:
         raise UsageError(f"n_boot must be >= 0, got {n_boot}")
+    if starts is not None and starts < 1:
+        raise UsageError(f"starts must be >= 1, got {starts}")
     x, y, t = np.log(n), np.log(d), np.log(loss)
-    starts = np.array(list(itertools.product(*(np.asarray(v, dtype=float) for v in (grid or GRID).values()))))
+    points = np.array(list(itertools.product(*(np.asarray(v, dtype=float) for v in (grid or GRID).values()))))
     ones = np.ones(len(t))
+    if starts is not None and starts < len(points):
+        values = np.array([_objective(p, x, y, t, ones, delta)[0] for p in points])
+        points = points[np.argsort(values, kind="stable")[:starts]]
     best_theta, best_value = None, np.inf
-    for start in starts:
+    for start in points:
         theta, value = _minimise(start, x, y, t, ones, delta)
         if value < best_value:
             best_theta, best_value = theta, value
@@ -170,7 +177,7 @@ def fit_chinchilla(n, d, loss, n_boot: int = 1000, seed: int = 0, delta: float =
 
     draws = resampled(len(t), n_boot, refit, rng) if n_boot else np.empty((0, 0))
     E, A, B, alpha, beta = _natural(best_theta)
-    return ChinchillaFit(E, A, B, alpha, beta, n, d, loss, float(best_value), len(starts), draws,
+    return ChinchillaFit(E, A, B, alpha, beta, n, d, loss, float(best_value), len(points), draws,
                          _warnings(len(t), E, alpha, beta, n, d))
 
 

@@ -78,8 +78,9 @@ class FitReport:
 
 def fit_sweep(store: Store, sweep, form: str, x: str | None = None, y: str | None = None, n: str | None = None,
               d: str | None = None, by: list[str] | None = None, breaks: int = 1, n_boot: int = 1000, seed: int = 0,
-              success: str | None = None) -> FitReport:
-    """Fit `form` over the trials of `sweep` (see the module docstring for the defaults).
+              success: str | None = None, starts: int | None = None) -> FitReport:
+    """Fit `form` over the trials of `sweep` (see the module docstring for the defaults). `starts`:
+    chinchilla only, BFGS from the best `starts` of its grid (`chinchilla.fit_chinchilla`).
 
     Raises:
         StoreError: unknown sweep. UsageError: unknown form, column or axis; data the form cannot fit.
@@ -94,11 +95,11 @@ def fit_sweep(store: Store, sweep, form: str, x: str | None = None, y: str | Non
         select, roles = _sweep_columns(form, have, x, y, n, d)
         keys = "".join(f"{ident(b)}, " for b in by)
         data = con.sql(f"SELECT {keys}{select} FROM ({costs_sql(con, criterion)}) ORDER BY ALL").to_arrow_table()
-    return _fit_groups(form, data, by, roles, breaks, n_boot, seed)
+    return _fit_groups(form, data, by, roles, breaks, n_boot, seed, starts)
 
 
 def fit_table(source, form: str, columns: dict[str, str | None], by: list[str] | None = None, breaks: int = 1,
-              n_boot: int = 1000, seed: int = 0) -> FitReport:
+              n_boot: int = 1000, seed: int = 0, starts: int | None = None) -> FitReport:
     """Fit `form` over a table: a CSV or Parquet file's path, a pyarrow Table, or a pandas or polars
     frame. `columns` names, per role of the form (`ROLES`), a column or a DuckDB expression over the
     table's columns (`event` for `censored`: true where the trial succeeded).
@@ -126,7 +127,7 @@ def fit_table(source, form: str, columns: dict[str, str | None], by: list[str] |
             raise UsageError(f"cannot read the columns: {str(e).splitlines()[0]}") from None
     finally:
         con.close()
-    return _fit_groups(form, data, by, {r: columns[r] for r in ROLES[form]}, breaks, n_boot, seed)
+    return _fit_groups(form, data, by, {r: columns[r] for r in ROLES[form]}, breaks, n_boot, seed, starts)
 
 
 def _check_form(form: str) -> None:
@@ -204,7 +205,7 @@ def _sweep_columns(form: str, have: set[str], x, y, n, d) -> tuple[str, dict[str
 
 
 def _fit_groups(form: str, data: pa.Table, by: tuple[str, ...], roles: dict[str, str], breaks: int, n_boot: int,
-                seed: int) -> FitReport:
+                seed: int, starts: int | None = None) -> FitReport:
     groups, fits = [], []
     keys = [tuple(r) for r in zip(*(data.column(b).to_pylist() for b in by))] if by else [()] * len(data)
     order = list(dict.fromkeys(keys)) or [()]
@@ -213,7 +214,7 @@ def _fit_groups(form: str, data: pa.Table, by: tuple[str, ...], roles: dict[str,
         group = dict(zip(by, key))
         values = {r: _numbers(data.column(f"_{r}"), rows) for r in ROLES[form]}
         try:
-            fits.append(_fit_one(form, values, breaks, n_boot, seed + i))
+            fits.append(_fit_one(form, values, breaks, n_boot, seed + i, starts))
         except UsageError as e:
             raise UsageError(f"{_name(group)}{e}") from None
         groups.append(group)
@@ -229,12 +230,12 @@ def _numbers(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
         raise UsageError(f"a column of type {column.type} is not numbers") from None
 
 
-def _fit_one(form: str, v: dict[str, np.ndarray], breaks: int, n_boot: int, seed: int):
+def _fit_one(form: str, v: dict[str, np.ndarray], breaks: int, n_boot: int, seed: int, starts: int | None):
     if form == "chinchilla":
         from paretolab.analysis.chinchilla import fit_chinchilla
 
         keep = np.isfinite(v["n"]) & np.isfinite(v["d"]) & np.isfinite(v["y"]) & (v["n"] > 0) & (v["d"] > 0) & (v["y"] > 0)
-        return fit_chinchilla(v["n"][keep], v["d"][keep], v["y"][keep], n_boot=n_boot, seed=seed)
+        return fit_chinchilla(v["n"][keep], v["d"][keep], v["y"][keep], n_boot=n_boot, seed=seed, starts=starts)
     if form == "censored":
         from paretolab.analysis.censored import fit_censored
 

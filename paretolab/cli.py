@@ -109,6 +109,8 @@ def _fit_inputs(p, store_help: str) -> None:
     p.add_argument("--by", help="comma-separated columns fitted separately")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument("--starts", type=int, help="chinchilla: run BFGS from only this many starts of the 4,500-point grid, "
+                                              "those with the lowest objective (default: every start)")
     p.add_argument("--plot", metavar="FILE", help="also write the plot (.png, .svg or .pdf)")
     figure_options(p, "with --plot: ")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -527,6 +529,8 @@ def _fit(args) -> int:
     _fit_source(args)
     if args.form != "broken" and args.breaks != 1:
         raise UsageError("--breaks goes with --form broken")
+    if args.form != "chinchilla" and args.starts is not None:
+        raise UsageError("--starts goes with --form chinchilla")
     if args.form == "power" and args.source is None:  # the power form over a sweep: its table of old
         from paretolab.analysis.fit import fit
 
@@ -583,12 +587,12 @@ def _fit_report(args, form: str):
     if args.source is not None:
         columns = {"x": args.x, "y": args.y, "n": args.n, "d": args.d, "event": args.event}
         return fit_table(args.source, form, columns, by=_split(args.by), breaks=getattr(args, "breaks", 1),
-                         n_boot=args.n_boot, seed=args.seed)
+                         n_boot=args.n_boot, seed=args.seed, starts=args.starts)
     if args.event:
         raise UsageError("--event names a column of a --from table; a sweep's trials say themselves whether they succeeded")
     return fit_sweep(open_store(args.store), args.sweep, form, x=args.x, y=args.y, n=args.n, d=args.d,
                      by=_split(args.by), breaks=getattr(args, "breaks", 1), n_boot=args.n_boot, seed=args.seed,
-                     success=args.success)
+                     success=args.success, starts=args.starts)
 
 
 def _fit_notes(args, report) -> None:
