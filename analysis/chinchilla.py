@@ -10,8 +10,9 @@ attempt") redid it: with a = log A, b = log B, e = log E, minimise over the poin
 
 from every start of a grid (a, b in {0, 5, ..., 25}, e in {-1, -0.5, ..., 1}, alpha, beta in
 {0, 0.5, ..., 2}: 4,500 starts), keeping the best. Each start runs BFGS (scipy) with the objective's
-analytic gradient: the parameters are unbounded in this form, and scipy 1.17's L-BFGS-B took 8 to
-20 times longer per start on 250 points (benchmarks/fits.py). Intervals: the percentile bootstrap
+analytic gradient: the parameters are unbounded in this form, and scipy 1.17's L-BFGS-B took 25
+times longer per start on 250 points, to the same optimum (`benchmarks/fits.py --optimizers`: 133 ms
+against 5.4 ms). Intervals: the percentile bootstrap
 (`intervals`), each resample's fit started from the data's best fit.
 
 Compute-optimal allocation (minimise L subject to C = 6 N D; Hoffmann et al., appendix D.2):
