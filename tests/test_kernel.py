@@ -21,7 +21,7 @@ from support import store_count
 
 pytestmark = pytest.mark.slow
 
-WIDTHS, SEEDS, MAX_STEPS, EVERY = [16, 24, 32], 6, 600, 100
+WIDTHS, SEEDS, MAX_STEPS, EVERY = [16, 24, 32], 6, 1000, 100
 TOTAL = len(WIDTHS) * SEEDS
 ROWS_PER_TRIAL = MAX_STEPS // EVERY + 1  # the criterion is never met: every trial runs all its steps
 CELL_TIMEOUT_S = 240
@@ -165,3 +165,24 @@ def test_the_kernels_interrupt_stops_the_run_says_how_to_resume_and_the_same_cal
     answer = Cell(client, "40 + 2").finish(timeout_s=60)
     assert [c["data"]["text/plain"] for c in answer.of_type("execute_result")] == ["42"]
     assert km.is_alive()
+
+
+def test_an_interrupt_after_a_run_interrupted_in_the_same_cell_is_a_keyboard_interrupt(kernel, tmp_path):
+    """The run gives back the Ctrl-C handler it found: a second interrupt, in the cell that caught the
+    first run's `Interrupted`, stops the cell (the run's own handler would exit the kernel)."""
+    km, client = kernel
+    code = run_cell("caught", tmp_path / "r").replace("summary = ", "try:\n    summary = ") + (
+        "except paretolab.orchestrator.events.Interrupted:\n"
+        "    print('looping after the Interrupted', flush=True)\n"
+        "    while True:\n"
+        "        pass\n")
+    cell = Cell(client, code)
+    cell.read_until(lambda c: any(done >= 1 for done, _ in c.progress()), "a trial ended")
+    km.interrupt_kernel()
+    cell.read_until(lambda c: any(t.startswith("looping after") for t in c.texts()), "the run's Interrupted caught")
+    km.interrupt_kernel()
+    cell.finish(timeout_s=60)
+    assert [e["ename"] for e in cell.errors()] == ["KeyboardInterrupt"], cell.summary()
+    assert km.is_alive()
+    answer = Cell(client, "40 + 2").finish(timeout_s=60)
+    assert [c["data"]["text/plain"] for c in answer.of_type("execute_result")] == ["42"]
