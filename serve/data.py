@@ -59,8 +59,8 @@ def _rows(rel) -> tuple[list[str], list[list]]:
 
 def sweeps(store: Store) -> dict:
     """Every sweep of the store with its counts, throughput, ETA and progress (`analysis.status`)."""
-    if not store.exists():
-        raise StoreError(f"no result store at {store.uri} (run a sweep first, or pass --store PATH)")
+    if not store.exists():  # a page opened before the run that writes the store: it fills in as the store appears
+        return {"sweeps": [], "why": f"no result store at {store.uri} yet: this page fills in once a run writes it"}
     known = store.query("SELECT sweep, submitted_at FROM sweeps ORDER BY sweep").to_pylist()
     rows = {s.sweep: s for s in status(store)} if known else {}
     out = []

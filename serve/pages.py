@@ -8,7 +8,7 @@ import html
 import json
 
 HEAD = ("<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-        "<title>{title}</title><link rel=stylesheet href='/static/style.css'></head>")
+        "<title>{title}</title><link rel=icon href='data:,'><link rel=stylesheet href='/static/style.css'></head>")
 
 
 def _page(title: str, body: str, kind: str, store: str, **attrs) -> str:

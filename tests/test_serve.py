@@ -203,7 +203,9 @@ def test_a_sweep_with_nothing_to_show_answers_every_route(tmp_path):
 
 def test_no_store_yet(tmp_path):
     with TestClient(create_app(Store(tmp_path / "none")), base_url=BASE) as c:
-        assert "no result store" in get(c, "/api/sweeps", 404)["error"]
+        assert get(c, "/api/sweeps") == {"sweeps": [], "why": f"no result store at {tmp_path / 'none'} yet: "
+                                                             "this page fills in once a run writes it"}
+        assert "no result store" in get(c, "/api/meta?s=x", 404)["error"]
         assert get(c, "/api/signature")["signature"]
 
 

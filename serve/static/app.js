@@ -163,7 +163,7 @@ async function refreshSweeps() {
     r.prepend(td);
     tbody.appendChild(r);
   }
-  document.getElementById("why").textContent = data.sweeps.length ? "" : "no sweep in the store yet";
+  document.getElementById("why").textContent = data.why || (data.sweeps.length ? "" : "no sweep in the store yet");
   updateCompare();
 }
 
@@ -189,41 +189,58 @@ function options(select, values, chosen, none) {
   select.replaceChildren();
   if (none) select.appendChild(el("option", none)).value = "";
   for (const v of values) select.appendChild(el("option", v)).value = v;
-  select.value = chosen === null || chosen === undefined ? "" : chosen;
+  const wanted = chosen === null || chosen === undefined ? "" : chosen;
+  select.value = [...select.options].some((o) => o.value === wanted) ? wanted : select.options.length ? select.options[0].value : "";
 }
 
-async function setUpSweep() {
+let controlsReady = false;
+
+// The choices come from the sweep's own axes and values, fetched again at each update (a running
+// sweep's values and metrics appear as its trials end); a choice made stays while it is offered.
+async function sweepMeta() {
   meta = await getJSON(`/api/meta?${query()}`);
   const f = document.getElementById("controls");
   const d = meta.defaults;
-  options(f.elements.x, meta.axes, d.x, "(default)");
-  options(f.elements.y, meta.axes, d.y, "(none: lines)");
-  options(f.elements.frontier_x, meta.numeric_axes, d.frontier_x, "(default)");
-  options(f.elements.by, meta.axes.filter((a) => a !== "sweep"), d.by, "(none)");
-  options(f.elements.metric, meta.metrics, d.metric);
+  const keep = (select, fallback) => (controlsReady ? select.value : fallback);
+  options(f.elements.x, meta.axes, keep(f.elements.x, d.x), "(default)");
+  options(f.elements.y, meta.axes, keep(f.elements.y, d.y), "(none: lines)");
+  options(f.elements.frontier_x, meta.numeric_axes, keep(f.elements.frontier_x, d.frontier_x), "(default)");
+  options(f.elements.by, meta.axes.filter((a) => a !== "sweep"), keep(f.elements.by, d.by), "(none)");
+  options(f.elements.metric, meta.metrics, keep(f.elements.metric, d.metric));
   document.getElementById("criterion").textContent =
     `success: ${meta.success}; axes: ${meta.axes.join(", ") || "none"}; cost: ${meta.cost}`;
+  const filters = document.getElementById("filters");
+  if (!controlsReady) filters.replaceChildren(el("span", "filter: ", "note"));
+  for (const p of meta.parameters) {
+    let select = filters.querySelector(`select[name="${CSS.escape(p)}"]`);
+    if (!select) {
+      const label = el("label", `${p} `);
+      select = el("select");
+      select.name = p;
+      select.onchange = () => {
+        if (select.value) cellsState.filters[p] = select.value;
+        else delete cellsState.filters[p];
+        cellsState.offset = 0;
+        guard("cells", cellsTable);
+      };
+      label.appendChild(select);
+      filters.appendChild(label);
+    }
+    const chosen = select.value;
+    select.replaceChildren();
+    select.appendChild(el("option", "(all)")).value = "";
+    for (const v of meta.values[p] || []) select.appendChild(el("option", v === null ? "NULL" : v)).value = v === null ? "__null__" : v;
+    select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
+  }
+  if (!controlsReady) setUpControls(f);
+  controlsReady = true;
+}
+
+function setUpControls(f) {
   f.elements.x.onchange = f.elements.y.onchange = () => guard("phase diagram", phaseFigure);
   f.elements.frontier_x.onchange = () => guard("frontier", frontierFigure);
   f.elements.by.onchange = () => guard("groups", () => Promise.all([frontierFigure(), curvesFigure(), transitions(), luckFigure()]));
   f.elements.curve_x.onchange = f.elements.metric.onchange = () => guard("curves", curvesFigure);
-  const filters = document.getElementById("filters");
-  filters.replaceChildren(el("span", "filter: ", "note"));
-  for (const p of meta.parameters) {
-    const label = el("label", `${p} `);
-    const select = el("select");
-    select.name = p;
-    select.appendChild(el("option", "(all)")).value = "";
-    for (const v of meta.values[p] || []) select.appendChild(el("option", v === null ? "NULL" : v)).value = v === null ? "__null__" : v;
-    select.onchange = () => {
-      if (select.value) cellsState.filters[p] = select.value;
-      else delete cellsState.filters[p];
-      cellsState.offset = 0;
-      guard("cells", cellsTable);
-    };
-    label.appendChild(select);
-    filters.appendChild(label);
-  }
   document.getElementById("cells-prev").onclick = () => {
     cellsState.offset = Math.max(0, cellsState.offset - cellsState.limit);
     guard("cells", cellsTable);
@@ -302,7 +319,8 @@ async function spec() {
   }
 }
 
-function refreshSweep() {
+async function refreshSweep() {
+  await guard("sweep", sweepMeta);
   return Promise.all([
     guard("status", sweepStatus), guard("phase diagram", phaseFigure), guard("frontier", frontierFigure),
     guard("curves", curvesFigure), guard("transitions", transitions), guard("luck", luckFigure),
@@ -313,7 +331,7 @@ function refreshSweep() {
 // ---- the trial page
 
 async function refreshTrial() {
-  const id = JSON.parse(body.dataset.trial);
+  const id = body.dataset.trial;
   const data = await getJSON(`/api/trial?${new URLSearchParams({ id, v: signature || "" })}`);
   document.getElementById("trial-status").textContent =
     `status: ${data.status}${data.ended ? "" : " (no result yet)"}; ${data.curve_rows} curve rows, last step ${fmt(data.last_step)}`;
@@ -356,6 +374,5 @@ async function poll() {
 }
 
 (async () => {
-  if (page === "sweep") await guard("sweep", setUpSweep);
   if (REFRESH[page]) poll();
 })();
