@@ -57,9 +57,8 @@ _DATA = "_paretolab_data"
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """pyplot, for code that closes figures through it (a figure made here is not pyplot's: closing
+    it there does nothing, and it needs no closing)."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -76,7 +75,6 @@ def style(name: str = "screen", size: tuple[float, float] | None = None) -> Iter
         raise UsageError(f"unknown style {name!r}; known: {', '.join(STYLES)}")
     if size is not None and (len(size) != 2 or not all(math.isfinite(s) and 0 < s <= 100 for s in size)):
         raise UsageError(f"a figure size is two numbers of inches in (0, 100], width,height; got {size!r}")
-    _plt()
     import matplotlib
 
     tokens = (_style.set(name), _size.set(tuple(size) if size else None))
@@ -103,9 +101,13 @@ def parse_size(text: str) -> tuple[float, float]:
 
 def panels(n: int, columns: int | None = None, sharex: bool = False, sharey: bool = False):
     """A figure of `n` panels (`columns` per row, default up to `MAX_COLUMNS`) in the current style:
-    (fig, the n axes in order). Unused cells of the last row are removed."""
-    plt = _plt()
+    (fig, the n axes in order). Unused cells of the last row are removed.
+
+    The figure is made without pyplot: no backend is chosen or changed (in a notebook the user's own
+    plots keep theirs), no global list of figures holds it (made on any thread; no closing needed),
+    and a notebook cell that ends with it shows it once."""
     import matplotlib
+    from matplotlib.figure import Figure
 
     n = max(1, n)
     cols = columns or min(n, MAX_COLUMNS)
@@ -113,8 +115,8 @@ def panels(n: int, columns: int | None = None, sharex: bool = False, sharey: boo
     w, h = PANEL_IN[_style.get()]
     size = _size.get() or (w if cols == 1 else w * 0.75 * cols, h if rows == 1 else h * 0.8 * rows)
     with matplotlib.rc_context(STYLES[_style.get()]):
-        fig, grid = plt.subplots(rows, cols, figsize=size, layout="constrained", squeeze=False,
-                                 sharex=sharex, sharey=sharey)
+        fig = Figure(figsize=size, layout="constrained")
+        grid = fig.subplots(rows, cols, squeeze=False, sharex=sharex, sharey=sharey)
     axes = list(grid.flat)
     for ax in axes[n:]:
         fig.delaxes(ax)
@@ -135,8 +137,7 @@ def data(fig) -> pa.Table:
 
 
 def save(fig, path: str | Path, data_path: str | Path | None = None) -> Path:
-    """Write `fig` to `path` (.png, .svg or .pdf) and close it; with `data_path`, also the table
-    behind it as CSV.
+    """Write `fig` to `path` (.png, .svg or .pdf); with `data_path`, also the table behind it as CSV.
 
     Raises:
         UsageError: another suffix.
@@ -153,7 +154,6 @@ def save(fig, path: str | Path, data_path: str | Path | None = None) -> Path:
         fig.savefig(path, dpi=SAVE_DPI[_style.get()], bbox_inches="tight")
     if data_path is not None:
         save_data(fig, data_path)
-    _plt().close(fig)
     return path
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,8 +75,6 @@ class Session:
 
     def close(self) -> None:
         """Stop the idle workers, and shut Ray down if this session started it."""
-        import sys
-
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             for _, actor in self.idle:
@@ -106,6 +105,7 @@ def current() -> Session:
     if _process is None:
         _process = Session()
         atexit.register(shutdown)
+        _before_kernel_shutdown(shutdown)
     return _process
 
 
@@ -129,6 +129,30 @@ def session() -> Iterator[Session]:
     finally:
         _scoped.remove(s)
         s.close()
+
+
+def _before_kernel_shutdown(callback) -> None:
+    """In a Jupyter kernel, call `callback` when the kernel is asked to shut down or restart. Ray's
+    processes are the kernel's children, and ipykernel ends its children before it exits, before
+    `atexit`: SIGTERM, then waits of up to 10 s, then SIGKILL (a kernel that had run a sweep took about
+    30 s to shut down, and Ray's processes printed stack traces as they were killed). Shut down first,
+    Ray is gone by then. Elsewhere (no IPython kernel in this process), nothing to do."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or not hasattr(kernel, "do_shutdown") or getattr(kernel, "_paretolab_shutdown", False):
+        return
+    original = kernel.do_shutdown
+
+    def do_shutdown(restart):
+        try:
+            callback()
+        except Exception as e:  # noqa: BLE001 - the kernel shuts down whatever happened here
+            print(f"paretolab: could not stop Ray before the kernel shut down: {e}", file=sys.stderr)
+        return original(restart)
+
+    kernel.do_shutdown = do_shutdown
+    kernel._paretolab_shutdown = True
 
 
 def _same(a: str | None, b: str | None) -> bool:

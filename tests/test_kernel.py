@@ -100,10 +100,8 @@ def kernel(ray_dirs, tmp_path_factory):
     client.start_channels()
     client.wait_for_ready(timeout=120)
     yield km, client
-    if km.is_alive():  # Ray down before the kernel exits: ipykernel's shutdown would spend ~30 s terminating it
-        Cell(client, "import ray\nray.shutdown()").finish(timeout_s=120)
     client.stop_channels()
-    km.shutdown_kernel()
+    km.shutdown_kernel()  # (paretolab stops its Ray when the kernel is asked to shut down)
 
 
 def test_a_run_in_a_kernel_shows_its_progress_live_in_the_cell_and_ends_with_the_cli_headline(kernel, tmp_path):
@@ -186,3 +184,31 @@ def test_an_interrupt_after_a_run_interrupted_in_the_same_cell_is_a_keyboard_int
     assert km.is_alive()
     answer = Cell(client, "40 + 2").finish(timeout_s=60)
     assert [c["data"]["text/plain"] for c in answer.of_type("execute_result")] == ["42"]
+
+
+def test_a_kernel_asked_to_shut_down_stops_its_ray_first(ray_dirs, tmp_path):
+    """ipykernel ends its child processes (Ray's among them) with SIGTERM, waits, then SIGKILL, before
+    `atexit`: a kernel that had run a sweep took about 30 s to shut down, and Ray's processes printed
+    stack traces as they were killed. The warm session stops Ray when the kernel is asked to shut down."""
+    from jupyter_client.manager import KernelManager
+
+    rays = ray_dirs()
+    km = KernelManager(kernel_name="python3")
+    km.shutdown_wait_time = 60
+    with (tmp_path / "kernel.err").open("w") as err:
+        km.start_kernel(env=rays.env(), cwd=str(tmp_path), stderr=err)
+        client = km.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=120)
+            small = spec("small") | {"grid": {"width": [16]}, "seeds": 2, "max_steps": 100}
+            cell = Cell(client, f"import paretolab\nsummary = paretolab.run({json.dumps(small)}, "
+                                f"store={str(tmp_path / 'r')!r}, workers=1)\nimport ray\nprint(ray.is_initialized())").finish()
+            assert not cell.errors() and any(t.strip().endswith("True") for t in cell.texts()), cell.summary()
+            assert rays.processes("raylet")  # Ray is up, kept warm after the run
+        finally:
+            client.stop_channels()
+            km.shutdown_kernel()  # a shutdown request, as a notebook server sends it, then the kernel's exit
+    assert not km.is_alive()
+    assert not rays.processes(), rays.processes()
+    assert "SIGTERM received" not in (tmp_path / "kernel.err").read_text()  # no Ray process was killed by the kernel
