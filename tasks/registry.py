@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from paretolab.tasks.automata import Automaton
 from paretolab.tasks.base import Task
 from paretolab.tasks.flipflop import FlipFlop
+from paretolab.tasks.lm import LanguageModel
 from paretolab.tasks.relu_teacher import ReluTeacher
 from paretolab.tasks.sparse_boolean import SparseBoolean
 from paretolab.tasks.sparse_parity import SparseParity
@@ -20,6 +21,7 @@ BUILTIN: dict[str, type[Task]] = {
     ReluTeacher.name: ReluTeacher,
     FlipFlop.name: FlipFlop,
     SparseBoolean.name: SparseBoolean,
+    LanguageModel.name: LanguageModel,
 }
 
 

@@ -26,7 +26,7 @@ OWN_CODE = Path(__file__).resolve().parents[1] / "examples" / "own_code"
 OWN_SPECS = sorted(OWN_CODE.rglob("*.yaml"))
 SHRINK = {  # size argument -> an upper bound small enough for a CPU test, where the trial has it
     "length": 16, "test_length": 24, "train_size": 64, "n_layers": 1, "d_model": 16, "n_heads": 2,
-    "hidden": 8, "width": 16,
+    "hidden": 8, "width": 16, "context": 16,
 }
 
 
@@ -52,7 +52,7 @@ def test_example_dry_runs_and_its_first_trial_trains(path, tmp_path, one_thread)
 
 
 @pytest.mark.parametrize("kind, expected", [("tasks", {"sparse_parity", "flipflop", "automaton", "sparse_boolean",
-                                                       "relu_teacher"}),
+                                                       "relu_teacher", "lm"}),
                                             ("models", {"mlp", "transformer", "lstm"})])
 def test_cli_lists_plugins_with_their_defaults(kind, expected):
     import json

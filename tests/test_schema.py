@@ -102,7 +102,7 @@ def test_bad_specs_are_refused_by_the_schema_too(case, validator):
 
 def test_the_schema_names_the_choices_an_editor_completes(validator):
     schema = spec_schema.builtin_schema()
-    assert schema["properties"]["task"]["enum"] == ["automaton", "flipflop", "relu_teacher", "sparse_boolean",
+    assert schema["properties"]["task"]["enum"] == ["automaton", "flipflop", "lm", "relu_teacher", "sparse_boolean",
                                                    "sparse_parity"]
     assert schema["$defs"]["train.optimizer"]["enum"] == ["sgd", "adam", "adamw"]
     assert schema["$defs"]["losses.sparse_parity"]["enum"] == ["hinge", "logistic", "square"]

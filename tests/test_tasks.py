@@ -23,6 +23,7 @@ SMALL = {  # arguments that keep each built-in task tiny
     "automaton": {"automaton": "symmetric", "length": 8},
     "sparse_boolean": {"length": 8, "k": 2},
     "relu_teacher": {"d": 6, "k": 2},
+    "lm": {"context": 16, "max_bytes": 2**16},
 }
 PLUGINS = {"exploding": {"n": 10, "k": 2, "explode_at": 100}, "poisoned": {"n": 10, "k": 2}}  # tests/plugins
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks_and_models.md"
