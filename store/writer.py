@@ -41,6 +41,7 @@ class StoreWriter:
         self._rows: dict[str, list[dict]] = {t: [] for t in TABLES}
         self._types: dict[tuple[str, str], pa.DataType] = {}  # (table, column): the type it was written with
         self._leading: dict[str, set[str]] = {}  # table: the columns of the file that sorts first
+        self._first: dict[str, pa.Schema] = {}  # table: the schema of its first file when this writer began
         self._last = time.monotonic()
 
     def append(self, table: str, rows: list[dict]) -> None:
@@ -85,9 +86,22 @@ class StoreWriter:
         rather than Parquet's null type, which a reader would show as `NULL`."""
         array = pa.array(values)
         if pa.types.is_null(array.type):
-            return pa.nulls(len(values), self._types.get((table, column)) or _declared(table, column) or pa.float64())
+            kind = self._types.get((table, column)) or self._stored(table, column) or _declared(table, column)
+            return pa.nulls(len(values), kind or pa.float64())
         self._types[(table, column)] = array.type
         return array
+
+    def _stored(self, table: str, column: str) -> pa.DataType | None:
+        """The column's type in the table's first file (its schema file, when it has one: every column),
+        read once per table: a sweep without a sparse-parity `train_size` (all NULL) wrote it as a
+        number where the store held it as an integer, and polars refused to read the folder."""
+        if table not in self._first:
+            entries = self.store._live(table)
+            first = _files.footer(self.store.loc, entries[0]) if entries else None
+            self._first[table] = first if isinstance(first, pa.Schema) else pa.schema([])
+        schema = self._first[table]
+        return schema.field(column).type if column in schema.names and not pa.types.is_null(
+            schema.field(column).type) else None
 
     def _lead(self, table: str, schema: pa.Schema) -> None:
         """Before a file of `schema` is written: if it has a column the table's first file lacks,

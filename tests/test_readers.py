@@ -80,3 +80,14 @@ def test_a_column_of_two_types_is_read_as_text(make_store, tmp_path):
     assert got == {"t1": "hinge", "t2": "0.25"}
     rows = paretolab.open_store(root).query("SELECT trial_id, loss FROM trials ORDER BY 1").to_pylist()
     assert [r["loss"] for r in rows] == ["hinge", "0.25"]
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_a_column_a_later_sweep_leaves_null_keeps_the_stored_type(make_store, tmp_path, reader):
+    # sparse parity's train_size is an integer, NULL when training is online; a later sweep that is
+    # all online wrote it as a number, and polars refused the folder (Float64 against Int64)
+    root = tmp_path / "r"
+    make_store(root, "fixed", ["train_size"], [{"trial_id": "t1", **PARITY, "train_size": 500}])
+    make_store(root, "online", ["width"], [{"trial_id": "t2", **PARITY, "train_size": None}])
+    rows = sorted(READERS[reader](root / "trials"), key=lambda r: r["trial_id"])
+    assert [r["train_size"] for r in rows] == [500, None]
