@@ -1,0 +1,152 @@
+"""`paretolab serve` on a large store: the time and bytes of a sweep page's data, first and after
+each change of the store, over real HTTP from a real server process.
+
+    python benchmarks/serve.py [--trials 100000] [--evals 99] [--rounds 3]
+
+The store is `benchmarks/synthetic_store.py`'s (10^5 trials, 10^7 metric rows, 40 files per table),
+with a `wall_s` column added to its trials as a run writes it (`paretolab status` reads it). The
+server is `paretolab serve --port 0` in its own process. A page's parts are fetched as the page's
+script fetches them, six at a time (a browser's connections per host):
+
+- first paint: the page, its choices (`/api/meta`), then every part, on a server that has read
+  nothing yet (it checks each file's seal once);
+- update: a new metrics file (1,000 evaluations of running trials, as a driver's flush writes
+  them) changes the store's signature, and every part is fetched again and recomputed;
+- alone: after one more change, the parts fetched one at a time (each part's own time);
+- cached: the same parts again with no change (what a second tab, or a poll with no change, costs).
+
+Each figure is one round's (`--rounds`, default 3: first paint once, then the median update).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine_line  # noqa: E402
+from synthetic_store import _write, generate  # noqa: E402
+
+SWEEP = "synthetic"
+PARTS = {  # what the sweep page fetches, with its default choices on this sweep
+    "status": f"/api/status?s={SWEEP}",
+    "phase diagram": f"/fig/phase.svg?s={SWEEP}&x=train_size&y=width",
+    "frontier": f"/fig/frontier.svg?s={SWEEP}&x=train_size&by=width",
+    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
+    "transitions": f"/api/transitions?s={SWEEP}&by=width",
+    "luck": f"/fig/luck.svg?s={SWEEP}&by=width",
+    "cells": f"/api/cells?s={SWEEP}&limit=100&offset=0",
+    "failures": f"/api/failures?s={SWEEP}",
+    "spec": f"/api/spec?s={SWEEP}",
+}
+
+
+def add_wall_s(root: Path) -> None:
+    """Give every trials file of the synthetic store the `wall_s` column a run writes."""
+    for path in sorted((root / "trials").glob("*.parquet")):
+        t = pq.read_table(path)
+        t = t.append_column("wall_s", pa.array(np.full(t.num_rows, 1.0)))
+        plain = path.with_name(path.name.split(".crc32-")[0] + ".parquet")
+        path.unlink()
+        _write(t, plain)
+
+
+def append_curves(root: Path, i: int) -> None:
+    """One more metrics file: 1,000 later evaluations of 1,000 trials, as a running sweep's flush."""
+    ids = np.char.add("t", np.arange(1000).astype(str))
+    step = np.full(1000, 20_000 + 100 * i)
+    _write(pa.table({"trial_id": ids, "attempt": np.ones(1000, np.int64), "step": step, "samples": step * 32,
+                     "wall_s": step * 0.01, "train_loss": np.zeros(1000), "train_error": np.zeros(1000),
+                     "test_loss": np.zeros(1000), "test_error": np.zeros(1000), "test_acc": np.ones(1000)}),
+           root / "metrics" / f"{90000 + i:05d}.parquet")
+
+
+def get(base: str, path: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    with urllib.request.urlopen(base + path, timeout=600) as r:
+        body = r.read()
+        assert r.status == 200, (path, r.status)
+    return time.perf_counter() - start, len(body)
+
+
+def page(base: str, version: str, at_once: int = 6) -> tuple[float, dict[str, tuple[float, int]]]:
+    """The sweep page's parts fetched `at_once` at a time: (wall time of all, {part: (seconds, bytes)})."""
+    start = time.perf_counter()
+    get(base, f"/sweep?s={SWEEP}")
+    meta = get(base, f"/api/meta?s={SWEEP}&v={version}")
+    with ThreadPoolExecutor(at_once) as pool:
+        done = dict(zip(PARTS, pool.map(lambda p: get(base, f"{p}&v={version}"), PARTS.values())))
+    return time.perf_counter() - start, {"meta": meta, **done}
+
+
+def signature(base: str) -> str:
+    with urllib.request.urlopen(base + "/api/signature", timeout=60) as r:
+        return json.loads(r.read())["signature"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=100_000)
+    p.add_argument("--evals", type=int, default=99)
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    print(machine_line())
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "store"
+        start = time.perf_counter()
+        generate(root, a.trials, a.evals, 40)
+        add_wall_s(root)
+        size = sum(f.stat().st_size for f in root.rglob("*.parquet")) / 2**20
+        print(f"store: {a.trials} trials, {a.trials * (a.evals + 1)} metric rows, {size:.0f} MiB, "
+              f"written in {time.perf_counter() - start:.1f} s")
+        server = subprocess.Popen(["paretolab", "serve", "--store", str(root), "--port", "0"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            base = re.search(r"at (http://\S+)/", server.stdout.readline()).group(1)
+            runs = []
+            for i in range(a.rounds):
+                if i:
+                    append_curves(root, i)
+                    time.sleep(1.1)  # the signature is listed at most once a second
+                version = signature(base)
+                runs.append(page(base, version))
+            cached = page(base, signature(base))
+            append_curves(root, a.rounds)
+            time.sleep(1.1)
+            alone = page(base, signature(base), at_once=1)  # one part at a time: each part's own time
+            poll = min(get(base, "/api/signature")[0] for _ in range(20))
+            sweeps = get(base, "/api/sweeps")[0]
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    first, updates = runs[0], runs[1:]
+    update = sorted(updates, key=lambda r: r[0])[len(updates) // 2] if updates else None
+    print("seconds until each part arrived (first paint, update: six requests at a time, as a browser makes them; "
+          "alone: an update fetched one part at a time, so each part's own time)")
+    print(f"{'part':<16}{'first paint':>12}{'update':>10}{'alone':>10}{'cached':>10}{'bytes':>10}")
+    for part in ["meta", *PARTS]:
+        u = f"{update[1][part][0]:.2f}" if update else "-"
+        print(f"{part:<16}{first[1][part][0]:>12.2f}{u:>10}{alone[1][part][0]:>10.2f}{cached[1][part][0]:>10.3f}{first[1][part][1]:>10,}")
+    total = sum(b for _, b in first[1].values())
+    print(f"{'whole page':<16}{first[0]:>12.2f}{update[0] if update else float('nan'):>10.2f}{alone[0]:>10.2f}"
+          f"{cached[0]:>10.3f}{total:>10,}")
+    if updates:
+        print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f})")
+    print(f"/api/signature (what each page polls every 2 s): {poll * 1000:.1f} ms; the sweeps page's data: {sweeps:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
