@@ -83,6 +83,24 @@ def status(store: Store, sweep: str | None = None, now: datetime | None = None) 
     ]
 
 
+def status_table(store: Store, sweep: str | None = None, now: datetime | None = None):
+    """`status` as a pyarrow Table (one row per sweep: sweep, total, ended, succeeded, failed,
+    diverged, pruned, started, remaining, rate_per_s, eta_s), for frames like every other analysis.
+
+    Raises:
+        StoreError: no store, or `sweep` is not in it.
+    """
+    import dataclasses
+
+    import pyarrow as pa
+
+    rows = [dataclasses.asdict(s) | {"remaining": s.remaining, "eta_s": s.eta_s} for s in status(store, sweep, now)]
+    schema = pa.schema([("sweep", pa.string()), *((c, pa.int64()) for c in (
+        "total", "ended", "succeeded", "failed", "diverged", "pruned", "started", "remaining")),
+        ("rate_per_s", pa.float64()), ("eta_s", pa.float64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def _rate(recent: int, recent_from: datetime | None, now: datetime) -> float | None:
     """Trials per second: the `recent` trials that ended in the window, over the time since the
     window or the first of them (`recent_from`: its end less its wall time) started; None without one."""

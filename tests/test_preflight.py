@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from paretolab.analysis.status import RATE_WINDOW_S, status
+from paretolab.analysis.status import RATE_WINDOW_S, status, status_table
 from paretolab.cli import main
 from paretolab.clusters.connect import missing, this_machine
 from paretolab.orchestrator.events import Counts
@@ -85,3 +85,6 @@ def test_status_rate_and_eta_of_packed_trials_and_of_a_sweep_not_running(tmp_pat
     assert s.rate_per_s == pytest.approx(6 / 30) and s.eta_s == 0  # all ended: nothing left
     (s,) = status(st, "packed", now=end + timedelta(seconds=RATE_WINDOW_S + 1))
     assert s.rate_per_s is None and s.eta_s is None
+    (row,) = status_table(st, "packed", now=end).to_pylist()  # the same as a table, for frames
+    assert row == {"sweep": "packed", "total": 6, "ended": 6, "succeeded": 6, "failed": 0, "diverged": 0, "pruned": 0,
+                   "started": 0, "remaining": 0, "rate_per_s": pytest.approx(6 / 30), "eta_s": 0.0}
