@@ -49,18 +49,18 @@ def test_a_fixed_dataset_fits_as_an_independent_reference_does():
     assert fit.huber == pytest.approx(ref.fun, rel=1e-6)
 
 
-@pytest.mark.slow  # 40 fits with bootstrap
+@pytest.mark.slow  # 30 fits with bootstrap
 def test_known_parameters_are_recovered_at_the_advertised_coverage():
     rng = np.random.default_rng(2024)
-    draws, covered = 40, {"alpha": 0, "beta": 0, "E": 0}
+    draws, covered = 30, {"alpha": 0, "beta": 0, "E": 0}
     for i in range(draws):
-        fit = fit_chinchilla(*chinchilla_data(rng), n_boot=200, seed=i, grid=SMALL_GRID)
+        fit = fit_chinchilla(*chinchilla_data(rng), n_boot=150, seed=i, grid=SMALL_GRID)
         table = fit.parameters()
         for name in covered:
             row = value(table, name)
             covered[name] += row["lo"] <= TRUE[name] <= row["hi"]
-    # 95% intervals: 38 of 40 expected; 32 or fewer happens with probability < 0.001 if they are right
-    assert all(c >= 33 for c in covered.values()), covered
+    # 95% intervals: 28.5 of 30 expected; 24 or fewer happens with probability < 0.005 if they are right
+    assert all(c >= 25 for c in covered.values()), covered
     assert all(c <= draws for c in covered.values())
 
 
