@@ -41,16 +41,16 @@ from _common import machine_line  # noqa: E402
 from synthetic_store import _write, generate  # noqa: E402
 
 SWEEP = "synthetic"
-PARTS = {  # what the sweep page fetches, with its default choices on this sweep
+PARTS = {  # what the sweep page fetches, in its order, with its default choices on this sweep
     "status": f"/api/status?s={SWEEP}",
     "phase diagram": f"/fig/phase.svg?s={SWEEP}&x=train_size&y=width",
-    "frontier": f"/fig/frontier.svg?s={SWEEP}&x=train_size&by=width",
-    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
-    "transitions": f"/api/transitions?s={SWEEP}&by=width",
-    "luck": f"/fig/luck.svg?s={SWEEP}&by=width",
     "cells": f"/api/cells?s={SWEEP}&limit=100&offset=0",
+    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
     "failures": f"/api/failures?s={SWEEP}",
     "spec": f"/api/spec?s={SWEEP}",
+    "transitions": f"/api/transitions?s={SWEEP}&by=width",
+    "frontier": f"/fig/frontier.svg?s={SWEEP}&x=train_size&by=width",
+    "luck": f"/fig/luck.svg?s={SWEEP}&by=width",
 }
 
 

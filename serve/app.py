@@ -117,8 +117,9 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []
     if token:
         middleware.append(Middleware(TokenGate, token=token))
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={ParetolabError: _error})
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={ParetolabError: _error})
+    app.state.snapshots = snaps
+    return app
 
 
 def _sweep(request: Request) -> str | list[str]:

@@ -86,7 +86,7 @@ def meta(store: Store, sweep: Sweep) -> dict:
         values = {}
         if params:
             lists = con.execute("SELECT " + ", ".join(
-                f"list(DISTINCT {ident(p)}::VARCHAR ORDER BY {ident(p)}::VARCHAR) FILTER ({ident(p)} IS NOT NULL), "
+                f"list_transform(list_sort(list(DISTINCT {ident(p)}) FILTER ({ident(p)} IS NOT NULL)), lambda v: v::VARCHAR), "
                 f"bool_or({ident(p)} IS NULL)" for p in params) + " FROM trials").fetchall()[0]
             for i, p in enumerate(params):
                 shown = list(lists[2 * i] or [])[:MAX_VALUES]

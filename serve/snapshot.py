@@ -26,6 +26,10 @@ CACHE_ENTRIES = 256  # results kept (figures, tables) across signatures; the old
 # computed side by side on 2 cores all finished at about the time the slowest would alone
 # (benchmarks/serve.py); one at a time, the first parts of a page arrive as soon as they are ready.
 COMPUTING_AT_ONCE = 1
+# A part a page asked for within this long is computed again as soon as a poll finds the store
+# changed, before the page asks: the page's update then waits for less than the whole computation.
+REFRESH_WITHIN_S = 60
+RECENT_PARTS = 64  # parts remembered for that
 
 
 class Snapshots:
@@ -39,6 +43,8 @@ class Snapshots:
         self._results: OrderedDict[tuple, object] = OrderedDict()
         self._pending: dict[tuple, threading.Lock] = {}
         self._computing = threading.BoundedSemaphore(COMPUTING_AT_ONCE)
+        self._recent: OrderedDict[Hashable, tuple[float, Callable]] = OrderedDict()
+        self._refreshing = False
 
     def signature(self) -> str:
         """A short hash of the names and sizes of the store's live files (`""` before it exists)."""
@@ -52,13 +58,49 @@ class Snapshots:
                     digest.update(f"{table}/{entry.name}:{entry.size}\n".encode())
         signature = digest.hexdigest()
         with self._lock:
+            changed = self._signed is not None and self._signed[1] != signature
             self._signed = (time.monotonic(), signature)
+        if changed:
+            self._refresh()
         return signature
 
-    def cached(self, key: Hashable, make: Callable[[], T]) -> T:
-        """`make()` computed once per signature of the store for `key`."""
+    def _refresh(self) -> None:
+        """Compute again, in the background, the parts asked for recently (`REFRESH_WITHIN_S`)."""
+        with self._lock:
+            if self._refreshing:  # the pass under way goes round again for the new signature
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh_all, name="paretolab-serve-refresh", daemon=True).start()
+
+    def _refresh_all(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    signature = self._signed[1]
+                    now = time.monotonic()
+                    parts = [(k, make) for k, (at, make) in self._recent.items() if now - at < REFRESH_WITHIN_S]
+                for key, make in parts:
+                    try:
+                        self.cached(key, make, asked=False)
+                    except Exception:  # noqa: BLE001  the page's own request reports it
+                        pass
+                with self._lock:
+                    if self._signed[1] == signature:
+                        return
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def cached(self, key: Hashable, make: Callable[[], T], asked: bool = True) -> T:
+        """`make()` computed once per signature of the store for `key` (`asked`: by a page, so it
+        is computed again when the store changes)."""
         full = (self.signature(), key)
         with self._lock:
+            if asked:
+                self._recent[key] = (time.monotonic(), make)
+                self._recent.move_to_end(key)
+                while len(self._recent) > RECENT_PARTS:
+                    self._recent.popitem(last=False)
             if full in self._results:
                 self._results.move_to_end(full)
                 return self._results[full]
@@ -70,11 +112,18 @@ class Snapshots:
             try:
                 with self._computing:
                     value = make()
-            finally:
+            except BaseException:
                 with self._lock:
                     self._pending.pop(full, None)
+                raise
             with self._lock:
                 self._results[full] = value
+                self._pending.pop(full, None)
                 while len(self._results) > CACHE_ENTRIES:
                     self._results.popitem(last=False)
             return value
+
+    def holds(self, key: Hashable) -> bool:
+        """Whether the answer for `key` at the store's current signature is computed."""
+        with self._lock:
+            return self._signed is not None and (self._signed[1], key) in self._results

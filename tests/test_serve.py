@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from support import make_store
+from support import make_store, wait_for
 
 pytest.importorskip("httpx", reason="Starlette's test client needs httpx (the test extra installs it)")
 with warnings.catch_warnings():  # Starlette >= 1.10 asks for httpx2, still in its first releases; httpx works
@@ -101,6 +101,7 @@ def test_cells_sorted_and_filtered_on_the_server(client):
     assert "whole number" in get(client, "/api/cells?s=grid&limit=x", 400)["error"]
 
 
+@pytest.mark.slow  # over a second
 def test_comparison_puts_the_sweep_first(client):
     t = get(client, "/api/cells?s=grid&s=other")
     assert t["columns"][0] == "sweep" and {r[0] for r in t["rows"]} == {"grid", "other"}
@@ -176,12 +177,16 @@ def test_updates_follow_new_files(store, client):
     snapshot.SIGNATURE_TTL_S, ttl = 0.0, snapshot.SIGNATURE_TTL_S  # the next poll lists the store again
     try:
         assert get(client, "/api/signature")["signature"] != before
+        # the poll that found the change starts computing the parts pages asked for, before they ask
+        snaps, key = client.app.state.snapshots, ("cells", (("s", "other"),))
+        wait_for(lambda: snaps.holds(key), "the cells computed again after the change", 60)
         after = get(client, "/api/cells?s=other")
     finally:
         snapshot.SIGNATURE_TTL_S = ttl
     assert cells["total"] == 2 and after["total"] == 3
 
 
+@pytest.mark.slow  # over a second: every route of two stores
 def test_a_sweep_with_nothing_to_show_answers_every_route(tmp_path):
     """No trial yet; then trials that never succeed, one diverged with NaN: every route answers 200."""
     empty = Store(make_store(tmp_path / "empty", "fresh", ["lr"], [], []))

@@ -25,10 +25,10 @@ import time
 
 
 def main(config, ctx):
-    """Two evaluations 1.5 s apart: trials land one by one while the page watches. Succeeds when
+    """Two evaluations 2.5 s apart: trials land one by one while the page watches. Succeeds when
     a >= b (test_error 0.05), except seed 1 at a = b."""
     ctx.report(step=0, test_error=0.5, test_loss=1.0)
-    time.sleep(1.5)
+    time.sleep(2.5)
     ok = config["a"] > config["b"] or (config["a"] == config["b"] and config["seed"] == 0)
     ctx.report(step=1, test_error=0.05 if ok else 0.5, test_loss=0.1 if ok else 1.0)
 '''
