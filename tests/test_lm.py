@@ -17,8 +17,8 @@ import paretolab
 from paretolab.errors import SpecError
 from paretolab.orchestrator.grid import expand
 from paretolab.spec import load_spec, parse_yaml
-from paretolab.workers.packed import pack_key
 from paretolab.tasks.lm import LanguageModel, LMArgs, decode, encode, read_corpus, stdlib_files
+from paretolab.workers.packed import pack_key
 from support import packed, solo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
