@@ -12,7 +12,8 @@ script fetches them, six at a time (a browser's connections per host):
   nothing yet (it checks each file's seal once);
 - update: a new metrics file (1,000 evaluations of running trials, as a driver's flush writes
   them) changes the store's signature, and every part is fetched again and recomputed;
-- alone: after one more change, the parts fetched one at a time (each part's own time);
+- alone: each part computed in this process by itself, one after the other (its own time; the
+  whole page's is their sum);
 - cached: the same parts again with no change (what a second tab, or a poll with no change, costs).
 
 Each figure is one round's (`--rounds`, default 3: first paint once, then the median update).
@@ -92,6 +93,31 @@ def page(base: str, version: str, at_once: int = 6) -> tuple[float, dict[str, tu
     return time.perf_counter() - start, {"meta": meta, **done}
 
 
+def own_times(root: Path) -> dict[str, float]:
+    """Each part computed alone in this process, one after the other, as the server computes it."""
+    from paretolab.analysis import figure, plots  # noqa: F401  imported first, as the server does
+    from paretolab.serve import data, figures
+    from paretolab.store import Store
+
+    figure._plt()
+    st = Store(root)
+    st.files("metrics"), st.files("trials")  # each file's seal, checked once per process
+    parts = {
+        "meta": lambda: data.meta(st, SWEEP), "status": lambda: data.sweep_status(st, SWEEP),
+        "phase diagram": lambda: figures.phase(st, SWEEP, "train_size", "width"),
+        "cells": lambda: data.cells_table(st, SWEEP), "curves": lambda: figures.curves(st, SWEEP, "width", "step", "test_error"),
+        "failures": lambda: data.failures(st, SWEEP), "spec": lambda: data.specs(st, SWEEP),
+        "transitions": lambda: data.transitions_summary(st, SWEEP, "width"),
+        "frontier": lambda: figures.frontier(st, SWEEP, "train_size", "width"), "luck": lambda: figures.luck(st, SWEEP, "width"),
+    }
+    out = {}
+    for name, make in parts.items():
+        start = time.perf_counter()
+        make()
+        out[name] = time.perf_counter() - start
+    return out
+
+
 def signature(base: str) -> str:
     with urllib.request.urlopen(base + "/api/signature", timeout=60) as r:
         return json.loads(r.read())["signature"]
@@ -124,24 +150,22 @@ def main() -> None:
                 version = signature(base)
                 runs.append(page(base, version))
             cached = page(base, signature(base))
-            append_curves(root, a.rounds)
-            time.sleep(1.1)
-            alone = page(base, signature(base), at_once=1)  # one part at a time: each part's own time
             poll = min(get(base, "/api/signature")[0] for _ in range(20))
             sweeps = get(base, "/api/sweeps")[0]
         finally:
             server.terminate()
             server.wait(timeout=60)
+        alone = own_times(root)
     first, updates = runs[0], runs[1:]
     update = sorted(updates, key=lambda r: r[0])[len(updates) // 2] if updates else None
     print("seconds until each part arrived (first paint, update: six requests at a time, as a browser makes them; "
-          "alone: an update fetched one part at a time, so each part's own time)")
+          "alone: each part computed by itself in this process)")
     print(f"{'part':<16}{'first paint':>12}{'update':>10}{'alone':>10}{'cached':>10}{'bytes':>10}")
     for part in ["meta", *PARTS]:
         u = f"{update[1][part][0]:.2f}" if update else "-"
-        print(f"{part:<16}{first[1][part][0]:>12.2f}{u:>10}{alone[1][part][0]:>10.2f}{cached[1][part][0]:>10.3f}{first[1][part][1]:>10,}")
+        print(f"{part:<16}{first[1][part][0]:>12.2f}{u:>10}{alone[part]:>10.2f}{cached[1][part][0]:>10.3f}{first[1][part][1]:>10,}")
     total = sum(b for _, b in first[1].values())
-    print(f"{'whole page':<16}{first[0]:>12.2f}{update[0] if update else float('nan'):>10.2f}{alone[0]:>10.2f}"
+    print(f"{'whole page':<16}{first[0]:>12.2f}{update[0] if update else float('nan'):>10.2f}{sum(alone.values()):>10.2f}"
           f"{cached[0]:>10.3f}{total:>10,}")
     if updates:
         print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f})")
