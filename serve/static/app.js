@@ -70,7 +70,7 @@ function fillTable(table, columns, rows, cellFor) {
     const r = el("tr");
     row.forEach((v, i) => {
       const custom = cellFor ? cellFor(columns[i], v, row) : null;
-      const td = custom || el("td", fmt(v), typeof v === "number" ? "num" : null);
+      const td = custom || (v === null ? el("td", "NULL", "note") : el("td", fmt(v), typeof v === "number" ? "num" : null));
       r.appendChild(td);
     });
     tbody.appendChild(r);
