@@ -31,6 +31,7 @@ DECLARED = {
     "lr": ("learning rate", None),
     "weight_decay": ("weight decay", None),
     "length": ("sequence length", "tokens"),
+    "context": ("context length", "tokens"),
     "max_steps": ("step budget", "steps"),
 }
 
