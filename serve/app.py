@@ -28,6 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from paretolab.serve import data, figures, pages
+from paretolab.serve.shared import SharedSnapshots
 from paretolab.serve.snapshot import Snapshots
 from paretolab.store import Store
 from paretolab.vocabulary.errors import ParetolabError, StoreError, UsageError
@@ -47,6 +48,7 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
         hosts: the Host header values accepted (None: any). On loopback this refuses pages of other
             sites that resolve their own name to 127.0.0.1 (DNS rebinding) from reading the store.
     """
+    store = SharedSnapshots(store)  # one database per snapshot of the files, a cursor per query
     snaps = Snapshots(store)
 
     def cached(kind: str, request: Request, make):

@@ -256,3 +256,22 @@ def test_bind_loopback_port_in_use_and_token():
     finally:
         wide.sock.close()
     assert server.is_loopback("localhost") and server.is_loopback("::1") and not server.is_loopback("0.0.0.0")
+
+
+def test_one_database_per_snapshot_of_a_single_sweep_store(tmp_path):
+    from paretolab.analysis.cells import cells
+    from paretolab.serve.shared import SharedSnapshots
+
+    trials, metrics = grid_trials()
+    plain = Store(make_store(tmp_path / "one", "grid", ["width", "train_size"], trials, metrics))
+    shared = SharedSnapshots(plain)
+    assert cells(shared, "grid").equals(cells(plain, "grid"))
+    assert cells(shared, "grid", axes=["width"]).equals(cells(plain, "grid", axes=["width"]))
+    assert len(shared._bases) == 1  # both queries read cursors of one database
+    writer = StoreWriter(plain)
+    writer.append("metrics", [{"trial_id": "w16-mNone-s0", "attempt": 1, "step": 300, "test_error": 0.01}])
+    writer.flush()
+    assert cells(shared, "grid").equals(cells(plain, "grid"))  # a new file: a new snapshot, read afresh
+    assert len(shared._bases) == 1
+    with pytest.raises(Exception, match="unknown sweep 'nope'"):
+        shared.connect("nope")

@@ -241,12 +241,13 @@ def test_a_store_on_s3(s3_store, tmp_path):
     server = Server(s3_store, env=dict(os.environ))
     try:
         status, body = http(server.local + "/api/sweeps")
-        assert status == 200 and json.loads(body)["sweeps"][0]["succeeded"] == 2
+        assert status == 200, body
+        assert json.loads(body)["sweeps"][0]["succeeded"] == 2
         cells = json.loads(http(server.local + "/api/cells?s=grid&sort=width&desc=1")[1])
         assert [r[0] for r in cells["rows"]] == [64, 32, 16]
         for fig in ("phase", "frontier", "curves", "luck"):
             status, svg = http(f"{server.local}/fig/{fig}.svg?s=grid")
-            assert status == 200 and "<svg" in svg, fig
+            assert status == 200 and "<svg" in svg, (fig, svg[:300])
         assert json.loads(http(server.local + "/api/signature")[1])["signature"]
     finally:
         rc, out = server.stop()
