@@ -97,10 +97,11 @@ def own_times(root: Path) -> dict[str, float]:
     """Each part computed alone in this process, one after the other, as the server computes it."""
     from paretolab.analysis import figure, plots  # noqa: F401  imported first, as the server does
     from paretolab.serve import data, figures
+    from paretolab.serve.shared import SharedSnapshots
     from paretolab.store import Store
 
     figure._plt()
-    st = Store(root)
+    st = SharedSnapshots(Store(root))  # as the server reads a local store
     st.files("metrics"), st.files("trials")  # each file's seal, checked once per process
     parts = {
         "meta": lambda: data.meta(st, SWEEP), "status": lambda: data.sweep_status(st, SWEEP),

@@ -52,7 +52,9 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
     snaps = Snapshots(store)
 
     def cached(kind: str, request: Request, make):
-        key = (kind, tuple(sorted(request.query_params.multi_items())))
+        # `v` (the signature a page saw, so that a browser never reuses an old answer) and a token
+        # are not part of what is asked: the cache is keyed by the signature already
+        key = (kind, tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("v", "token"))))
         return snaps.cached(key, make)
 
     def api(kind: str, make):
