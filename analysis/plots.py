@@ -174,18 +174,20 @@ def _frontier_legend(ax, by: tuple[str, ...], min_success_prob: float, plane: _P
 
 
 def _quartiles(store: Store, sweep: str, axes: tuple[str, ...], cost: str, success: str | None) -> dict:
-    """{cell: (first, third quartile of `cost` over the seeds that succeeded)}."""
-    import numpy as np
-
-    from paretolab.analysis.cells import trial_costs
+    """{cell: (first, third quartile of `cost` over the seeds that succeeded)}, computed in DuckDB
+    (linear interpolation, as numpy's percentile: on 10^5 trials the rows copied into Python and
+    grouped there took seconds)."""
+    from paretolab.analysis.cells import costs_sql, ident, open_sweep
 
     if cost not in COST_COLUMNS:
         return {}
-    out: dict[tuple, list] = {}
-    for r in trial_costs(store, sweep, success=success).to_pylist():
-        if r[cost] is not None and math.isfinite(r[cost]):
-            out.setdefault(tuple(r[a] for a in axes), []).append(r[cost])
-    return {k: tuple(float(q) for q in np.percentile(v, (25, 75))) for k, v in out.items()}
+    with open_sweep(store, sweep, success) as (con, _, criterion):
+        keys = "".join(f"{ident(a)}, " for a in axes)
+        rows = con.sql(f"""
+            SELECT {keys}quantile_cont(_c, 0.25) AS _q1, quantile_cont(_c, 0.75) AS _q3
+            FROM (SELECT *, {ident(cost)}::DOUBLE AS _c FROM ({costs_sql(con, criterion)}))
+            WHERE _c IS NOT NULL AND isfinite(_c) GROUP BY ALL""").fetchall()
+    return {tuple(r[:-2]): (float(r[-2]), float(r[-1])) for r in rows}
 
 
 def plot_phase(store: Store, sweep: str, x: str | None = None, y: str | None = None, success: str | None = None,
