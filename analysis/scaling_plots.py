@@ -77,6 +77,14 @@ def _log_axes(ax) -> None:
     ax.set_yscale("log")
 
 
+def _finish(ax, roles: dict, y: str, entries: int) -> None:
+    """Log-log axes labelled with what the roles read (`y` where the y role is unnamed), and the legend."""
+    _log_axes(ax)
+    ax.set_xlabel(roles.get("x", "x"))
+    ax.set_ylabel(roles.get("y", y))
+    figure.legend(ax, entries)
+
+
 def _power(ax, fit, roles) -> list[dict]:
     color = figure.OKABE_ITO[0]
     xs = np.geomspace(fit.x.min(), fit.x.max(), LINE_POINTS)
@@ -85,10 +93,7 @@ def _power(ax, fit, roles) -> list[dict]:
     if fit.draws.size:  # the resampled slopes, each through the data's centre in log space
         lx, ly = np.log10(fit.x), np.log10(fit.y)
         _band(ax, xs, np.array([10 ** (ly.mean() + b * (np.log10(xs) - lx.mean())) for b in fit.draws[:, 0]]), color)
-    _log_axes(ax)
-    ax.set_xlabel(roles.get("x", "x"))
-    ax.set_ylabel(roles.get("y", "y"))
-    figure.legend(ax, 3)
+    _finish(ax, roles, "y", 3)
     return [{"x": float(x), "fitted": float(fit.a * x ** fit.b)} for x in xs]
 
 
@@ -103,10 +108,7 @@ def _curve(ax, fit, roles) -> list[dict]:
         _band(ax, xs, np.array([replace(fit, params=p).predict(xs) for p in fit.draws]), color)
     for i in range(fit.breaks):
         ax.axvline(fit.params[4 + 3 * i], color="#999999", linestyle="--", linewidth=0.8)
-    _log_axes(ax)
-    ax.set_xlabel(roles.get("x", "x"))
-    ax.set_ylabel(roles.get("y", "y"))
-    figure.legend(ax, 3)
+    _finish(ax, roles, "y", 3)
     return [{"x": float(x), "fitted": float(v)} for x, v in zip(xs, fit.predict(xs))]
 
 
@@ -152,10 +154,7 @@ def _censored(ax, fit, roles) -> list[dict]:
         lx, lt = np.log(fit.x[ok]), np.log(fit.t[ok])
         ax.plot(xs, np.exp(lt.mean() + fit.ols * (np.log(xs) - lx.mean())), color="#999999", linestyle="--",
                 label=f"least squares on the successes alone: x^{fit.ols:.3g}")
-    _log_axes(ax)
-    ax.set_xlabel(roles.get("x", "x"))
-    ax.set_ylabel(roles.get("y", "time to success"))
-    figure.legend(ax, 4)
+    _finish(ax, roles, "time to success", 4)
     return [{"x": float(x), "fitted_median": float(v)} for x, v in zip(xs, fit.median(xs))]
 
 
