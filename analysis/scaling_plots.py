@@ -35,8 +35,11 @@ def plot_report(report):
 
 def plot_optimal(report, budgets):
     """N*(C) and D*(C) of each group's fit against the budget, with 95% bootstrap bands, over the
-    budgets asked for (and the data's own range of 6 N D), the data's runs drawn as points."""
-    fig, (left, right) = figure.panels(2, columns=2)
+    budgets asked for (and the data's own range of 6 N D), the data's runs drawn as points; and the
+    isoFLOP view of the first group's fit: the fitted loss against N along each budget, its minimum
+    marked (the optimum of the fitted surface, not a parabola fitted to the points: docs/scaling.md)."""
+    fig, (left, right, iso) = figure.panels(3, columns=3)
+    _isoflops(iso, report.fits[0], budgets)
     colors = figure.colors(len(report.fits))
     data = []
     for (group, fit), color in zip(zip(report.groups, report.fits), colors):
@@ -66,10 +69,30 @@ def plot_optimal(report, budgets):
     return figure.attach(fig, data)
 
 
-def _band(ax, x, predictions, color) -> None:
+def _isoflops(ax, fit, budgets) -> None:
+    colors = figure.colors(len(budgets))
+    for budget, color in zip(sorted(budgets), colors):
+        n_opt, _, l_opt = optimum(np.array([fit.E, fit.A, fit.B, fit.alpha, fit.beta]), budget) \
+            if fit.alpha > 0 and fit.beta > 0 else (None, None, None)
+        centre = n_opt if n_opt else float(np.sqrt(fit.n.min() * fit.n.max()))
+        ns = np.geomspace(centre / 100, centre * 100, LINE_POINTS)
+        line = fit.isoflop(budget, ns)
+        ax.plot(ns, line.column("loss").to_numpy(), color=color, label=f"C = {budget:.3g}")
+        if n_opt:
+            ax.scatter([n_opt], [l_opt], color=color, s=30, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model size N (data D = C / 6N)")
+    ax.set_ylabel("fitted loss")
+    ax.set_title("isoFLOP view of the fit (dots: the optimum)")
+    figure.legend(ax, len(budgets))
+
+
+def _band(ax, x, predictions, color, labelled: bool = True) -> None:
     if len(predictions):
         lo, hi = np.percentile(predictions, BAND, axis=0)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0, label="95% bootstrap band")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0,
+                        label="95% bootstrap band" if labelled else None)
 
 
 def _log_axes(ax) -> None:
@@ -126,7 +149,7 @@ def _chinchilla(ax, fit, roles) -> list[dict]:
         line = fit.predict(ns, d)
         ax.plot(ns, line, color=cmap(norm(d) * 0.9), label=f"fit at D = {d:.3g}")
         if fit.draws.size:
-            _band(ax, ns, np.array([loss_at(p, ns, d) for p in fit.draws]), cmap(norm(d) * 0.9))
+            _band(ax, ns, np.array([loss_at(p, ns, d) for p in fit.draws]), cmap(norm(d) * 0.9), labelled=q == 0.0)
         out += [{"n": float(n), "d": d, "fitted": float(v)} for n, v in zip(ns, line)]
     ax.axhline(fit.E, color="#999999", linestyle=":", linewidth=0.8, label=f"E = {fit.E:.3g}")
     _log_axes(ax)
