@@ -65,6 +65,16 @@ class FitReport:
     def warnings(self) -> list[str]:
         return [f"{_name(g)}{w}" for g, f in zip(self.groups, self.fits) for w in f.warnings]
 
+    def predict(self, at: list) -> pa.Table:
+        """The fit's prediction at each point of `at` (x values; for chinchilla (N, D) pairs), per
+        group, with its 95% bootstrap band (`lo`, `hi`: the resampled fits' predictions) and whether
+        the point lies outside the data (`extrapolated`).
+
+        Raises:
+            UsageError: a point that is not positive numbers (pairs for chinchilla).
+        """
+        return _stacked(self.groups, [_predicted(self.form, f, at) for f in self.fits])
+
     def optimal(self, budgets) -> pa.Table:
         """A chinchilla fit's compute-optimal N*, D* and loss per budget (`ChinchillaFit.optimal`), per group.
 
@@ -263,21 +273,30 @@ class PowerFit:
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> PowerFit:
-        from paretolab.analysis.fit import _bootstrap_slopes
+        """The least-squares fit of log y on log x, and `n_boot` resampled (exponent, prefactor) pairs."""
+        from paretolab.analysis.intervals import resampled
 
         if len(np.unique(x)) < 2:
             raise UsageError(f"a power law needs 2 distinct x with y > 0; got {len(np.unique(x))}")
         if n_boot < 0:
             raise UsageError(f"n_boot must be >= 0, got {n_boot}")
         lx, ly = np.log10(x), np.log10(y)
-        dx = lx - lx.mean()
-        b = float((dx * (ly - ly.mean())).sum() / (dx * dx).sum())
-        log_a = float(ly.mean() - b * lx.mean())
-        slopes = _bootstrap_slopes(lx, ly, n_boot, np.random.default_rng(seed)) if n_boot else np.array([])
-        return cls(10.0 ** log_a, b, x, y, slopes.reshape(-1, 1) if len(slopes) else np.empty((0, 0)))
+
+        def fit(w: np.ndarray) -> np.ndarray | None:
+            mx, my = (w @ lx) / w.sum(), (w @ ly) / w.sum()
+            dx = lx - mx
+            spread = w @ (dx * dx)
+            if spread <= 0:  # a resample with one x: no slope
+                return None
+            b = (w @ (dx * (ly - my))) / spread
+            return np.array([b, 10.0 ** (my - b * mx)])
+
+        b, a = fit(np.ones(len(lx)))
+        draws = resampled(len(lx), n_boot, fit, np.random.default_rng(seed)) if n_boot else np.empty((0, 0))
+        return cls(float(a), float(b), x, y, draws)
 
     def parameters(self) -> pa.Table:
-        """exponent with its bootstrap interval (the resamples estimate the slope), and prefactor."""
+        """exponent and prefactor with their 95% bootstrap intervals."""
         from paretolab.analysis.intervals import parameter_table
 
         return parameter_table(("exponent", "prefactor"), (self.b, self.a), self.draws,
@@ -293,6 +312,41 @@ class PowerFit:
         sst = float(((t - t.mean()) ** 2).sum())
         return {"n_points": int(len(self.x)), "rmse_log10": float(np.sqrt((r * r).mean())),
                 "r2_log": 1 - float((r * r).sum()) / sst if sst > 0 else None}
+
+
+def _predicted(form: str, fit, at: list) -> pa.Table:
+    """One fit's predictions at `at` (see `FitReport.predict`)."""
+    from dataclasses import replace
+
+    from paretolab.analysis.chinchilla import loss_at
+
+    pairs = form == "chinchilla"
+    points = [tuple(float(v) for v in p) if pairs else (float(p),) for p in at]
+    if not points or any(len(p) != (2 if pairs else 1) or not all(np.isfinite(v) and v > 0 for v in p) for p in points):
+        raise UsageError(f"predict at positive {'(N, D) pairs, N:D' if pairs else 'values of x'}; got {at!r}")
+    rows = []
+    for p in points:
+        if pairs:
+            value = float(fit.predict(*p))
+            draws = [float(loss_at(d, *p)) for d in fit.draws] if fit.draws.size else []
+            outside = not (fit.n.min() <= p[0] <= fit.n.max() and fit.d.min() <= p[1] <= fit.d.max())
+            row = {"n": p[0], "d": p[1]}
+        else:
+            x = p[0]
+            if form == "power":
+                value = fit.a * x ** fit.b
+                draws = [a * x ** b for b, a in fit.draws] if fit.draws.size else []
+            elif form == "broken":
+                value = float(fit.predict(x))
+                draws = [float(replace(fit, params=d).predict(x)) for d in fit.draws] if fit.draws.size else []
+            else:  # censored: the median time to success
+                value = float(fit.median(x))
+                draws = [t0 * x ** b for b, t0, _ in fit.draws] if fit.draws.size else []
+            outside = not (fit.x.min() <= x <= fit.x.max())
+            row = {"x": x}
+        lo, hi = (float(v) for v in np.percentile(draws, (2.5, 97.5))) if len(draws) else (None, None)
+        rows.append({**row, "predicted": float(value), "lo": lo, "hi": hi, "extrapolated": outside})
+    return pa.Table.from_pylist(rows)
 
 
 def _stacked(groups: list[dict], tables: list[pa.Table]) -> pa.Table:

@@ -113,9 +113,8 @@ def _power(ax, fit, roles) -> list[dict]:
     xs = np.geomspace(fit.x.min(), fit.x.max(), LINE_POINTS)
     ax.scatter(fit.x, fit.y, s=10, color="#555555", alpha=0.6, label="points")
     ax.plot(xs, fit.a * xs ** fit.b, color=color, label=f"y = {fit.a:.3g} x^{fit.b:.3g}")
-    if fit.draws.size:  # the resampled slopes, each through the data's centre in log space
-        lx, ly = np.log10(fit.x), np.log10(fit.y)
-        _band(ax, xs, np.array([10 ** (ly.mean() + b * (np.log10(xs) - lx.mean())) for b in fit.draws[:, 0]]), color)
+    if fit.draws.size:
+        _band(ax, xs, np.array([a * xs ** b for b, a in fit.draws]), color)
     _finish(ax, roles, "y", 3)
     return [{"x": float(x), "fitted": float(fit.a * x ** fit.b)} for x in xs]
 

@@ -178,6 +178,9 @@ def _analysis_parsers(sub, store_help: str) -> None:
     ft.add_argument("--breaks", type=int, default=1, help="--form broken: 1 or 2 breaks")
     ft.add_argument("--points", action="store_true", help="print the points fitted (fitted values, residuals) instead "
                                                          "of the parameters")
+    ft.add_argument("--at", help="print the fit's predictions with their 95%% bootstrap band instead of the parameters, "
+                                 "at these values of x (e.g. 256,512), or for chinchilla at N:D pairs (e.g. 1e9:2e10); "
+                                 "points outside the data are marked extrapolated")
 
     op = sub.add_parser("optimal", help="compute-optimal model size N* and data D* per FLOP budget, from a "
                                         "Chinchilla-form fit, with bootstrap intervals (docs/scaling.md)")
@@ -547,14 +550,32 @@ def _fit(args) -> int:
                                                                   by=(_split(args.by) or [None])[0],
                                                                   success=args.success, n_boot=args.n_boot))
         return 0
+    if args.at and args.points:
+        raise UsageError("--at and --points print different tables; give one")
+    at = _points_at(args.at, args.form) if args.at else None
     report = _fit_report(args, args.form)
-    _emit(report.points() if args.points else report.parameters(), args.format)
+    table = report.predict(at) if at else report.points() if args.points else report.parameters()
+    _emit(table, args.format)
+    if at and (outside := sum(table.column("extrapolated").to_pylist())):
+        _say(_console(stderr=True), f"warning: {outside} of {len(table)} predictions lie outside the data fitted: "
+                                    "extrapolations, whose bands assume the form holds there")
     _fit_notes(args, report)
     if args.plot:
         from paretolab.analysis import scaling_plots
 
         _write_figure(args, args.plot, lambda: scaling_plots.plot_report(report))
     return 0
+
+
+def _points_at(text: str, form: str) -> list:
+    """`--at`: values of x, or N:D pairs for chinchilla."""
+    try:
+        if form == "chinchilla":
+            return [tuple(float(v) for v in item.split(":")) for item in _split(text) or []]
+        return [float(v) for v in _split(text) or []]
+    except ValueError:
+        want = "N:D pairs, e.g. 1e9:2e10,1e10:2e11" if form == "chinchilla" else "numbers, e.g. 256,512"
+        raise UsageError(f"--at {text!r}: comma-separated {want}") from None
 
 
 def _optimal(args) -> int:

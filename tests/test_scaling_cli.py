@@ -128,3 +128,19 @@ def test_bad_table_input_is_one_line(tmp_path, capsys, argv, message):
     pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 4.0]}).to_csv(tmp_path / "t.csv", index=False)
     code, out, err = run(capsys, "fit", "--from", tmp_path / "t.csv", *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_predictions_with_bands_and_extrapolation_marked(tmp_path, capsys):
+    x = np.array([2.0, 4, 8, 16, 32] * 4)
+    y = 3 * x ** 0.5 * np.exp(np.random.default_rng(0).normal(0, 0.05, len(x)))
+    pd.DataFrame({"x": x, "y": y}).to_csv(tmp_path / "p.csv", index=False)
+    code, out, err = run(capsys, "fit", "--from", tmp_path / "p.csv", "--x", "x", "--y", "y", "--n-boot", 200,
+                         "--at", "8,1024", "--format", "json")
+    assert code == 0, err
+    inside, far = json.loads(out)
+    assert inside["predicted"] == pytest.approx(3 * 8 ** 0.5, rel=0.05) and inside["lo"] < inside["predicted"] < inside["hi"]
+    assert (inside["extrapolated"], far["extrapolated"]) == (False, True)
+    assert far["hi"] - far["lo"] > inside["hi"] - inside["lo"]  # the band widens away from the data
+    assert "warning: 1 of 2 predictions lie outside the data" in err
+    code, _, err = run(capsys, "fit", "--from", tmp_path / "p.csv", "--x", "x", "--y", "y", "--at", "8", "--points")
+    assert code == 2 and "--at and --points" in err
