@@ -12,10 +12,12 @@ from paretolab.store import Store
 # one instant, and the rate between two such instants read 5,714 trials/s. A sweep with no trial
 # ended in the window is taken as not running: no rate, no ETA.
 RATE_WINDOW_S = 300
+# what the status reads of each ended trial, with its type
+ENDED_COLUMNS = {"status": "VARCHAR", "success": "BOOLEAN", "finished_at": "TIMESTAMPTZ", "wall_s": "DOUBLE"}
 
 STATUS_SQL = f"""
 WITH ended AS (
-    SELECT st.sweep, t.trial_id, t.status, t.success, t.finished_at, t.wall_s
+    SELECT st.sweep, t.trial_id, {{ended_columns}}
     FROM sweep_trials st JOIN trials t USING (trial_id)
 ), started AS (
     SELECT DISTINCT st.sweep, m.trial_id FROM sweep_trials st JOIN metrics_all m USING (trial_id)
@@ -73,7 +75,12 @@ def status(store: Store, sweep: str | None = None, now: datetime | None = None) 
     if sweep is not None:
         store.connect(sweep).close()  # raises StoreError naming the known sweeps
     now = now or datetime.now(timezone.utc)
-    rows = store.query(STATUS_SQL, {"now": now, "sweep": sweep}).to_pylist()
+    # a store written by hand (or by a tool of its own) may lack some of them: NULL then (no rate
+    # without a wall time)
+    have = set(store.query("SELECT * FROM trials LIMIT 0").column_names)
+    sql = STATUS_SQL.replace("{ended_columns}", ", ".join(
+        f"t.{c}" if c in have else f"NULL::{kind} AS {c}" for c, kind in ENDED_COLUMNS.items()))
+    rows = store.query(sql, {"now": now, "sweep": sweep}).to_pylist()
     if sweep is not None and not rows:  # a sweep submitted with no trial (an empty grid) is in `sweeps` only
         return [SweepStatus(sweep, 0, 0, 0, 0, 0, 0, 0, None)]
     return [

@@ -88,3 +88,13 @@ def test_status_rate_and_eta_of_packed_trials_and_of_a_sweep_not_running(tmp_pat
     (row,) = status_table(st, "packed", now=end).to_pylist()  # the same as a table, for frames
     assert row == {"sweep": "packed", "total": 6, "ended": 6, "succeeded": 6, "failed": 0, "diverged": 0, "pruned": 0,
                    "started": 0, "remaining": 0, "rate_per_s": pytest.approx(6 / 30), "eta_s": 0.0}
+
+
+def test_status_of_a_store_whose_trials_lack_columns_a_run_writes(tmp_path, make_store):
+    """A store written by another tool (or by hand) without `wall_s` or `success`: counts, no rate."""
+    from paretolab.store import Store
+
+    store = Store(make_store(tmp_path / "r", "bare", ["width"], [{"trial_id": "t1", "width": 16}]))
+    assert "wall_s" not in store.query("SELECT * FROM trials LIMIT 0").column_names
+    (s,) = status(store, "bare")
+    assert (s.total, s.ended, s.succeeded, s.rate_per_s, s.eta_s) == (1, 1, 0, None, None)
