@@ -40,4 +40,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """The public API and the module's dunders (not `annotations` or the subpackages imported so far)."""
+    return sorted({*(n for n in globals() if n.startswith("__")), *__all__})

@@ -45,7 +45,8 @@ def test_an_unknown_column_is_named(store):
 
 
 def test_dir_lists_the_public_api_without_importing_torch_or_ray():
-    assert {"run", "open_store", "load_spec", "ParetolabError"} <= set(dir(paretolab))
+    assert {"run", "open_store", "load_spec", "sweep", "session", "shutdown", "ParetolabError"} <= set(dir(paretolab))
+    assert "annotations" not in dir(paretolab)  # (from __future__), not an API
     code = "import sys, paretolab\ndir(paretolab)\nhelp(paretolab)\nprint(sorted({'torch', 'ray'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]" and "open_store(path_or_uri)" in out.stdout
