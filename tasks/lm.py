@@ -238,14 +238,14 @@ class LanguageModel(Task):
 
     Metrics: `test_loss`, the cross-entropy in nats per token on the held-out windows;
     `test_bits_per_byte`, the same in bits (a token is a byte); `test_error`, the fraction of
-    held-out tokens whose most likely prediction is wrong, and `test_acc`. Tokens trained on are
-    `samples` x `context` (every sample is one window of `context` predicted tokens).
+    held-out tokens whose most likely prediction is wrong, and `test_acc`; `tokens_seen`, the tokens
+    trained on so far: `samples` x `context` (every sample is one window of `context` predicted tokens).
     """
 
     name: ClassVar[str] = "lm"
     Args: ClassVar[type] = LMArgs
     losses: ClassVar[tuple[str, ...]] = ("cross_entropy",)
-    metrics: ClassVar[tuple[str, ...]] = ("test_loss", "test_bits_per_byte", "test_error", "test_acc")
+    metrics: ClassVar[tuple[str, ...]] = ("test_loss", "test_bits_per_byte", "test_error", "test_acc", "tokens_seen")
 
     def __init__(self, args: LMArgs, seed: int, test_size: int, device: str = "cpu"):
         self.args, self.device = args, device
@@ -262,6 +262,7 @@ class LanguageModel(Task):
         self._train = tokens[:n_train].to(device)
         self._positions = torch.arange(args.context + 1, device=device)
         self._data = generator(seed, "data", device)
+        self._tokens_seen = 0  # predicted tokens of the training windows drawn so far
 
     @staticmethod
     def io(args: LMArgs) -> IO:
@@ -271,6 +272,7 @@ class LanguageModel(Task):
         starts = torch.randint(0, len(self._train) - self.args.context, (batch_size,), generator=self._data,
                                device=self.device)
         window = self._train[starts.unsqueeze(1) + self._positions].long()
+        self._tokens_seen += batch_size * self.args.context
         return window[:, :-1], window[:, 1:]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -297,7 +299,7 @@ class LanguageModel(Task):
             totals += torch.stack([ce.double(), _wrong(out, y).sum().double()])
         loss, wrong = (t / self._test[:, 1:].numel() for t in totals.tolist())  # one device sync
         return {"test_loss": loss, "test_bits_per_byte": loss / math.log(2), "test_error": wrong,
-                "test_acc": 1.0 - wrong}
+                "test_acc": 1.0 - wrong, "tokens_seen": float(self._tokens_seen)}
 
 
 def _wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

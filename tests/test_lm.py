@@ -190,6 +190,7 @@ def test_a_trial_records_its_flops_as_six_params_per_token_of_context(model, cor
     assert result.flops_per_sample == 6 * result.n_params * 16
     assert result.samples * result.flops_per_sample / (6 * result.n_params) == 20 * 4 * 16  # tokens trained on
     assert rows[-1].values["test_loss"] < rows[0].values["test_loss"] < math.log(256) + 0.5
+    assert [r.values["tokens_seen"] for r in rows] == [r.samples * 16 for r in rows] == [0, 640, 1280]
 
 
 @pytest.mark.parametrize("model", ["transformer", "lstm"])
@@ -208,6 +209,7 @@ def test_packed_members_follow_their_solo_curves(model, corpus):
                 assert (v is None and w is None) or math.isclose(v, w, rel_tol=2e-3, abs_tol=0.03 if "error" in k or
                                                                  "acc" in k else 2e-3), (k, v, w)
         assert results[t.trial_id].flops_per_sample == solo_result.flops_per_sample
+        assert [r.values["tokens_seen"] for r in mine] == [r.samples * 16 for r in mine]  # counted per member
 
 
 def test_the_example_is_a_grid_of_sizes_and_token_budgets_on_stdlib():
@@ -234,6 +236,10 @@ def test_a_run_writes_the_final_test_loss_and_flops(model, ray_cluster, corpus, 
         assert r["flops_per_sample"] == 6 * r["n_params"] * r["context"] and r["samples"] == 20 * 4
         assert 0 < r["final_test_loss"] < math.log(256) + 0.5
         assert math.isclose(r["final_test_bits_per_byte"], r["final_test_loss"] / math.log(2))
+    seen = paretolab.open_store(tmp_path / "r").query(
+        "SELECT m.samples, m.tokens_seen, t.context FROM metrics m JOIN trials t USING (trial_id)",
+        sweep=f"lm-{model}").to_pylist()
+    assert seen and all(r["tokens_seen"] == r["samples"] * r["context"] for r in seen)  # the curve's own axis
 
 
 @pytest.mark.slow
