@@ -36,11 +36,11 @@ import pyarrow as pa
 
 from paretolab.analysis.intervals import interval, parameter_table, resampled
 from paretolab.vocabulary.errors import UsageError
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN  # C = 6 N D
 
 HUBER_DELTA = 1e-3
 GRID = {"a": np.arange(0.0, 30.0, 5.0), "b": np.arange(0.0, 30.0, 5.0), "e": np.arange(-1.0, 1.5, 0.5),
         "alpha": np.arange(0.0, 2.5, 0.5), "beta": np.arange(0.0, 2.5, 0.5)}
-FLOPS_PER_PARAM_PER_TOKEN = 6  # C = 6 N D
 MIN_POINTS = 10  # five parameters: fewer points leave them barely determined
 NAMES = ("E", "A", "B", "alpha", "beta")
 MEANINGS = ("irreducible loss", "scale of the model-size term", "scale of the data term",

@@ -17,12 +17,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from paretolab.analysis.intervals import CI_PERCENTILES
 from paretolab.analysis.cells import COMPARED, SweepInfo, comparing, check_axes, costs_sql, ident, numeric_axes, open_sweep
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
 from paretolab.vocabulary.schema import COST_COLUMNS
 
-CI_PERCENTILES = (2.5, 97.5)  # a 95% percentile bootstrap interval
 BOOT_CHUNK_CELLS = 4_000_000  # resample in chunks of at most this many indices (32 MB of int64)
 FITTED = "fitted"
 CENSORING = ("left out of the fit; this biases the exponent downward when the slow trials are the "

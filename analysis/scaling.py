@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from paretolab.analysis.intervals import CI_PERCENTILES
 from paretolab.analysis.cells import COMPARED, check_axes, comparing, costs_sql, open_sweep
 from paretolab.store import Store
 from paretolab.store.store import ident
@@ -216,26 +217,28 @@ def _sweep_columns(form: str, have: set[str], x, y, n, d) -> tuple[str, dict[str
 
 def _fit_groups(form: str, data: pa.Table, by: tuple[str, ...], roles: dict[str, str], breaks: int, n_boot: int,
                 seed: int, starts: int | None = None) -> FitReport:
-    groups, fits = [], []
     keys = [tuple(r) for r in zip(*(data.column(b).to_pylist() for b in by))] if by else [()] * len(data)
     order = list(dict.fromkeys(keys)) or [()]
+    index = {key: i for i, key in enumerate(order)}
+    group_of = np.array([index[k] for k in keys], dtype=int)  # each row's group, found once
+    columns = {r: _numbers(data.column(f"_{r}")) for r in ROLES[form]}  # converted once
+    groups, fits = [], []
     for i, key in enumerate(order):
-        rows = np.array([k == key for k in keys], dtype=bool) if by else np.ones(len(data), dtype=bool)
+        rows = group_of == i
         group = dict(zip(by, key))
-        values = {r: _numbers(data.column(f"_{r}"), rows) for r in ROLES[form]}
         try:
-            fits.append(_fit_one(form, values, breaks, n_boot, seed + i, starts))
+            fits.append(_fit_one(form, {r: v[rows] for r, v in columns.items()}, breaks, n_boot, seed + i, starts))
         except UsageError as e:
             raise UsageError(f"{_name(group)}{e}") from None
         groups.append(group)
     return FitReport(form, by, groups, fits, roles)
 
 
-def _numbers(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_boolean(column.type):
-        return np.array(column.to_pylist(), dtype=object)[rows]
+        return np.array(column.to_pylist(), dtype=object)
     try:
-        return column.to_numpy(zero_copy_only=False).astype(float)[rows]
+        return column.to_numpy(zero_copy_only=False).astype(float)
     except (TypeError, ValueError, pa.ArrowInvalid):
         raise UsageError(f"a column of type {column.type} is not numbers") from None
 
@@ -344,7 +347,7 @@ def _predicted(form: str, fit, at: list) -> pa.Table:
                 draws = [t0 * x ** b for b, t0, _ in fit.draws] if fit.draws.size else []
             outside = not (fit.x.min() <= x <= fit.x.max())
             row = {"x": x}
-        lo, hi = (float(v) for v in np.percentile(draws, (2.5, 97.5))) if len(draws) else (None, None)
+        lo, hi = (float(v) for v in np.percentile(draws, CI_PERCENTILES)) if len(draws) else (None, None)
         rows.append({**row, "predicted": float(value), "lo": lo, "hi": hi, "extrapolated": outside})
     return pa.Table.from_pylist(rows)
 

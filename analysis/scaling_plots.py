@@ -9,8 +9,9 @@ import numpy as np
 from paretolab.analysis import figure
 from paretolab.analysis.censored import kaplan_meier
 from paretolab.analysis.chinchilla import loss_at, optimum
+from paretolab.analysis.intervals import CI_PERCENTILES
 
-BAND = (2.5, 97.5)  # the 95% band: percentiles of the resampled fits' predictions
+BAND = CI_PERCENTILES  # the 95% band: percentiles of the resampled fits' predictions
 LINE_POINTS = 200
 
 
