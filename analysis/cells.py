@@ -16,6 +16,7 @@ workers record it); NaN and infinite metric values never meet a criterion.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ import pyarrow as pa
 
 from paretolab.store import Store
 
-from paretolab.store.store import columns, ident
+from paretolab.store.store import columns, held, ident
 from paretolab.vocabulary.errors import StoreError, UsageError
 from paretolab.vocabulary.schema import COST_COLUMNS, CURVE_KEYS, FLOPS_PER_PARAM_PER_TOKEN, median_column
 from paretolab.vocabulary.stats import wilson_sql
@@ -248,7 +249,9 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Success, include_pruned
     """SQL selecting every non-failed trial with its cost to success under `criterion`.
 
     Columns: every column of `trials` except the stored costs, then `steps_to_success`,
-    `samples_to_success`, `flops_to_success` (NULL when the criterion never held).
+    `samples_to_success`, `flops_to_success` (NULL when the criterion never held). The first
+    successes are read from the database's memo of them where it holds one (`curve_memo.memoize`),
+    else found in the curves.
 
     Raises:
         UsageError: the criterion names a metric the store does not record, or a bad operator.
@@ -264,15 +267,26 @@ def costs_sql(con: duckdb.DuckDBPyConnection, criterion: Success, include_pruned
     sizes = (["t.flops_per_sample"] if "flops_per_sample" in have else []) + \
         ([f"{FLOPS_PER_PARAM_PER_TOKEN}::DOUBLE * t.n_params"] if "n_params" in have else [])
     per_sample = f"coalesce({', '.join(sizes)})" if sizes else "NULL::DOUBLE"
+    memo = successes_table(criterion)
     return f"""
         SELECT {keep}, s.step AS steps_to_success, s.samples AS samples_to_success,
                {per_sample} * s.samples AS flops_to_success
-        FROM trials t LEFT JOIN (
-            SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM metrics
-            WHERE {ident(criterion.metric)} {criterion.op} {_number(criterion.value)}
-              AND isfinite({ident(criterion.metric)}) GROUP BY trial_id
-        ) s USING (trial_id)
+        FROM trials t LEFT JOIN {f'main.{memo}' if held(con, memo) else f'({successes_sql(criterion)})'} s USING (trial_id)
         WHERE t.status <> 'failed'{'' if include_pruned else " AND t.status <> 'pruned'"}"""
+
+
+def successes_sql(criterion: Success) -> str:
+    """SQL of one row per trial whose curve (`metrics`) met `criterion`: `trial_id`, the first
+    `step` at which it held and the `samples` seen then."""
+    metric = ident(criterion.metric)
+    return (f"SELECT trial_id, min(step) AS step, arg_min(samples, step) AS samples FROM metrics "
+            f"WHERE {metric} {criterion.op} {number_sql(criterion.value)} AND isfinite({metric}) GROUP BY trial_id")
+
+
+def successes_table(criterion: Success) -> str:
+    """The name of a database's memo of `successes_sql(criterion)` (`curve_memo.memoize`)."""
+    key = f"{criterion.metric}\0{criterion.op}\0{float(criterion.value)!r}".encode()
+    return f"_successes_{hashlib.blake2b(key, digest_size=6).hexdigest()}"
 
 
 def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: Success,
@@ -296,7 +310,7 @@ def cells_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: 
         FROM w {'ORDER BY ' + keys if keys else ''}"""
 
 
-def _number(x: float) -> str:
+def number_sql(x: float) -> str:
     """A finite float as a SQL literal (the criterion's value; never user text)."""
     x = float(x)
     if x != x or x in (float("inf"), float("-inf")):

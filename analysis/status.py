@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from paretolab.analysis.curve_memo import curve_trials_sql
 from paretolab.store import Store
+from paretolab.store.store import columns
 
 # Throughput is the trials that ended in the last 5 minutes over the time since the window (or, if
 # later, the first of those trials) started. Not between finish instants: a pack of trials ends at
@@ -20,7 +22,7 @@ WITH ended AS (
     SELECT st.sweep, t.trial_id, {{ended_columns}}
     FROM sweep_trials st JOIN trials t USING (trial_id)
 ), started AS (
-    SELECT DISTINCT st.sweep, m.trial_id FROM sweep_trials st JOIN metrics_all m USING (trial_id)
+    SELECT DISTINCT st.sweep, m.trial_id FROM sweep_trials st JOIN {{curve_trials}} m USING (trial_id)
     WHERE m.trial_id NOT IN (SELECT trial_id FROM trials)
 )
 SELECT s.sweep,
@@ -77,10 +79,15 @@ def status(store: Store, sweep: str | None = None, now: datetime | None = None) 
     now = now or datetime.now(timezone.utc)
     # a store written by hand (or by a tool of its own) may lack some of them: NULL then (no rate
     # without a wall time)
-    have = set(store.query("SELECT * FROM trials LIMIT 0").column_names)
-    sql = STATUS_SQL.replace("{ended_columns}", ", ".join(
-        f"t.{c}" if c in have else f"NULL::{kind} AS {c}" for c, kind in ENDED_COLUMNS.items()))
-    rows = store.query(sql, {"now": now, "sweep": sweep}).to_pylist()
+
+    def run(con) -> list[dict]:
+        have = set(columns(con, "trials"))
+        sql = STATUS_SQL.replace("{ended_columns}", ", ".join(
+            f"t.{c}" if c in have else f"NULL::{kind} AS {c}" for c, kind in ENDED_COLUMNS.items())
+        ).replace("{curve_trials}", curve_trials_sql(con))
+        return con.sql(sql, params={"now": now, "sweep": sweep}).to_arrow_table().to_pylist()
+
+    rows = store.read(run)
     if sweep is not None and not rows:  # a sweep submitted with no trial (an empty grid) is in `sweeps` only
         return [SweepStatus(sweep, 0, 0, 0, 0, 0, 0, 0, None)]
     return [

@@ -6,22 +6,30 @@ DuckDB database with views over a fresh listing of the store's files: about 0.1 
 per snapshot (the names and sizes of the live files) and sweep, and hands each query a cursor of
 it: a connection of its own (its temporary views and tables are its own), over the same views, the
 same locked settings, and DuckDB's caches of the files' metadata. A new snapshot gets a new
-database; the old one goes when its last cursor closes. A connection to one sweep of a store
-that holds several is narrowed to it through a temporary table of its own (`Store._restrict`),
-which a cursor would not see; and an object store's views read pyarrow datasets registered on
-their own connection: those are the store's own connections, one per query, as before.
-In a sweep page's benchmark (10^7 rows, one sweep) the parts took 7.0 and 6.8 s in all against
-10.8 and 8.0 s with a connection each (two runs each, under load 6-7).
+database; the old one goes when its last cursor closes.
+
+The database also holds the memo of the curves (`analysis.curve_memo`): the first success of every
+trial under the success criteria of the store's sweeps, which the cells, the phase diagram, the
+frontier, its quartiles and luck price trials from, and the trials with curves, which the status
+counts. It is built from a summary of each metrics file, kept while the file is live: a new
+snapshot scans its new files only, not the 10^7 rows again.
+
+An object store's views read pyarrow datasets registered on their own connection: those are the
+store's own connections, one per query, as before.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import PurePosixPath
 
 import duckdb
+import pyarrow as pa
 
+from paretolab.analysis import curve_memo
 from paretolab.store import Store
 from paretolab.vocabulary.schema import TABLES
+from paretolab.vocabulary.success import Success
 
 
 class SharedSnapshots(Store):
@@ -32,6 +40,8 @@ class SharedSnapshots(Store):
         super().__init__(store.root if store.loc.local else store.uri)
         self._lock = threading.Lock()
         self._bases: dict[tuple, tuple[duckdb.DuckDBPyConnection, list]] = {}
+        self._building: dict[tuple, threading.Lock] = {}
+        self._summaries: dict[tuple, pa.Table] = {}  # (criteria, path, size) -> curve_memo.summarize
 
     def _listing(self) -> tuple:
         return tuple((t, e.name, e.size) for t in TABLES for e in self.loc.list(t))
@@ -39,21 +49,33 @@ class SharedSnapshots(Store):
     def _connect(self, sweep: str | None, locked: bool = True):
         if not locked or not self.loc.local:  # an object store's views read datasets registered on their connection
             return super()._connect(sweep, locked)
-        listing = self._listing()
-        key = (listing, sweep)
+        key = (self._listing(), sweep)
         with self._lock:
-            base = self._bases.get(key)
-        if base is None:
-            base = super()._connect(sweep, locked=True)  # raises StoreError for an unknown sweep
-            if _restricted(base[0]):  # its views read a temporary table of its own: not shareable
-                return base
+            gate = self._building.setdefault(key, threading.Lock())
+        with gate:  # parts asked for at once build their database once
             with self._lock:
-                self._bases = {k: v for k, v in self._bases.items() if k[0] == listing}
-                base = self._bases.setdefault(key, base)
+                base = self._bases.get(key)
+            if base is None:
+                base = super()._connect(sweep, locked=True)  # raises StoreError for an unknown sweep
+                self._memoize(*base)
+                with self._lock:
+                    self._bases = {k: v for k, v in self._bases.items() if k[0] == key[0]}
+                    self._bases[key] = base
+                    self._building = {k: v for k, v in self._building.items() if k[0] == key[0]}
         return base[0].cursor(), base[1]
 
-
-def _restricted(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether `Store._restrict` narrowed this connection to a sweep (a store of several sweeps):
-    its views then read its temporary table of the sweep's ids, which cursors do not see."""
-    return con.execute("SELECT count(*) > 0 FROM duckdb_tables() WHERE temporary AND table_name = '_ids'").fetchall()[0][0]
+    def _memoize(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
+        """The memo of the curves in `con`'s database, from the summaries of the snapshot's metrics
+        files under every success criterion of the store's sweeps (each file summarized once)."""
+        criteria = tuple(Success(*r) for r in con.execute(
+            "SELECT DISTINCT success_metric, success_op, success_value FROM sweeps_all "
+            "WHERE success_metric IS NOT NULL ORDER BY ALL").fetchall())
+        files = [e for e in snapshot if PurePosixPath(e.path).parent.name == "metrics"]
+        keys = [(criteria, e.path, e.size) for e in files]
+        with self._lock:
+            known = dict(self._summaries)
+        summaries = [known.get(k) if k in known else curve_memo.summarize(con, e.path, criteria)
+                     for k, e in zip(keys, files)]
+        curve_memo.memoize(con, summaries, criteria)
+        with self._lock:  # the files of the newest snapshot (a compaction's merged files replace others)
+            self._summaries = dict(zip(keys, summaries))

@@ -310,7 +310,8 @@ class Store:
         # restricting to it changes nothing and its semi-join over the curves can be skipped.
         if con.execute("SELECT count(*) FROM sweeps_all").fetchall()[0][0] == 1:
             return
-        con.execute("CREATE TEMP TABLE _ids AS SELECT trial_id FROM sweep_trials WHERE sweep = ?", [sweep])
+        # a table of the connection's own in-memory database, not a temporary one: its cursors see it too
+        con.execute("CREATE TABLE _ids AS SELECT trial_id FROM sweep_trials WHERE sweep = ?", [sweep])
         if con.execute("SELECT count(*) = 0 FROM (SELECT DISTINCT unnest(trial_ids) AS trial_id FROM sweeps_all) "
                        "WHERE trial_id NOT IN (SELECT trial_id FROM _ids)").fetchall()[0][0]:
             return
@@ -614,6 +615,13 @@ def ident(name: str) -> str:
 def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
     """The column names of a view or table of `con`."""
     return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+
+
+def held(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `con`'s database holds `table` in its own schema (not a temporary one): what every
+    cursor of that database sees."""
+    return con.execute("SELECT count(*) > 0 FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
+                       "AND database_name = current_database() AND table_name = ?", [table]).fetchall()[0][0]
 
 
 # No extension is installed or loaded by a query (a URL in a query would otherwise fetch httpfs).
