@@ -95,20 +95,28 @@ def luck_sql(con: duckdb.DuckDBPyConnection, axes: tuple[str, ...], criterion: S
     seeds = (f"CASE WHEN s = 0 THEN NULL WHEN s = n THEN 1 "
              f"WHEN {k0} > 1 AND {holds.format(k0 + ' - 1')} THEN {k0} - 1 "
              f"WHEN NOT ({holds.format(k0)}) THEN {k0} + 1 ELSE {k0} END")
+    # Each cell's n, s and k values (g, gk), and its successful seeds ranked by cost (r): only those
+    # enter the sum, and only while C(n - i, k - 1) > 0, i.e. i <= n - k + 1. Of a term's ratio
+    # C(n - i, k - 1) / C(n, k), what depends on k alone is computed once per cell and k (`_lk`).
+    # (Each seed joined with every k took 0.45 s for 10 cells of 10^4 seeds; this, 0.08 s.)
+    same = " AND ".join(f"r.{ident(a)} IS NOT DISTINCT FROM gk.{ident(a)}" for a in axes) or "true"
+    gkeys = "".join(f"gk.{ident(a)} AS _a{i}, " for i, a in enumerate(axes))
+    matched = " AND ".join([f"w._a{i} IS NOT DISTINCT FROM gk.{ident(a)}" for i, a in enumerate(axes)] + ["w._k = gk.k"])
     return f"""
         WITH c AS ({costs_sql(con, criterion)}),
         t AS (SELECT {lead} steps_to_success IS NOT NULL AS ok, {ident(cost)}::DOUBLE AS cost FROM c),
-        r AS (SELECT *, count(*) OVER w AS n, count(*) FILTER (WHERE ok) OVER w AS s,
-                     row_number() OVER (PARTITION BY {lead} ok ORDER BY cost ASC NULLS LAST) AS i
-              FROM t WINDOW w AS ({'PARTITION BY ' + keys if keys else ''})),
-        rk AS (SELECT r.*, p.k FROM r JOIN (SELECT 1::BIGINT << j AS k FROM range(0, 62) t(j)) p ON p.k <= r.n
-               UNION ALL SELECT r.*, r.n AS k FROM r WHERE r.n & (r.n - 1) <> 0),
-        g AS (SELECT {lead} n, s, k,
-                     count(*) FILTER (WHERE ok AND cost IS NULL) AS unpriced,
-                     sum(cost * ({_ratio('n - i', 'k - 1', 'n', 'k')})) FILTER (WHERE ok) AS cost_sum
-              FROM rk GROUP BY ALL),
-        e AS (SELECT *, {p_any} AS p_any_success,
-                     CASE WHEN s > 0 AND unpriced = 0 THEN cost_sum / ({p_any}) END AS expected_cost FROM g)
+        g AS (SELECT {lead} count(*) AS n, count(*) FILTER (WHERE ok) AS s,
+                     count(*) FILTER (WHERE ok AND cost IS NULL) AS unpriced FROM t {'GROUP BY ' + keys if keys else ''}),
+        gk AS (SELECT *, lgamma(k) + {_lchoose('n', 'k')} AS _lk FROM (
+               SELECT g.*, p.k FROM g JOIN (SELECT 1::BIGINT << j AS k FROM range(0, 62) t(j)) p ON p.k <= g.n
+               UNION ALL SELECT g.*, g.n AS k FROM g WHERE g.n & (g.n - 1) <> 0)),
+        r AS (SELECT {lead} cost, row_number() OVER ({'PARTITION BY ' + keys if keys else ''} ORDER BY cost ASC NULLS LAST) AS i
+              FROM t WHERE ok),
+        w AS (SELECT {gkeys}gk.k AS _k, sum(r.cost * exp(lgamma(gk.n - r.i + 1) - lgamma(gk.n - r.i - gk.k + 2) - gk._lk)) AS cost_sum
+              FROM r JOIN gk ON {same} AND r.i <= gk.n - gk.k + 1 GROUP BY ALL),
+        e AS (SELECT gk.* EXCLUDE (_lk), {p_any} AS p_any_success,
+                     CASE WHEN s > 0 AND unpriced = 0 THEN w.cost_sum / ({p_any}) END AS expected_cost
+              FROM gk LEFT JOIN w ON {matched})
         SELECT {lead} n AS n_seeds, s AS successes, s / n AS p_success, k AS k_seeds, p_any_success,
                expected_cost, k * expected_cost AS expected_total_cost, ({seeds})::BIGINT AS seeds_for_target
         FROM e ORDER BY {', '.join(ident(a) + ' ASC NULLS LAST' for a in axes) + ', ' if keys else ''}k"""
