@@ -259,23 +259,21 @@ def number(v: float) -> str:
 
 def plain_numbers(ax, which: str) -> None:
     """Tick labels of a linear axis by `number`, without an offset or a x10^n over the axis."""
-    from matplotlib.ticker import FuncFormatter
+    from paretolab.analysis.ticks import PlainNumbers
 
-    (ax.xaxis if which == "x" else ax.yaxis).set_major_formatter(FuncFormatter(lambda v, _: number(v)))
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_formatter(PlainNumbers())
 
 
 def log(ax, which: str, minor_labels: bool = True) -> None:
-    from matplotlib.ticker import LogFormatter, NullFormatter
+    from matplotlib.ticker import NullFormatter
 
-    class Plain(LogFormatter):  # LogFormatter picks which ticks get a label; 0.1 and 40, not 1e-01 and 4x10^1
-        def _num_to_string(self, x, vmin, vmax):
-            return number(x)
+    from paretolab.analysis.ticks import PlainLog
 
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_formatter(Plain())
+    axis.set_major_formatter(PlainLog())
     # a few of them, within a decade (none on a narrow panel over decades, where they would overlap)
-    axis.set_minor_formatter(Plain(labelOnlyBase=False) if minor_labels else NullFormatter())
+    axis.set_minor_formatter(PlainLog(labelOnlyBase=False) if minor_labels else NullFormatter())
 
 
 def beyond(finite: list, log_scale: bool) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from paretolab.analysis.cells import (COMPARED, check_axes, check_metric, columns, cells_sql, default_cost,
                                       ident, numeric_axes, open_sweep, reported_metrics)
+from paretolab.analysis.curve_memo import POOL, pooled_metrics
 from paretolab.analysis.phases import transition_metrics, transitions_sql
 from paretolab.analysis.status import status
 from paretolab.store import Store
@@ -151,7 +152,9 @@ def curve_bands(store: Store, sweep: Sweep, by: str | None = None, x: str = "ste
 
     A group of more than `CURVE_TRIALS` ended trials is drawn from that many of them, the same at
     every update (the first by a hash of their ids): quartiles over seeds need no more, and exact
-    quantiles of every row of a 10^7-row store took seconds.
+    quantiles of every row of a 10^7-row store took seconds. Where the store is read through
+    `SharedSnapshots`, they are drawn from the pool of curves it keeps (`curve_memo.POOL_SIZE`
+    trials of each sweep, every trial of a smaller one).
 
     Raises:
         UsageError: an unknown axis, metric or x.
@@ -171,9 +174,10 @@ def curve_bands(store: Store, sweep: Sweep, by: str | None = None, x: str = "ste
         g = "".join(f"t.{ident(k)} AS _k{i}, " for i, k in enumerate(keys))
         gk = "".join(f"_k{i}, " for i in range(len(keys)))
         by_g = f"PARTITION BY {gk.rstrip(', ')} " if keys else ""
-        kept = (f"SELECT {g}t.trial_id, {size} AS _size FROM trials t WHERE t.status <> 'failed' "
+        source, pooled = _curves(con)
+        kept = (f"SELECT {g}t.trial_id, {size} AS _size FROM trials t WHERE t.status <> 'failed'{pooled} "
                 f"QUALIFY row_number() OVER ({by_g}ORDER BY hash(t.trial_id), t.trial_id) <= {CURVE_TRIALS}")
-        base = (f"SELECT {gk}m.trial_id, {at} AS x, m.{ident(metric)} AS v FROM metrics m JOIN k USING (trial_id) "
+        base = (f"SELECT {gk}m.trial_id, {at} AS x, m.{ident(metric)} AS v FROM {source} m JOIN k USING (trial_id) "
                 f"WHERE isfinite(m.{ident(metric)}) AND {at} IS NOT NULL")
         if x == "step":
             points = f"SELECT {gk}trial_id, x, v FROM r"
@@ -189,6 +193,13 @@ def curve_bands(store: Store, sweep: Sweep, by: str | None = None, x: str = "ste
                f"GROUP BY {gk}x HAVING count(*) * 2 >= any_value(n.trials) ORDER BY {gk}x")
         rows = [[jsonable(v) for v in r] for r in con.execute(sql).fetchall()]
     return {**out, "rows": rows, "why": None if rows else "no trial has ended yet"}
+
+
+def _curves(con) -> tuple[str, str]:
+    """Where a sample of curves is drawn from: the pool of curves where the database keeps one
+    (`curve_memo`), else every curve; and the condition that keeps a trial of `trials t` to it."""
+    pooled = pooled_metrics(con, columns(con, "metrics"))
+    return (pooled, f" AND t.trial_id IN (SELECT trial_id FROM main.{POOL})") if pooled else ("metrics", "")
 
 
 def _flops_per_sample(con) -> str | None:
@@ -209,9 +220,10 @@ def transitions_summary(store: Store, sweep: Sweep, by: str | None = None) -> di
         k = ", ".join(ident(c) for c in keys)
         counts = {tuple(jsonable(v) for v in r[:-1]): r[-1] for r in con.execute(
             f"SELECT {k + ', ' if k else ''}count(*) FROM trials WHERE status <> 'failed' {'GROUP BY ALL' if k else ''}").fetchall()}
-        con.execute(f"CREATE TEMP TABLE _kept_trials AS SELECT * FROM trials WHERE status <> 'failed' QUALIFY row_number() "
+        source, pooled = _curves(con)
+        con.execute(f"CREATE TEMP TABLE _kept_trials AS SELECT * FROM trials t WHERE status <> 'failed'{pooled} QUALIFY row_number() "
                     f"OVER ({'PARTITION BY ' + k + ' ' if k else ''}ORDER BY hash(trial_id), trial_id) <= {CURVE_TRIALS}")
-        con.execute("CREATE TEMP TABLE _kept_metrics AS SELECT * FROM metrics WHERE trial_id IN (SELECT trial_id FROM _kept_trials)")
+        con.execute(f"CREATE TEMP TABLE _kept_metrics AS SELECT * FROM {source} WHERE trial_id IN (SELECT trial_id FROM _kept_trials)")
         con.execute("CREATE OR REPLACE TEMP VIEW trials AS SELECT * FROM _kept_trials")
         con.execute("CREATE OR REPLACE TEMP VIEW metrics AS SELECT * FROM _kept_metrics")
         sql, params = transitions_sql(con, info, chosen)

@@ -1,33 +1,109 @@
 """The page's figures as SVG text: the analysis's own figures (`analysis.plots`, the same as
 `paretolab plot` draws), and the curves drawn from the bands `data.curve_bands` aggregates.
 
-matplotlib's pyplot is not thread-safe, and handlers run on a thread pool: one figure is made at a
-time (`_DRAWING`); the tables behind them are computed outside that lock where they are our own.
+A figure is made here (its tables computed in this process's database of the snapshot, its
+artists placed) and drawn to SVG in a pool of other processes (`RENDERERS`): drawing, mostly
+text layout, is pure Python, so figures drawn on a thread pool took turns on one core. On the
+10^7-row benchmark store, drawing took 0.13-0.2 s per figure of the 0.25-0.4 s each took in all
+(benchmarks/serve.py). matplotlib's global settings (the style) are not thread-safe, and handlers
+run on a thread pool: one figure is made at a time (`_MAKING`), in the style it is drawn in.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
+import multiprocessing
+import os
+import pickle
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from paretolab.analysis import figure, plots
 from paretolab.analysis.figure import OKABE_ITO, empty, name
 from paretolab.store import Store
 from paretolab.serve import data
 
-_DRAWING = threading.Lock()
+_MAKING = threading.Lock()
 CURVE_LABELS = {"step": "training step", "samples": "samples seen", "flops": "training FLOPs"}
+# Processes that draw figures: as many as the cores, up to 2 (a page shows 4 figures; the database
+# queries of the other parts use the cores too). On one core, figures are drawn in this process.
+RENDERERS = min(2, os.cpu_count() or 1)
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def start_renderers() -> None:
+    """Start the processes that draw figures now (each imports matplotlib: 1-2 s), not on the
+    first page's figures."""
+    pool = _renderers()
+    if pool is not None:
+        for f in [pool.submit(_draw, None) for _ in range(RENDERERS)]:
+            f.result()
+
+
+def _renderers() -> ProcessPoolExecutor | None:
+    global _pool
+    if RENDERERS < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            # spawn: a fork would copy this process's threads' locks (DuckDB's, the server's) mid-use
+            _pool = ProcessPoolExecutor(RENDERERS, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent)
+        return _pool
+
+
+def _exit_with_parent() -> None:
+    """In a renderer: end when the server's process ends, however it ends (a worker of a process
+    pool otherwise waits for work forever once its parent is killed)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(0)), name="paretolab-renderer-parent", daemon=True).start()
+
+
+def stop_renderers() -> None:
+    """Stop the processes that draw figures (a later figure starts them again)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(stop_renderers)
 
 
 def svg(make) -> bytes:
-    """The figure `make()` returns, as SVG (text kept as text, the screen style)."""
-    with _DRAWING, figure.style("screen"):
-        fig = make()
-        out = io.BytesIO()
+    """The figure `make()` returns, as SVG (text kept as text, the screen style), drawn in one of
+    the renderers (here where there are none, or where a renderer died: the pool starts again)."""
+    with _MAKING, figure.style("screen"):
+        made = pickle.dumps(make(), protocol=pickle.HIGHEST_PROTOCOL)
+    pool = _renderers()
+    if pool is not None:
         try:
-            fig.savefig(out, format="svg", bbox_inches="tight")
-        finally:
-            figure._plt().close(fig)
+            return pool.submit(_draw, made).result()
+        except BrokenProcessPool:
+            global _pool
+            with _pool_lock:
+                if _pool is pool:
+                    _pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+    return _draw(made)
+
+
+def _draw(made: bytes | None) -> bytes:
+    """A pickled figure drawn as SVG in the screen style (None: a small one, which loads matplotlib
+    and its fonts)."""
+    with figure.style("screen"):
+        if made is None:
+            fig, (ax,) = figure.panels(1)
+            ax.set_title("warm")
+        else:
+            fig = pickle.loads(made)
+        out = io.BytesIO()
+        fig.savefig(out, format="svg", bbox_inches="tight")
     return out.getvalue()
 
 

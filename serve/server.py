@@ -78,9 +78,9 @@ def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     from paretolab.serve.app import LOOPBACK_HOSTS, create_app
 
     app = create_app(store, token=bound.token, hosts=LOOPBACK_HOSTS if bound.loopback else None)
-    from paretolab.analysis import figure, plots  # noqa: F401  imported now, not by the first page (1-2 s)
+    from paretolab.serve import figures  # imported, and its renderers started, now: not by the first page (1-2 s)
 
-    figure._plt()
+    figures.start_renderers()
     say(f"serving {store.uri} at {bound.url}")
     if bound.token:
         say("anyone who can reach this machine could open it: every request needs the token above "

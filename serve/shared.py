@@ -11,8 +11,9 @@ database; the old one goes when its last cursor closes.
 The database also holds the memo of the curves (`analysis.curve_memo`): the first success of every
 trial under the success criteria of the store's sweeps, which the cells, the phase diagram, the
 frontier, its quartiles and luck price trials from, and the trials with curves, which the status
-counts. It is built from a summary of each metrics file, kept while the file is live: a new
-snapshot scans its new files only, not the 10^7 rows again.
+counts, and the pool of curves that the bands over seeds and the transitions draw their sample
+from. It is built from a summary of each metrics file and the file's rows of the pool, kept while
+the file is live: a new snapshot scans its new files only, not the 10^7 rows again.
 
 An object store's views read pyarrow datasets registered on their own connection: those are the
 store's own connections, one per query, as before.
@@ -20,6 +21,7 @@ store's own connections, one per query, as before.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import PurePosixPath
 
@@ -41,7 +43,8 @@ class SharedSnapshots(Store):
         self._lock = threading.Lock()
         self._bases: dict[tuple, tuple[duckdb.DuckDBPyConnection, list]] = {}
         self._building: dict[tuple, threading.Lock] = {}
-        self._summaries: dict[tuple, pa.Table] = {}  # (criteria, path, size) -> curve_memo.summarize
+        self._reading = threading.Lock()
+        self._summaries: dict[tuple, tuple[pa.Table, pa.Table]] = {}  # (criteria, pool, path, size) -> summary, pool rows
 
     def _listing(self) -> tuple:
         return tuple((t, e.name, e.size) for t in TABLES for e in self.loc.list(t))
@@ -66,16 +69,20 @@ class SharedSnapshots(Store):
 
     def _memoize(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
         """The memo of the curves in `con`'s database, from the summaries of the snapshot's metrics
-        files under every success criterion of the store's sweeps (each file summarized once)."""
+        files under every success criterion of the store's sweeps, and their rows of the pool
+        (each file read once while the criteria and the pool stay the same)."""
         criteria = tuple(Success(*r) for r in con.execute(
             "SELECT DISTINCT success_metric, success_op, success_value FROM sweeps_all "
             "WHERE success_metric IS NOT NULL ORDER BY ALL").fetchall())
+        pool = curve_memo.pool_ids(con)
+        digest = hashlib.blake2b("\0".join(pool.column("trial_id").to_pylist()).encode(), digest_size=8).hexdigest()
         files = [e for e in snapshot if PurePosixPath(e.path).parent.name == "metrics"]
-        keys = [(criteria, e.path, e.size) for e in files]
-        with self._lock:
-            known = dict(self._summaries)
-        summaries = [known.get(k) if k in known else curve_memo.summarize(con, e.path, criteria)
-                     for k, e in zip(keys, files)]
-        curve_memo.memoize(con, summaries, criteria)
-        with self._lock:  # the files of the newest snapshot (a compaction's merged files replace others)
-            self._summaries = dict(zip(keys, summaries))
+        keys = [(criteria, digest, e.path, e.size) for e in files]
+        with self._reading:  # the databases of one snapshot (a sweep's, the store's) read its new files once
+            with self._lock:
+                known = dict(self._summaries)
+            new = curve_memo.read_files(con, [e.path for k, e in zip(keys, files) if k not in known], criteria, pool)
+            read = [known[k] if k in known else new[e.path] for k, e in zip(keys, files)]
+            with self._lock:  # the files of the newest snapshot (a compaction's merged files replace others)
+                self._summaries = dict(zip(keys, read))
+        curve_memo.memoize(con, read, criteria, pool)

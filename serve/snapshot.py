@@ -24,8 +24,9 @@ SIGNATURE_TTL_S = 1.0  # several pages polling every 2 s list the store at most 
 CACHE_ENTRIES = 256  # results kept (figures, tables) across signatures; the oldest used go first
 # Parts computed at once. Each DuckDB query already uses every core: nine parts of a 10^7-row sweep
 # computed side by side on 2 cores all finished at about the time the slowest would alone
-# (benchmarks/serve.py); one at a time, the first parts of a page arrive as soon as they are ready.
-COMPUTING_AT_ONCE = 1
+# (benchmarks/serve.py). A figure waits most of its time for a renderer process
+# (`figures.RENDERERS`): the next parts are computed meanwhile.
+COMPUTING_AT_ONCE = 3
 # A part a page asked for within this long is computed again as soon as a poll finds the store
 # changed, before the page asks: the page's update then waits for less than the whole computation.
 REFRESH_WITHIN_S = 60
