@@ -10,8 +10,10 @@ script fetches them, six at a time (a browser's connections per host):
 
 - first paint: the page, its choices (`/api/meta`), then every part, on a server that has read
   nothing yet (it checks each file's seal once);
-- update: a new metrics file (1,000 evaluations of running trials, as a driver's flush writes
-  them) changes the store's signature, and every part is fetched again and recomputed;
+- update: what a driver's flush writes while the sweep runs (the store starts with its last
+  `RUNNING` trials running: curves, no result) changes the store's signature: a trials file of
+  200 of them that ended now and a metrics file of their last 1,000 evaluations; every part is
+  fetched again and recomputed (counts, cells, the phase diagram, the frontier all change);
 - alone: each part computed in this process by itself, one after the other (its own time; the
   whole page's is their sum);
 - cached: the same parts again with no change (what a second tab, or a poll with no change, costs).
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,23 +58,40 @@ PARTS = {  # what the sweep page fetches, in its order, with its default choices
 }
 
 
-def add_wall_s(root: Path) -> None:
-    """Give every trials file of the synthetic store the `wall_s` column a run writes."""
+RUNNING = 2_000  # trials of the store still running at the start: curves, no result yet
+ENDING = 200  # of them that end in each update
+
+
+def add_wall_s(root: Path) -> pa.Table:
+    """Give every trials file of the synthetic store the `wall_s` column a run writes, and take the
+    last `RUNNING` trials' results out of it (they are running): returns those rows."""
+    held = []
     for path in sorted((root / "trials").glob("*.parquet")):
         t = pq.read_table(path)
         t = t.append_column("wall_s", pa.array(np.full(t.num_rows, 1.0)))
         plain = path.with_name(path.name.split(".crc32-")[0] + ".parquet")
         path.unlink()
-        _write(t, plain)
+        held.append(t)
+    everything = pa.concat_tables(held)
+    kept = everything.slice(0, everything.num_rows - RUNNING)
+    for f, part in enumerate(np.array_split(np.arange(kept.num_rows), len(held))):
+        _write(kept.take(part), root / "trials" / f"{f:05d}.parquet")
+    return everything.slice(everything.num_rows - RUNNING)
 
 
-def append_curves(root: Path, i: int) -> None:
-    """One more metrics file: 1,000 later evaluations of 1,000 trials, as a running sweep's flush."""
-    ids = np.char.add("t", np.arange(1000).astype(str))
-    step = np.full(1000, 20_000 + 100 * i)
-    _write(pa.table({"trial_id": ids, "attempt": np.ones(1000, np.int64), "step": step, "samples": step * 32,
-                     "wall_s": step * 0.01, "train_loss": np.zeros(1000), "train_error": np.zeros(1000),
-                     "test_loss": np.zeros(1000), "test_error": np.zeros(1000), "test_acc": np.ones(1000)}),
+def append_flush(root: Path, running: pa.Table, i: int) -> None:
+    """A driver's flush: `ENDING` more of the running trials end now (a trials file) with their last
+    five evaluations (a metrics file of 1,000 rows)."""
+    ended = running.slice((i - 1) * ENDING, ENDING)
+    now = pa.array([datetime.now(timezone.utc)] * ended.num_rows, pa.timestamp("us", tz="UTC"))
+    _write(ended.set_column(ended.schema.get_field_index("finished_at"), "finished_at", now),
+           root / "trials" / f"{90000 + i:05d}.parquet")
+    ids = np.repeat(np.array(ended.column("trial_id").to_pylist()), 5)
+    step = np.tile(np.arange(100, 105) * 100, ended.num_rows)
+    final = np.repeat(np.where(np.array(ended.column("success").to_pylist()), 0.0, 0.5), 5)
+    _write(pa.table({"trial_id": ids, "attempt": np.ones(len(ids), np.int64), "step": step, "samples": step * 32,
+                     "wall_s": step * 0.01, "train_loss": final * 2, "train_error": final, "test_loss": final * 2,
+                     "test_error": final, "test_acc": 1 - final}),
            root / "metrics" / f"{90000 + i:05d}.parquet")
 
 
@@ -135,7 +155,7 @@ def main() -> None:
         root = Path(tmp) / "store"
         start = time.perf_counter()
         generate(root, a.trials, a.evals, 40)
-        add_wall_s(root)
+        running = add_wall_s(root)
         size = sum(f.stat().st_size for f in root.rglob("*.parquet")) / 2**20
         print(f"store: {a.trials} trials, {a.trials * (a.evals + 1)} metric rows, {size:.0f} MiB, "
               f"written in {time.perf_counter() - start:.1f} s")
@@ -146,7 +166,7 @@ def main() -> None:
             runs = []
             for i in range(a.rounds):
                 if i:
-                    append_curves(root, i)
+                    append_flush(root, running, i)
                     time.sleep(1.1)  # the signature is listed at most once a second
                 version = signature(base)
                 runs.append(page(base, version))

@@ -235,8 +235,13 @@ class Store:
         if sweep is not None:
             self._restrict(con, sweep)
         if locked:
+            self._prepare(con, snapshot)
             _lock_down(con, [e.path for e in snapshot] if self.loc.local else [])
         return con, snapshot
+
+    def _prepare(self, con: duckdb.DuckDBPyConnection, snapshot: list[FileEntry]) -> None:
+        """What a reader that keeps its connections does to a new one before its settings are
+        locked (`serve.shared.SharedSnapshots`); nothing here."""
 
     def _views(self, con: duckdb.DuckDBPyConnection, snapshot: list[FileEntry]) -> None:
         """Create the views over a snapshot of the live files, which it appends to `snapshot`."""
