@@ -8,8 +8,9 @@ with a `wall_s` column added to its trials as a run writes it (`paretolab status
 server is `paretolab serve --port 0` in its own process. A page's parts are fetched as the page's
 script fetches them, six at a time (a browser's connections per host):
 
-- first paint: the page, its choices (`/api/meta`), then every part, on a server that has read
-  nothing yet (it checks each file's seal once);
+- first paint: the page, its choices (`/api/meta`), then every part, on a server just started
+  (it has read the store's files once, before printing its address: the time that takes is
+  printed too, as the server's start);
 - update: what a driver's flush writes while the sweep runs (the store starts with its last
   `RUNNING` trials running: curves, no result) changes the store's signature: a trials file of
   200 of them that ended now and a metrics file of their last 1,000 evaluations; every part is
@@ -159,10 +160,12 @@ def main() -> None:
         size = sum(f.stat().st_size for f in root.rglob("*.parquet")) / 2**20
         print(f"store: {a.trials} trials, {a.trials * (a.evals + 1)} metric rows, {size:.0f} MiB, "
               f"written in {time.perf_counter() - start:.1f} s")
+        started = time.perf_counter()
         server = subprocess.Popen(["paretolab", "serve", "--store", str(root), "--port", "0"],
                                   stdout=subprocess.PIPE, text=True)
         try:
             base = re.search(r"at (http://\S+)/", server.stdout.readline()).group(1)
+            print(f"server started (renderers, the store read) in {time.perf_counter() - started:.2f} s")
             runs = []
             for i in range(a.rounds):
                 if i:

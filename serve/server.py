@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,6 +73,19 @@ def bind(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Bound:
     return Bound(sock, url, token, loopback)
 
 
+def _read_ahead(store: Store) -> None:
+    """Read the store's files now, before the address is printed: a snapshot's database and the
+    memo of its curves (`serve.shared`), which the first page would otherwise wait for (about 1 s
+    on a 10^7-row store); later snapshots read their new files only."""
+    from paretolab.vocabulary.errors import ParetolabError
+
+    if store.exists():
+        try:
+            store.connect().close()
+        except ParetolabError:  # a store being written for the first time: the pages say what they can
+            pass
+
+
 def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     """Serve `store` on `bound` until Ctrl-C (or SIGTERM)."""
     import uvicorn
@@ -81,10 +96,24 @@ def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     from paretolab.serve import figures  # imported, and its renderers started, now: not by the first page (1-2 s)
 
     figures.start_renderers()
+    _read_ahead(app.state.snapshots.store)
     say(f"serving {store.uri} at {bound.url}")
     if bound.token:
         say("anyone who can reach this machine could open it: every request needs the token above "
             "(it is printed once; a new one each start)")
     say("Ctrl-C stops it")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[bound.sock])
+    # uvicorn stops on SIGTERM, then raises it again with the handler it found: with the default
+    # one, the process would end there, before the renderers are stopped (and their pool reported
+    # as leaked); this one makes SIGTERM end the server as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        uvicorn.Server(config).run(sockets=[bound.sock])
+    finally:
+        figures.stop_renderers()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

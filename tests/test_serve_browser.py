@@ -213,6 +213,36 @@ def test_the_token_is_enforced_beyond_loopback(tmp_path):
     assert out.count(token) == 1  # printed once
 
 
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_renderers_end_with_the_server(tmp_path, how):
+    """Figures are drawn in renderer processes: a server stopped by SIGTERM stops them and says
+    `stopped`, with nothing on stderr; a server killed outright leaves none of them behind."""
+    server = Server(known_store(tmp_path))
+    assert http(server.local + "/fig/phase.svg?s=grid")[0] == 200  # drawn by a renderer
+    renderers = _children(server.proc.pid)
+    assert len(renderers) >= 2, renderers  # the renderers (and multiprocessing's resource tracker)
+    server.proc.send_signal(getattr(signal, how))
+    out, err = server.proc.communicate(timeout=60)
+    if how == "SIGTERM":
+        assert server.proc.returncode == 0 and out.rstrip().endswith("stopped") and err == "", (out, err)
+    wait_for(lambda: not any(_alive(p) for p in renderers), "every renderer to end with its server", 60)
+
+
 def test_bad_command_lines_are_one_line(tmp_path):
     store = known_store(tmp_path)
     with socket.socket() as taken:
