@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from paretolab.store import Store
@@ -80,17 +81,20 @@ class Snapshots:
                     signature = self._signed[1]
                     now = time.monotonic()
                     parts = [(k, make) for k, (at, make) in self._recent.items() if now - at < REFRESH_WITHIN_S]
-                for key, make in parts:
-                    try:
-                        self.cached(key, make, asked=False)
-                    except Exception:  # noqa: BLE001  the page's own request reports it
-                        pass
+                with ThreadPoolExecutor(COMPUTING_AT_ONCE, thread_name_prefix="paretolab-serve-refresh") as pool:
+                    list(pool.map(lambda part: self._quietly(*part), parts))
                 with self._lock:
                     if self._signed[1] == signature:
                         return
         finally:
             with self._lock:
                 self._refreshing = False
+
+    def _quietly(self, key: Hashable, make: Callable) -> None:
+        try:
+            self.cached(key, make, asked=False)
+        except Exception:  # noqa: BLE001  the page's own request reports it
+            pass
 
     def cached(self, key: Hashable, make: Callable[[], T], asked: bool = True) -> T:
         """`make()` computed once per signature of the store for `key` (`asked`: by a page, so it
