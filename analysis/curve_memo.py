@@ -15,10 +15,12 @@ snapshot of the store costs a scan of its new files only.
   curve that counts: the attempt of its result, else its newest);
 - `CURVE_TRIALS`: every trial id with a curve row, of any attempt (what `metrics_all` holds);
 - `POOL` and `POOL_METRICS`: the pool of curves that figures drawn from a sample of curves (bands
-  over seeds, transitions) draw from: the first `POOL_SIZE` trials of each sweep by a hash of their
-  ids (every trial of a smaller sweep), with their `metrics_all` rows. The pool is fixed when a
-  sweep is submitted, so the rows each file holds of it are kept with the file's summary; drawing
-  256 curves per group from the 10^7 rows took 0.25-0.35 s of decoding every column of every row.
+  over seeds, transitions) draw from, with its rows of the attempt that counts: the first
+  `POOL_SIZE` trials of each sweep by a hash of their ids (every trial of a smaller sweep; fewer
+  where curves are long, `pool_ids`). The pool changes only when a sweep is submitted (or its
+  curves grow past a size), so the rows each file holds of it are kept with the file's summary;
+  drawing 256 curves per group from the 10^7 rows took 0.25-0.35 s of decoding every column of
+  every row.
 """
 
 from __future__ import annotations
@@ -34,15 +36,24 @@ from paretolab.store.store import held, ident
 from paretolab.vocabulary.success import OPS, Success
 
 CURVE_TRIALS = "_curve_trials"
-POOL_SIZE = 4096  # trials per sweep in the pool of curves
+POOL_SIZE = 4096  # trials per sweep in the pool of curves, at most
+POOL_ROWS = 1_000_000  # rows the pool holds, about: longer curves make it fewer trials (halved until they fit)
+POOL_LEAST = 256  # trials per sweep in the pool, at least
 POOL = "_pool"
 POOL_METRICS = "_pool_metrics"
 
 
 def pool_ids(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The trial ids of the pool (module docstring) of every sweep of the store behind `con`."""
+    """The trial ids of the pool (module docstring) of every sweep of the store behind `con`: up to
+    `POOL_SIZE` per sweep, halved while the rows a trial has on average would make the pool hold
+    more than `POOL_ROWS` (a power of two of them, so that a growing store changes it seldom)."""
+    rows, trials = con.execute("SELECT (SELECT count(*) FROM metrics_all), "
+                               "(SELECT count(DISTINCT trial_id) FROM sweep_trials)").fetchall()[0]
+    size = POOL_SIZE
+    while size > POOL_LEAST and size * rows / max(trials, 1) > POOL_ROWS:
+        size //= 2
     return con.sql(f"SELECT DISTINCT trial_id FROM (SELECT trial_id FROM sweep_trials QUALIFY row_number() OVER "
-                   f"(PARTITION BY sweep ORDER BY hash(trial_id), trial_id) <= {POOL_SIZE}) ORDER BY trial_id").to_arrow_table()
+                   f"(PARTITION BY sweep ORDER BY hash(trial_id), trial_id) <= {size}) ORDER BY trial_id").to_arrow_table()
 
 
 def read_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str], criteria: Sequence[Success],

@@ -107,3 +107,28 @@ def test_criteria_of_every_sweep_are_memoized(tmp_path):
     with shared.connect("two") as con:
         for c in (Success("test_error", "<=", 0.1), Success("test_loss", "<=", 0.9)):
             assert con.execute(f"SELECT count(*) FROM main.{successes_table(c)}").fetchall()[0][0] > 0
+
+
+def test_the_pool_is_fewer_trials_where_curves_are_long(tmp_path, monkeypatch):
+    """The pool of curves keeps about `POOL_ROWS` rows: halved while longer curves would overflow
+    it, never below `POOL_LEAST` trials; the bands drawn from it match those drawn from every curve
+    when the pool holds every trial."""
+    from paretolab.serve import data
+
+    plain = awkward_store(tmp_path / "s")
+    with plain.connect() as con:
+        assert curve_memo.pool_ids(con).num_rows == 10  # every trial of both sweeps (`run` is in neither)
+        rows = con.execute("SELECT count(*) FROM metrics_all").fetchall()[0][0]
+        monkeypatch.setattr(curve_memo, "POOL_LEAST", 2)
+        monkeypatch.setattr(curve_memo, "POOL_SIZE", 8)
+        monkeypatch.setattr(curve_memo, "POOL_ROWS", rows * 0.3)  # 10 trials: 8 or 4 per sweep overflow it, 2 fit
+        assert len(curve_memo.pool_ids(con)) == 4
+        monkeypatch.setattr(curve_memo, "POOL_ROWS", rows * 0.01)  # nothing fits: the least
+        assert len(curve_memo.pool_ids(con)) == 4
+        monkeypatch.setattr(curve_memo, "POOL_ROWS", rows * 10.0)
+        assert len(curve_memo.pool_ids(con)) == 10
+    monkeypatch.undo()
+    shared = SharedSnapshots(plain)
+    for by in ("width", None):
+        assert data.curve_bands(shared, "one", by=by) == data.curve_bands(plain, "one", by=by)
+    assert data.transitions_summary(shared, "one", "width") == data.transitions_summary(plain, "one", "width")
