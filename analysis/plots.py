@@ -525,9 +525,14 @@ def _luck_panels(cost_ax, p_ax, rows: list[dict], by: tuple[str, ...], color: di
         if priced:
             cost_ax.plot([r["k_seeds"] for r in priced], [r["expected_cost"] for r in priced], "o-", color=color[key],
                          label=name_)
+    # every tick labelled up to 8 of them; beyond, every `thin`-th (cells of thousands of seeds
+    # have k up to 2^13), and always the last (all the seeds), without its close neighbours
+    thin = -(-len(ks) // 8)
+    shown = [str(k) if i % thin == 0 and math.log2(ks[-1] / k) >= 0.75 * thin else "" for i, k in enumerate(ks)]
+    shown[-1] = str(ks[-1])
     for ax in (cost_ax, p_ax):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xticks(ks, shown)
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
     priced = [r["expected_cost"] for r in rows if r["expected_cost"] is not None]
