@@ -43,17 +43,24 @@ POOL = "_pool"
 POOL_METRICS = "_pool_metrics"
 
 
-def pool_ids(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The trial ids of the pool (module docstring) of every sweep of the store behind `con`: up to
-    `POOL_SIZE` per sweep, halved while the rows a trial has on average would make the pool hold
-    more than `POOL_ROWS` (a power of two of them, so that a growing store changes it seldom)."""
+def pool_size(con: duckdb.DuckDBPyConnection) -> int:
+    """Trials per sweep in the pool (module docstring) of the store behind `con`: `POOL_SIZE`,
+    halved while the rows a trial has on average would make the pool hold more than `POOL_ROWS`
+    (a power of two of them, so that a growing store changes it seldom), `POOL_LEAST` at least."""
     rows, trials = con.execute("SELECT (SELECT count(*) FROM metrics_all), "
                                "(SELECT count(DISTINCT trial_id) FROM sweep_trials)").fetchall()[0]
     size = POOL_SIZE
     while size > POOL_LEAST and size * rows / max(trials, 1) > POOL_ROWS:
         size //= 2
+    return size
+
+
+def pool_ids(con: duckdb.DuckDBPyConnection, size: int | None = None) -> pa.Table:
+    """The trial ids of the pool of every sweep of the store behind `con`: the first `size`
+    (default `pool_size`) of each by a hash of their ids."""
+    size = pool_size(con) if size is None else size
     return con.sql(f"SELECT DISTINCT trial_id FROM (SELECT trial_id FROM sweep_trials QUALIFY row_number() OVER "
-                   f"(PARTITION BY sweep ORDER BY hash(trial_id), trial_id) <= {size}) ORDER BY trial_id").to_arrow_table()
+                   f"(PARTITION BY sweep ORDER BY hash(trial_id), trial_id) <= {int(size)}) ORDER BY trial_id").to_arrow_table()
 
 
 def read_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str], criteria: Sequence[Success],
@@ -110,10 +117,15 @@ def memoize(con: duckdb.DuckDBPyConnection, read: Sequence[tuple[pa.Table, pa.Ta
     con.register("_pool_ids", pool)
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS main.{CURVE_TRIALS} AS SELECT DISTINCT trial_id FROM _summaries")
-        counted = ("SELECT s.trial_id, coalesce(max(t.attempt), max(s.attempt)) AS attempt FROM _summaries s "
-                   "LEFT JOIN trials t USING (trial_id) GROUP BY s.trial_id")
-        con.execute(f"CREATE TEMP TABLE _counted AS SELECT s.trial_id, s.attempt, {steps} FROM _summaries s "
-                    f"JOIN ({counted}) a ON s.trial_id = a.trial_id AND s.attempt = a.attempt")
+        retried = (pc.max(summaries.column("attempt")).as_py() or 1) > 1 or \
+            con.execute("SELECT coalesce(max(attempt), 1) > 1 FROM trials_all").fetchall()[0][0]
+        if retried:  # the attempt each trial's `metrics` rows are of (else every row is attempt 1's)
+            counted = ("SELECT s.trial_id, coalesce(max(t.attempt), max(s.attempt)) AS attempt FROM _summaries s "
+                       "LEFT JOIN trials t USING (trial_id) GROUP BY s.trial_id")
+            con.execute(f"CREATE TEMP TABLE _counted AS SELECT s.trial_id, s.attempt, {steps} FROM _summaries s "
+                        f"JOIN ({counted}) a ON s.trial_id = a.trial_id AND s.attempt = a.attempt")
+        else:
+            con.execute("CREATE TEMP VIEW _counted AS SELECT * FROM _summaries")
         for i, c in enumerate(criteria):
             con.execute(f"CREATE TABLE IF NOT EXISTS main.{successes_table(c)} AS SELECT trial_id, min(step_{i}) AS step, "
                         f"arg_min(samples_{i}, step_{i}) AS samples FROM _counted WHERE step_{i} IS NOT NULL GROUP BY trial_id")
@@ -122,9 +134,10 @@ def memoize(con: duckdb.DuckDBPyConnection, read: Sequence[tuple[pa.Table, pa.Ta
         con.execute(f"CREATE TABLE IF NOT EXISTS main.{POOL_METRICS} AS SELECT * FROM metrics_all WHERE false")
         if pooled is not None:
             con.register("_pooled", pooled)
-            con.execute(f"INSERT INTO main.{POOL_METRICS} BY NAME SELECT p.* FROM _pooled p "
-                        "SEMI JOIN (SELECT DISTINCT trial_id, attempt FROM _counted) c USING (trial_id, attempt)")
-        con.execute("DROP TABLE _counted")
+            con.execute(f"INSERT INTO main.{POOL_METRICS} BY NAME SELECT p.* FROM _pooled p" +
+                        (" SEMI JOIN (SELECT DISTINCT trial_id, attempt FROM _counted) c USING (trial_id, attempt)"
+                         if retried else ""))
+        con.execute(f"DROP {'TABLE' if retried else 'VIEW'} _counted")
     finally:
         for name in ("_summaries", "_pool_ids", "_pooled"):
             try:

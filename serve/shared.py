@@ -44,6 +44,7 @@ class SharedSnapshots(Store):
         self._bases: dict[tuple, tuple[duckdb.DuckDBPyConnection, list]] = {}
         self._building: dict[tuple, threading.Lock] = {}
         self._reading = threading.Lock()
+        self._pools: dict[tuple, tuple[pa.Table, str]] = {}  # (sweeps files, pool size) -> pool ids, their digest
         self._summaries: dict[tuple, tuple[pa.Table, pa.Table]] = {}  # (criteria, pool, path, size) -> summary, pool rows
 
     def _listing(self) -> tuple:
@@ -89,8 +90,15 @@ class SharedSnapshots(Store):
         criteria = tuple(Success(*r) for r in con.execute(
             "SELECT DISTINCT success_metric, success_op, success_value FROM sweeps_all "
             "WHERE success_metric IS NOT NULL ORDER BY ALL").fetchall())
-        pool = curve_memo.pool_ids(con)
-        digest = hashlib.blake2b("\0".join(pool.column("trial_id").to_pylist()).encode(), digest_size=8).hexdigest()
+        size = curve_memo.pool_size(con)
+        sweeps = tuple(e.name for e in snapshot if PurePosixPath(e.path).parent.name == "sweeps")
+        with self._lock:
+            pool, digest = self._pools.get((sweeps, size)) or (None, None)
+        if pool is None:  # the pool changes only with the sweeps (or its size): kept with their files' names
+            pool = curve_memo.pool_ids(con, size)
+            digest = hashlib.blake2b("\0".join(pool.column("trial_id").to_pylist()).encode(), digest_size=8).hexdigest()
+            with self._lock:
+                self._pools = {(sweeps, size): (pool, digest)}
         files = [e for e in snapshot if PurePosixPath(e.path).parent.name == "metrics"]
         keys = [(criteria, digest, e.path, e.size) for e in files]
         with self._reading:  # the databases of one snapshot (a sweep's, the store's) read its new files once
