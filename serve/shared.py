@@ -30,6 +30,8 @@ import pyarrow as pa
 
 from paretolab.analysis import curve_memo
 from paretolab.store import Store
+from paretolab.store.store import SNAPSHOT_RETRIES
+from paretolab.vocabulary.errors import StoreError
 from paretolab.vocabulary.schema import TABLES
 from paretolab.vocabulary.success import Success
 
@@ -65,12 +67,26 @@ class SharedSnapshots(Store):
             with self._lock:
                 base = self._bases.get(key)
             if base is None:
-                base = super()._connect(sweep, locked=True)  # raises StoreError for an unknown sweep; `_prepare`s it
+                base = self._built(sweep)
                 with self._lock:
                     self._bases = {k: v for k, v in self._bases.items() if k[0] == key[0]}
                     self._bases[key] = base
                     self._building = {k: v for k, v in self._building.items() if k[0] == key[0]}
         return base[0].cursor(), base[1]
+
+    def _built(self, sweep: str | None):
+        """A new database of the store's current files (`_prepare`d), read again from a new listing
+        where a file vanished while the memo read it (a compaction merged it into another).
+
+        Raises:
+            StoreError: an unknown sweep, or files that keep changing.
+        """
+        for retry in range(SNAPSHOT_RETRIES):
+            try:
+                return super()._connect(sweep, locked=True)
+            except duckdb.Error as e:
+                if retry == SNAPSHOT_RETRIES - 1:
+                    raise StoreError(f"cannot read the store at {self.uri}: {str(e).splitlines()[0]}") from None
 
     def _prepare(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
         """A database kept for many queries: the files' footers cached once, not read again by each

@@ -235,7 +235,11 @@ class Store:
         if sweep is not None:
             self._restrict(con, sweep)
         if locked:
-            self._prepare(con, snapshot)
+            try:
+                self._prepare(con, snapshot)
+            except BaseException:
+                con.close()
+                raise
             _lock_down(con, [e.path for e in snapshot] if self.loc.local else [])
         return con, snapshot
 

@@ -132,3 +132,20 @@ def test_the_pool_is_fewer_trials_where_curves_are_long(tmp_path, monkeypatch):
     for by in ("width", None):
         assert data.curve_bands(shared, "one", by=by) == data.curve_bands(plain, "one", by=by)
     assert data.transitions_summary(shared, "one", "width") == data.transitions_summary(plain, "one", "width")
+
+
+def test_a_compaction_while_the_memo_reads_is_a_new_snapshot(tmp_path, monkeypatch):
+    """The files the memo was about to read are merged away under it (another process compacting):
+    it reads the new snapshot instead, and answers as the curves do."""
+    plain = awkward_store(tmp_path / "s")
+    shared = SharedSnapshots(plain)
+    read_files, compacted = curve_memo.read_files, []
+
+    def compact_first(con, paths, *a):
+        if not compacted:
+            compacted.append(plain.compact("metrics"))
+        return read_files(con, paths, *a)
+
+    monkeypatch.setattr(curve_memo, "read_files", compact_first)
+    assert same(cells(shared, "one"), cells(plain, "one"))
+    assert compacted[0] > 1 and len(plain.files("metrics")) == 1  # several files were merged into one under it
