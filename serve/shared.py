@@ -46,6 +46,7 @@ class SharedSnapshots(Store):
         self._bases: dict[tuple, tuple[duckdb.DuckDBPyConnection, list]] = {}
         self._building: dict[tuple, threading.Lock] = {}
         self._reading = threading.Lock()
+        self._alone: dict[tuple, bool] = {}  # (listing, sweep) -> whether it is the store's only sweep
         self._pools: dict[tuple, tuple[pa.Table, str]] = {}  # (sweeps files, pool size) -> pool ids, their digest
         self._summaries: dict[tuple, tuple[pa.Table, pa.Table]] = {}  # (criteria, pool, path, size) -> summary, pool rows
 
@@ -55,12 +56,20 @@ class SharedSnapshots(Store):
     def _connect(self, sweep: str | None, locked: bool = True):
         if not locked or not self.loc.local:  # an object store's views read datasets registered on their connection
             return super()._connect(sweep, locked)
+        listing = self._listing()
         if sweep is not None:  # a store of this one sweep: its database is the store's (`Store._restrict`)
             con, snapshot = self._connect(None)
-            if con.execute("SELECT count(*) = 1 AND bool_and(sweep = ?) FROM sweeps_all", [sweep]).fetchall()[0][0]:
+            with self._lock:
+                alone = self._alone.get((listing, sweep))
+            if alone is None:
+                alone = con.execute("SELECT count(*) = 1 AND bool_and(sweep = ?) FROM sweeps_all", [sweep]).fetchall()[0][0]
+                with self._lock:
+                    self._alone = {k: v for k, v in self._alone.items() if k[0] == listing}
+                    self._alone[(listing, sweep)] = alone
+            if alone:
                 return con, snapshot
             con.close()
-        key = (self._listing(), sweep)
+        key = (listing, sweep)
         with self._lock:
             gate = self._building.setdefault(key, threading.Lock())
         with gate:  # parts asked for at once build their database once
@@ -90,13 +99,14 @@ class SharedSnapshots(Store):
 
     def _prepare(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
         """A database kept for many queries: the files' footers cached once, not read again by each
-        query (and each `DESCRIBE`); the results, 10^5 rows, held in memory (the file scans and the
-        legacy renames behind the `trials_all` view, done once); and the memo of the curves."""
+        query (and each `DESCRIBE`); the results, 10^5 rows, and the sweeps held in memory (the file
+        scans and the legacy renames behind their views, done once); and the memo of the curves."""
         if not self.loc.local:
             return
         con.execute("SET parquet_metadata_cache = true")
-        con.execute("CREATE TABLE main._trials_all AS SELECT * FROM trials_all")
-        con.execute("CREATE OR REPLACE VIEW trials_all AS SELECT * FROM main._trials_all")
+        for table in ("trials", "sweeps"):  # (the curves stay files: 10^7 rows)
+            con.execute(f"CREATE TABLE main._{table}_all AS SELECT * FROM {table}_all")
+            con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM main._{table}_all")
         self._memoize(con, snapshot)
 
     def _memoize(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
