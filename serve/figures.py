@@ -6,7 +6,8 @@ artists placed) and drawn to SVG in a pool of other processes (`RENDERERS`): dra
 text layout, is pure Python, so figures drawn on a thread pool took turns on one core. On the
 10^7-row benchmark store, drawing took 0.13-0.2 s per figure of the 0.25-0.4 s each took in all
 (benchmarks/serve.py). matplotlib's global settings (the style) are not thread-safe, and handlers
-run on a thread pool: one figure is made at a time (`_MAKING`), in the style it is drawn in.
+run on a thread pool: one figure is made at a time (`_MAKING`), in the style it is drawn in,
+unless the process keeps that style as its own (`screen_style_everywhere`, in `paretolab serve`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from concurrent.futures.process import BrokenProcessPool
 
 from paretolab.analysis import figure, plots
@@ -26,6 +28,7 @@ from paretolab.store import Store
 from paretolab.serve import data
 
 _MAKING = threading.Lock()
+_one_style = False  # the process's settings are the screen style's (`screen_style_everywhere`)
 CURVE_LABELS = {"step": "training step", "samples": "samples seen", "flops": "training FLOPs"}
 # Processes that draw figures: as many as the cores, up to 2 (a page shows 4 figures; the database
 # queries of the other parts use the cores too). On one core, figures are drawn in this process.
@@ -75,10 +78,23 @@ def stop_renderers() -> None:
 atexit.register(stop_renderers)
 
 
+def screen_style_everywhere() -> None:
+    """Make the screen style this process's own matplotlib settings (the server's process, which
+    draws nothing else): figures are then made on several threads at once, each one's tables
+    computed while another's artists are placed. (matplotlib's settings are global: a figure made in
+    a style while another thread restored other settings would be made in those; fonts are per
+    thread in matplotlib.)"""
+    global _one_style
+    import matplotlib
+
+    matplotlib.rcParams.update(figure.STYLES["screen"])
+    _one_style = True
+
+
 def svg(make) -> bytes:
     """The figure `make()` returns, as SVG (text kept as text, the screen style), drawn in one of
     the renderers (here where there are none, or where a renderer died: the pool starts again)."""
-    with _MAKING, figure.style("screen"):
+    with nullcontext() if _one_style else _MAKING, figure.style("screen"):
         made = pickle.dumps(make(), protocol=pickle.HIGHEST_PROTOCOL)
     pool = _renderers()
     if pool is not None:
