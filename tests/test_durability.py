@@ -1,8 +1,9 @@
 """Nothing lost, ever: the driver SIGKILLed at every step of a flush, a disk that fills up, bit flips.
 
 Each case runs the real `paretolab run` as a subprocess on the session's Ray, with a fault injected
-at a system call of the store writer (tests/faultpoints.py), then runs the same command again, and
-compares every trial's curve with an uninterrupted run's, row for row.
+at a system call of the store writer (tests/faultpoints.py), then runs the same command again (in
+this process, as `main` of the CLI, on the same Ray), and compares every trial's curve with an
+uninterrupted run's, row for row.
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ CURVE = ("SELECT trial_id, step, samples, train_loss, test_loss, test_error FROM
 
 
 def cli(args: list[str], address: str, fault: tuple[str, str, int] | None = None) -> subprocess.CompletedProcess:
-    """`paretolab ARGS --address ADDRESS`, with `fault` = (table, step, n) injected (faultpoints.py)."""
+    """`paretolab ARGS --address ADDRESS` as a subprocess, with `fault` = (table, step, n) injected (faultpoints.py)."""
     prefix = [sys.executable, "-m", "faultpoints", *map(str, fault), "--"] if fault else \
         [sys.executable, "-m", "paretolab.cli"]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PARETOLAB_STORE")}
     return subprocess.run([*prefix, *args, "--address", address], capture_output=True, text=True, env=env,
                           timeout=300, cwd=Path(__file__).parent)
+
+
+def rerun(args: list[str], address: str) -> int:
+    """`paretolab ARGS --address ADDRESS` in this process (the CLI's `main`, on the session's Ray): its exit status."""
+    return main([*args, "--address", address])
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,7 @@ def reference(address, tmp_path_factory):
     for pack in (1, 16):
         folder = tmp_path_factory.mktemp(f"ref{pack}")
         spec = write_spec(folder, **SWEEP, extra=f"resources: {{cpu: 1, pack_size: {pack}}}\n")
-        done = cli(["run", str(spec), "--store", str(folder / "r"), "--workers", "2"], address)
-        assert done.returncode == 0, done.stderr
+        assert rerun(["run", str(spec), "--store", str(folder / "r"), "--workers", "2"], address) == 0
         curves[pack] = paretolab.open_store(folder / "r").query(CURVE).to_pylist()
         assert len(curves[pack]) == 8 * 8
     return curves
@@ -87,8 +92,7 @@ def test_driver_killed_at_every_step_of_a_flush_loses_no_curve(address, referenc
     run = ["run", str(spec), "--store", str(store), "--workers", "2"]
     killed = cli(run, address, fault=(table, step, 2))
     assert killed.returncode == -9, (killed.returncode, killed.stderr)  # the fault point was reached
-    rerun = cli(run, address)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun(run, address) == 0
     whole(store, reference[1])
     assert main(["doctor", "--store", str(store)]) == 0  # a temporary left behind is published or moved aside
     whole(store, reference[1])
@@ -101,7 +105,7 @@ def test_packed_trials_killed_between_curves_and_results_lose_no_curve(address, 
     run = ["run", str(spec), "--store", str(store), "--workers", "1"]
     killed = cli(run, address, fault=(table, step, 1))
     assert killed.returncode == -9, (killed.returncode, killed.stderr)
-    assert cli(run, address).returncode == 0
+    assert rerun(run, address) == 0
     whole(store, reference[16])
 
 
@@ -114,7 +118,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_rerun_completes_every_cur
     (line,) = full.stderr.strip().splitlines()
     assert "No space left on device" in line and line.startswith("error: ")
     assert not list(store.rglob("*.tmp"))  # a failed write leaves no temporary behind
-    assert cli(run, address).returncode == 0  # space freed: the same command
+    assert rerun(run, address) == 0  # space freed: the same command
     whole(store, reference[1])
 
 
@@ -136,7 +140,7 @@ def test_a_real_full_tmpfs_then_more_space_completes_every_curve(address, refere
         assert full.returncode == 2, full.stderr
         assert len(full.stderr.strip().splitlines()) == 1 and "No space left on device" in full.stderr
         subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
-        assert cli(run, address).returncode == 0
+        assert rerun(run, address) == 0
         whole(disk / "r", reference[1])
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
@@ -148,7 +152,7 @@ def test_random_bit_flips_are_each_detected_or_harmless(address, reference, tmp_
     trials), or changes nothing a reader sees."""
     spec = write_spec(tmp_path, **SWEEP, extra="resources: {cpu: 1, pack_size: 1}\n")
     clean = tmp_path / "clean"
-    assert cli(["run", str(spec), "--store", str(clean), "--workers", "2"], address).returncode == 0
+    assert rerun(["run", str(spec), "--store", str(clean), "--workers", "2"], address) == 0
     files = sorted(p for p in clean.rglob("*.parquet"))
     original = {p: p.read_bytes() for p in files}
     rng, outcome = random.Random(0), {"detected": 0, "harmless": 0, "unsealed: silently changed": 0}
@@ -183,7 +187,7 @@ def test_random_bit_flips_are_each_detected_or_harmless(address, reference, tmp_
         paretolab.open_store(clean).query("SELECT count(*) FROM metrics")
     assert main(["doctor", "--store", str(clean)]) == 0
     assert "checksum mismatch" in capsys.readouterr().out
-    assert cli(["run", str(spec), "--store", str(clean), "--workers", "2"], address).returncode == 0
+    assert rerun(["run", str(spec), "--store", str(clean), "--workers", "2"], address) == 0
     whole(clean, reference[1])
 
 

@@ -163,7 +163,7 @@ class KillMidPack(Observer):
 
 def test_worker_lost_mid_pack_requeues_unfinished_members_only(ray_cluster, tmp_path):
     spec = tmp_path / "k.yaml"
-    spec.write_text(SPEC.format(momentum=0.0, max_steps=20000, target=-1).replace("every: 25", "every: 500")
+    spec.write_text(SPEC.format(momentum=0.0, max_steps=8000, target=-1).replace("every: 25", "every: 500")
                     + "resources: {pack_size: 16}\n")
     killer = KillMidPack()
     summary = paretolab.run(spec, store=tmp_path / "r", workers=1, observer=killer)

@@ -105,17 +105,17 @@ class KillOnce(Observer):
 
 def test_worker_killed_mid_trial_is_rerun(ray_cluster, tmp_path, write_spec):
     # target -1 is never reached, so the trial runs all its steps (seconds) and reports mid-way (every 1 s)
-    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=20000, every=100, target=-1)
+    spec = write_spec(tmp_path, widths="[64]", seeds=1, max_steps=10000, every=100, target=-1)
     killer = KillOnce()
     summary = paretolab.run(spec, store=tmp_path / "r", workers=1, observer=killer)
     assert len(killer.killed) == 1 and summary.ran == 1 and summary.failed == 0
     store = paretolab.open_store(tmp_path / "r")
     row = store.query("SELECT status, attempt, steps FROM trials").to_pylist()[0]
-    assert row == {"status": "finished", "attempt": 2, "steps": 20000}
+    assert row == {"status": "finished", "attempt": 2, "steps": 10000}
     view = store.query("SELECT DISTINCT attempt FROM metrics").column(0).to_pylist()
     assert view == [2]  # the curve shown is the attempt that finished
     steps = store.query("SELECT step FROM metrics ORDER BY step").column(0).to_pylist()
-    assert steps == list(range(0, 20001, 100))  # no row lost or duplicated
+    assert steps == list(range(0, 10001, 100))  # no row lost or duplicated
     assert 1 in store.query("SELECT DISTINCT attempt FROM metrics_all").column(0).to_pylist()
 
 
