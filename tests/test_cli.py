@@ -129,9 +129,10 @@ def test_ctrl_c_while_the_run_winds_down_is_held_until_ray_is_down(monkeypatch):
 
 @pytest.mark.slow  # runs a sweep in a subprocess (Ray)
 def test_ctrl_c_flushes_and_rerun_resumes(tmp_path, write_spec):
-    # trials that never reach the target run their full 20,000 steps (a few seconds each)
+    # trials that never reach the target run their full 6,000 steps (seconds each on a worker, about
+    # the driver's 2 s between flushes: the first trials file appears with trials still to run)
     # (unpacked: packed, the six would end together, at the end of the run)
-    spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=20000, every=1000, target=-1,
+    spec = write_spec(tmp_path, name="long", widths="[16]", seeds=6, max_steps=6000, every=300, target=-1,
                       extra="resources: {pack_size: 1}\n")
     store = tmp_path / "r"
     proc = subprocess.Popen(["paretolab", "run", str(spec), "--store", str(store), "--workers", "2"],
