@@ -4,8 +4,10 @@ up, after the first trial ended, while Ray shuts down.
 
 Inside `ray.init()` a KeyboardInterrupt left a half-started driver: the run exited 130 without the
 resume line, or died of a segfault at exit (139), and a Ctrl-C lost in Ray let the sweep run to its
-end (exit 0). Each run is the real CLI in a subprocess, its own Ray in a private RAY_TMPDIR; the
-Ctrl-C comes from tests/ctrl_c_at.py at the named call, not after a delay.
+end (exit 0). Each interrupted run is the real CLI in a subprocess, its own Ray in a private
+RAY_TMPDIR; the Ctrl-C comes from tests/ctrl_c_at.py at the named call, not after a delay. The rerun
+is the same command through the CLI's `main` in this process, on the suite's Ray (what it checks is
+the store the interrupted run left; tests/test_cli.py reruns a Ctrl-C'd sweep in a subprocess).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 import paretolab
 from ctrl_c_at import POINTS
+from paretolab.cli import main
 
 TRIALS, MAX_STEPS, EVERY = 4, 300, 50
 ROWS_PER_TRIAL = MAX_STEPS // EVERY + 1  # the criterion is never met: every trial runs all its steps
@@ -28,7 +31,8 @@ def paretolab_run(ray_dir, args: list[str], point: str | None = None) -> subproc
 
 
 @pytest.mark.parametrize("point", list(POINTS))
-def test_ctrl_c_exits_130_with_the_resume_line_and_the_rerun_completes(point, ray_dirs, tmp_path, write_spec):
+def test_ctrl_c_exits_130_with_the_resume_line_and_the_rerun_completes(point, ray_dirs, ray_cluster, tmp_path, write_spec,
+                                                                       capsys):
     ray_dir = ray_dirs()
     store = tmp_path / "r"
     spec = write_spec(tmp_path, name="ctrlc", widths="[16, 32]", seeds=TRIALS // 2, max_steps=MAX_STEPS,
@@ -41,11 +45,11 @@ def test_ctrl_c_exits_130_with_the_resume_line_and_the_rerun_completes(point, ra
         f"interrupted: every result that arrived is in the store; rerun `paretolab {' '.join(args)}` to resume")
     assert ray_dir.processes() == []  # Ray was shut down whole (none of its processes is left)
 
-    rerun = paretolab_run(ray_dir, args)
-    assert rerun.returncode == 0, rerun.stderr
+    capsys.readouterr()
+    assert main(args) == 0  # the same command
+    rerun = capsys.readouterr().out
     # (stopped while Ray shut down, every trial had ended: the rerun has nothing to run)
-    assert f"ctrlc: {TRIALS} trials (" in rerun.stdout or \
-        f"ctrlc: nothing to run: all {TRIALS} trials are in the store" in rerun.stdout
+    assert f"ctrlc: {TRIALS} trials (" in rerun or f"ctrlc: nothing to run: all {TRIALS} trials are in the store" in rerun
     st = paretolab.open_store(store)
     assert st.query("SELECT count(*) FROM trials_all").column(0)[0].as_py() == TRIALS  # none ran twice
     curves = st.query("SELECT trial_id, count(*) AS n, count(DISTINCT step) AS d FROM metrics GROUP BY 1").to_pylist()
