@@ -23,11 +23,11 @@ from paretolab.vocabulary.schema import TABLES
 T = TypeVar("T")
 SIGNATURE_TTL_S = 1.0  # several pages polling every 2 s list the store at most once a second
 CACHE_ENTRIES = 256  # results kept (figures, tables) across signatures; the oldest used go first
-# Parts computed at once. Each DuckDB query already uses every core: nine parts of a 10^7-row sweep
-# computed side by side on 2 cores all finished at about the time the slowest would alone
-# (benchmarks/serve.py). A figure waits most of its time for a renderer process
-# (`figures.RENDERERS`): the next parts are computed meanwhile.
-COMPUTING_AT_ONCE = 3
+# Parts computed at once: as many as a browser asks for at once (6 connections per host). A
+# figure spends most of its time waiting for a renderer process (`figures.RENDERERS`), the
+# database's parts are short; with 3 at once, the frontier and luck of an update waited 0.5 s for a
+# turn while the phase diagram waited for its drawing (benchmarks/serve.py).
+COMPUTING_AT_ONCE = 6
 # A part a page asked for within this long is computed again as soon as a poll finds the store
 # changed, before the page asks: the page's update then waits for less than the whole computation.
 REFRESH_WITHIN_S = 60
