@@ -149,7 +149,7 @@ def test_workers_killed_again_and_again_lose_nothing(tmp_path, ray_tmp):
                      "new metric rows")
             assert driver.poll() is None, driver.communicate()
             workers = wait_for(lambda: sorted(p for p, cmd in descendants(driver.pid).items() if cmd.startswith("ray::Worker")),
-                               "a worker actor process")
+                               "a worker actor process", proc=driver)
             victim = workers[len(killed) % len(workers)]
             rows_at_kill = count(store, "SELECT count(*) AS n FROM metrics_all")
             os.kill(victim, signal.SIGKILL)
