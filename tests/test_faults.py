@@ -51,8 +51,8 @@ def start(spec: Path, store: Path, ray_tmp: str) -> subprocess.Popen:
                             env=env | {"RAY_TMPDIR": ray_tmp})
 
 
-def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S):
-    return support.wait_for(predicate, what, timeout_s)
+def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S, proc=None):
+    return support.wait_for(predicate, what, timeout_s, proc=proc)
 
 
 def processes() -> dict[int, tuple[int, str]]:
