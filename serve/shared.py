@@ -56,32 +56,39 @@ class SharedSnapshots(Store):
     def _connect(self, sweep: str | None, locked: bool = True):
         if not locked or not self.loc.local:  # an object store's views read datasets registered on their connection
             return super()._connect(sweep, locked)
-        listing = self._listing()
+        listing = self._listing()  # listed once per connection: it keys the databases and `_alone`
         if sweep is not None:  # a store of this one sweep: its database is the store's (`Store._restrict`)
-            con, snapshot = self._connect(None)
+            base = self._base(listing, None)
             with self._lock:
                 alone = self._alone.get((listing, sweep))
             if alone is None:
-                alone = con.execute("SELECT count(*) = 1 AND bool_and(sweep = ?) FROM sweeps_all", [sweep]).fetchall()[0][0]
+                with base[0].cursor() as con:
+                    alone = con.execute("SELECT count(*) = 1 AND bool_and(sweep = ?) FROM sweeps_all", [sweep]).fetchall()[0][0]
                 with self._lock:
                     self._alone = {k: v for k, v in self._alone.items() if k[0] == listing}
                     self._alone[(listing, sweep)] = alone
-            if alone:
-                return con, snapshot
-            con.close()
+            if not alone:
+                base = self._base(listing, sweep)
+        else:
+            base = self._base(listing, None)
+        return base[0].cursor(), base[1]
+
+    def _base(self, listing: tuple, sweep: str | None) -> tuple[duckdb.DuckDBPyConnection, list]:
+        """The database of the snapshot `listing` (narrowed to `sweep`), built once however many
+        parts ask for it at once."""
         key = (listing, sweep)
         with self._lock:
             gate = self._building.setdefault(key, threading.Lock())
-        with gate:  # parts asked for at once build their database once
+        with gate:
             with self._lock:
                 base = self._bases.get(key)
             if base is None:
                 base = self._built(sweep)
                 with self._lock:
-                    self._bases = {k: v for k, v in self._bases.items() if k[0] == key[0]}
+                    self._bases = {k: v for k, v in self._bases.items() if k[0] == listing}
                     self._bases[key] = base
-                    self._building = {k: v for k, v in self._building.items() if k[0] == key[0]}
-        return base[0].cursor(), base[1]
+                    self._building = {k: v for k, v in self._building.items() if k[0] == listing}
+        return base
 
     def _built(self, sweep: str | None):
         """A new database of the store's current files (`_prepare`d), read again from a new listing
