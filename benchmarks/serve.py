@@ -14,7 +14,12 @@ script fetches them, six at a time (a browser's connections per host):
 - update: what a driver's flush writes while the sweep runs (the store starts with its last
   `RUNNING` trials running: curves, no result) changes the store's signature: a trials file of
   200 of them that ended now and a metrics file of their last 1,000 evaluations; every part is
-  fetched again and recomputed (counts, cells, the phase diagram, the frontier all change);
+  recomputed (counts, cells, the phase diagram, the frontier all change) and fetched again, as the
+  page does (its choices, then the parts), as soon as a poll of the signature shows the change.
+  The poll is made every 20 ms, so the server has computed nothing of the update before it (a page
+  polls every 2 s, and the server starts computing when it notices the change itself: a page
+  usually finds part of the update done). Also printed: the time from the flush's write, which
+  adds the wait for the store's next listing (at most once a second);
 - alone: each part computed in this process by itself, one after the other (its own time; the
   whole page's is their sum);
 - cached: the same parts again with no change (what a second tab, or a poll with no change, costs).
@@ -48,12 +53,12 @@ from synthetic_store import _write, generate  # noqa: E402
 SWEEP = "synthetic"
 PARTS = {  # what the sweep page fetches, in its order, with its default choices on this sweep
     "status": f"/api/status?s={SWEEP}",
-    "phase diagram": f"/fig/phase.svg?s={SWEEP}&x=train_size&y=width",
     "cells": f"/api/cells?s={SWEEP}&limit=100&offset=0",
-    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
+    "transitions": f"/api/transitions?s={SWEEP}&by=width",
     "failures": f"/api/failures?s={SWEEP}",
     "spec": f"/api/spec?s={SWEEP}",
-    "transitions": f"/api/transitions?s={SWEEP}&by=width",
+    "phase diagram": f"/fig/phase.svg?s={SWEEP}&x=train_size&y=width",
+    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
     "frontier": f"/fig/frontier.svg?s={SWEEP}&x=train_size&by=width",
     "luck": f"/fig/luck.svg?s={SWEEP}&by=width",
 }
@@ -104,10 +109,12 @@ def get(base: str, path: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(body)
 
 
-def page(base: str, version: str, at_once: int = 6) -> tuple[float, dict[str, tuple[float, int]]]:
-    """The sweep page's parts fetched `at_once` at a time: (wall time of all, {part: (seconds, bytes)})."""
+def page(base: str, version: str, at_once: int = 6, opened: bool = True) -> tuple[float, dict[str, tuple[float, int]]]:
+    """The sweep page's parts fetched `at_once` at a time, after the page itself where it is
+    `opened` (an update fetches the parts only): (wall time of all, {part: (seconds, bytes)})."""
     start = time.perf_counter()
-    get(base, f"/sweep?s={SWEEP}")
+    if opened:
+        get(base, f"/sweep?s={SWEEP}")
     meta = get(base, f"/api/meta?s={SWEEP}&v={version}")
     with ThreadPoolExecutor(at_once) as pool:
         done = dict(zip(PARTS, pool.map(lambda p: get(base, f"{p}&v={version}"), PARTS.values())))
@@ -166,13 +173,18 @@ def main() -> None:
         try:
             base = re.search(r"at (http://\S+)/", server.stdout.readline()).group(1)
             print(f"server started (renderers, the store read) in {time.perf_counter() - started:.2f} s")
-            runs = []
+            runs, since_write = [], []
+            version = signature(base)
             for i in range(a.rounds):
                 if i:
+                    before = version
                     append_flush(root, running, i)
-                    time.sleep(1.1)  # the signature is listed at most once a second
-                version = signature(base)
-                runs.append(page(base, version))
+                    written = time.perf_counter()
+                    while (version := signature(base)) == before:  # the page's poll, made as often as it
+                        time.sleep(0.02)                            # can be: nothing is computed before it
+                runs.append(page(base, version, opened=not i))
+                if i:
+                    since_write.append(time.perf_counter() - written)
             cached = page(base, signature(base))
             poll = min(get(base, "/api/signature")[0] for _ in range(20))
             sweeps = get(base, "/api/sweeps")[0]
@@ -192,7 +204,11 @@ def main() -> None:
     print(f"{'whole page':<16}{first[0]:>12.2f}{update[0] if update else float('nan'):>10.2f}{sum(alone.values()):>10.2f}"
           f"{cached[0]:>10.3f}{total:>10,}")
     if updates:
-        print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f})")
+        print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f}); "
+              f"from the flush's write: {', '.join(f'{t:.2f}' for t in since_write)} s (the store is listed at most once a second)")
+        tables = [max(r[1][p][0] for p in PARTS if not PARTS[p].startswith("/fig/")) + r[1]["meta"][0] for r in updates]
+        print(f"the tables of an update (meta, then status, cells, transitions, failures, spec): "
+              f"{', '.join(f'{t:.2f}' for t in tables)} s")
     print(f"/api/signature (what each page polls every 2 s): {poll * 1000:.1f} ms; the sweeps page's data: {sweeps:.2f} s")
 
 

@@ -98,6 +98,7 @@ def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     figures.start_renderers()
     figures.screen_style_everywhere()
     _read_ahead(app.state.snapshots.store)
+    stop_watching = app.state.snapshots.watch()
     say(f"serving {store.uri} at {bound.url}")
     if bound.token:
         say("anyone who can reach this machine could open it: every request needs the token above "
@@ -111,6 +112,7 @@ def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     try:
         uvicorn.Server(config).run(sockets=[bound.sock])
     finally:
+        stop_watching()
         figures.stop_renderers()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -32,6 +32,14 @@ COMPUTING_AT_ONCE = 6
 # changed, before the page asks: the page's update then waits for less than the whole computation.
 REFRESH_WITHIN_S = 60
 RECENT_PARTS = 64  # parts remembered for that
+# A figure waits, before it is computed, while a table is (this long at most): the tables (counts,
+# cells, transitions) then arrive within a fraction of a second, and the figures, which take most
+# of the server's time, after them. Without it, an update's four figures took the cores from its
+# tables: the tables of an update arrived after 0.8-1.1 s, not 0.3-0.5 s (benchmarks/serve.py).
+TABLES_FIRST_S = 2.0
+# While a page asked for a part within `REFRESH_WITHIN_S`, the server lists the store itself this
+# often (`Snapshots.watch`): a change starts the refresh then, not at a page's next poll.
+WATCH_EVERY_S = SIGNATURE_TTL_S
 
 
 class Snapshots:
@@ -47,6 +55,8 @@ class Snapshots:
         self._computing = threading.BoundedSemaphore(COMPUTING_AT_ONCE)
         self._recent: OrderedDict[Hashable, tuple[float, Callable]] = OrderedDict()
         self._refreshing = False
+        self._tables = 0  # tables being computed now (`TABLES_FIRST_S`)
+        self._tables_done = threading.Condition(self._lock)
 
     def signature(self) -> str:
         """A short hash of the names and sizes of the store's live files (`""` before it exists)."""
@@ -66,6 +76,31 @@ class Snapshots:
             self._refresh()
         return signature
 
+    def watch(self) -> Callable[[], None]:
+        """List the store every `WATCH_EVERY_S` in a background thread while a page asked for a part
+        within `REFRESH_WITHIN_S`: a driver's flush starts the refresh of those parts when it
+        lands, and a page that polls `signature` every 2 s finds them computed, or under way,
+        instead of starting them. No page open (none asked for a minute): the store is not listed.
+
+        Returns:
+            A function that stops the watching.
+        """
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(WATCH_EVERY_S):
+                with self._lock:
+                    now = time.monotonic()
+                    watched = any(now - at < REFRESH_WITHIN_S for at, _ in self._recent.values())
+                if watched:
+                    try:
+                        self.signature()
+                    except Exception:  # noqa: BLE001  a store unreadable for a moment: the next pass lists it again
+                        pass
+
+        threading.Thread(target=loop, name="paretolab-serve-watch", daemon=True).start()
+        return stop.set
+
     def _refresh(self) -> None:
         """Compute again, in the background, the parts asked for recently (`REFRESH_WITHIN_S`)."""
         with self._lock:
@@ -82,7 +117,8 @@ class Snapshots:
                     now = time.monotonic()
                     parts = [(k, make) for k, (at, make) in self._recent.items() if now - at < REFRESH_WITHIN_S]
                 with ThreadPoolExecutor(COMPUTING_AT_ONCE, thread_name_prefix="paretolab-serve-refresh") as pool:
-                    list(pool.map(lambda part: self._quietly(*part), parts))
+                    for figures in (False, True):  # the tables, then the figures (`TABLES_FIRST_S`)
+                        list(pool.map(lambda part: self._quietly(*part), [p for p in parts if _is_figure(p[0]) == figures]))
                 with self._lock:
                     if self._signed[1] == signature:
                         return
@@ -114,6 +150,12 @@ class Snapshots:
             with self._lock:
                 if full in self._results:
                     return self._results[full]
+            table = not _is_figure(key)
+            with self._lock:
+                if table:
+                    self._tables += 1
+                else:
+                    self._tables_done.wait_for(lambda: self._tables == 0, timeout=TABLES_FIRST_S)
             try:
                 with self._computing:
                     value = make()
@@ -121,6 +163,11 @@ class Snapshots:
                 with self._lock:
                     self._pending.pop(full, None)
                 raise
+            finally:
+                if table:
+                    with self._lock:
+                        self._tables -= 1
+                        self._tables_done.notify_all()
             with self._lock:
                 self._results[full] = value
                 self._pending.pop(full, None)
@@ -132,3 +179,8 @@ class Snapshots:
         """Whether the answer for `key` at the store's current signature is computed."""
         with self._lock:
             return self._signed is not None and (self._signed[1], key) in self._results
+
+
+def _is_figure(key: Hashable) -> bool:
+    """Whether a part's key is a figure's (`serve.app` keys them `("fig:<kind>", query)`)."""
+    return isinstance(key, tuple) and bool(key) and isinstance(key[0], str) and key[0].startswith("fig:")

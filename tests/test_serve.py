@@ -4,6 +4,7 @@ client over the real application, real Parquet files, real DuckDB), the token an
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from datetime import datetime, timezone
 
@@ -184,6 +185,81 @@ def test_updates_follow_new_files(store, client):
     finally:
         snapshot.SIGNATURE_TTL_S = ttl
     assert cells["total"] == 2 and after["total"] == 3
+
+
+def test_the_server_watches_the_store_while_a_page_is_open(store, monkeypatch):
+    """A flush starts the parts a page asked for again by itself: no page has to poll first."""
+    from paretolab.serve import snapshot
+
+    monkeypatch.setattr(snapshot, "SIGNATURE_TTL_S", 0.0)
+    monkeypatch.setattr(snapshot, "WATCH_EVERY_S", 0.05)
+    snaps = snapshot.Snapshots(store)
+    made = []
+    totals = lambda: data.cells_table(store, "other")["total"]  # noqa: E731
+    assert snaps.cached("cells", lambda: made.append(totals()) or made[-1]) == 2
+    stop = snaps.watch()
+    try:
+        writer = StoreWriter(store)
+        writer.append("trials", [{"trial_id": "o32", "attempt": 1, "status": "finished", "width": 32, "seed": 0,
+                                  "success": True, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
+        writer.append("sweeps", [{"sweep": "other", "spec": "", "path": "", "submitted_at": datetime(2026, 1, 2, tzinfo=timezone.utc),
+                                  "trial_ids": ["o16", "o64", "o32"], "axes": ["width"], "parameters": ["seed", "width"],
+                                  "success_metric": "test_error", "success_op": "<=", "success_value": 0.1}])
+        writer.flush()
+        # nothing here asks for the signature or the part: the watcher finds the change and computes it
+        wait_for(lambda: len(made) == 2, "the part computed again after the flush, unasked", 60)
+    finally:
+        stop()
+    assert made == [2, 3]
+    assert snaps.holds("cells")
+
+
+def test_the_tables_before_the_figures(store):
+    """A figure asked for while a table is computed waits for it: the tables of an update arrive
+    first, the figures (most of the server's time) after."""
+    import threading
+
+    from paretolab.serve import snapshot
+
+    snaps = snapshot.Snapshots(store)
+    order, release = [], threading.Event()
+
+    def table():
+        order.append("table started")
+        release.wait(60)
+        order.append("table done")
+        return 1
+
+    t = threading.Thread(target=lambda: snaps.cached(("cells", ()), table))
+    t.start()
+    wait_for(lambda: order, "the table started", 60)
+    f = threading.Thread(target=lambda: snaps.cached(("fig:phase", ()), lambda: order.append("figure") or 2))
+    f.start()
+    time.sleep(0.3)  # a window, not a synchronization: a figure that did not wait would be made in it
+    assert order == ["table started"]
+    release.set()
+    t.join(60), f.join(60)
+    assert order == ["table started", "table done", "figure"]
+
+
+def test_no_page_open_no_watching(store, monkeypatch):
+    """Parts asked longer ago than `REFRESH_WITHIN_S`: the watcher does not list the store."""
+    from paretolab.serve import snapshot
+
+    monkeypatch.setattr(snapshot, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(snapshot, "REFRESH_WITHIN_S", 0.0)
+    snaps = snapshot.Snapshots(store)
+    listed = []
+    real = snaps.signature
+    monkeypatch.setattr(snaps, "signature", lambda: listed.append(1) or real())
+    snaps.cached("spec", lambda: "x")
+    asked = len(listed)
+    stop = snaps.watch()
+    try:
+        time.sleep(0.3)  # a window, not a synchronization: a watcher that ignored the rule lists ~30 times in it
+    finally:
+        stop()
+    assert len(listed) == asked
 
 
 @pytest.mark.slow  # over a second: every route of two stores

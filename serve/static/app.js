@@ -321,12 +321,13 @@ async function spec() {
 
 async function refreshSweep() {
   await guard("sweep", sweepMeta);
-  // In the order the server computes them best: the quick parts first (a browser sends six requests
-  // to a host at a time, and the server computes one part at a time), the frontier and luck last.
+  // The tables first, then the figures (a browser sends six requests to a host at a time, and the
+  // server computes the tables before the figures, which take most of its time): the counts, cells
+  // and transitions of an update arrive while the figures are drawn.
   return Promise.all([
-    guard("status", sweepStatus), guard("phase diagram", phaseFigure), guard("cells", cellsTable),
-    guard("curves", curvesFigure), guard("failures", failures), guard("spec", spec),
-    guard("transitions", transitions), guard("frontier", frontierFigure), guard("luck", luckFigure),
+    guard("status", sweepStatus), guard("cells", cellsTable), guard("transitions", transitions),
+    guard("failures", failures), guard("spec", spec), guard("phase diagram", phaseFigure),
+    guard("curves", curvesFigure), guard("frontier", frontierFigure), guard("luck", luckFigure),
   ]);
 }
 
