@@ -252,7 +252,9 @@ def _heat_map(ax, rows: list[dict], x: str, y: str, xs: list, ys: list):
     # The 1/2 contour of a discrete grid: the cell edges between p >= 1/2 and p < 1/2.
     for (x0, y0, x1, y1) in _half_edges(grid):
         ax.plot([x0, x1], [y0, y1], color="white", lw=2.5, solid_capstyle="round")
-    small = "x-small" if len(xs) <= 8 else "xx-small"
+    # as large as the cells allow: two lines of text in each, on grids from 2 x 2 to 20 x 20
+    cells = max(len(xs), len(ys))
+    small = "medium" if cells <= 5 else "small" if cells <= 8 else "x-small" if cells <= 12 else "xx-small"
     for r in rows:
         p = r["p_success"]
         ax.text(xs.index(r[x]), ys.index(r[y]), f"{p:.2f}\n{r['successes']}/{r['n_seeds']}", ha="center",

@@ -242,6 +242,33 @@ def test_the_tables_before_the_figures(store):
     assert order == ["table started", "table done", "figure"]
 
 
+def test_a_change_is_shown_no_sooner_than_its_last_update_took(store, monkeypatch):
+    """After the parts of a change took t seconds, the next change waits `PACE` x t to be shown:
+    the view leaves the machine to the run writing the store, however often the driver flushes."""
+    from paretolab.serve import snapshot
+
+    monkeypatch.setattr(snapshot, "SIGNATURE_TTL_S", 0.0)
+    monkeypatch.setattr(snapshot, "PACE", 10_000.0)  # a hold of hours: nothing but the rule can show the change
+    snaps = snapshot.Snapshots(store)
+    first = snaps.signature()
+    snaps.cached("cells", lambda: data.cells_table(store, "other")["total"])
+    writer = StoreWriter(store)
+
+    def flush(trial_id: str) -> None:
+        writer.append("trials", [{"trial_id": trial_id, "attempt": 1, "status": "finished", "width": 8, "seed": 0,
+                                  "success": False, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
+        writer.flush()
+
+    flush("o8")
+    second = snaps.signature()  # shown at once: no update took any time yet; its parts are computed again
+    assert second != first
+    wait_for(lambda: snaps.holds("cells") and not snaps._refreshing, "the update's parts computed", 60)
+    flush("o9")
+    assert snaps.signature() == second  # held back: the update before took a while
+    snaps._held_until = time.monotonic()  # as when the hold ends
+    assert snaps.signature() not in (first, second)
+
+
 def test_no_page_open_no_watching(store, monkeypatch):
     """Parts asked longer ago than `REFRESH_WITHIN_S`: the watcher does not list the store."""
     from paretolab.serve import snapshot
