@@ -19,7 +19,9 @@ script fetches them, six at a time (a browser's connections per host):
   The poll is made every 20 ms, so the server has computed nothing of the update before it (a page
   polls every 2 s, and the server starts computing when it notices the change itself: a page
   usually finds part of the update done). Also printed: the time from the flush's write, which
-  adds the wait for the store's next listing (at most once a second);
+  adds the wait for the store's next listing (at most once a second), and the server's pace (a
+  change is shown no sooner than the last one's parts took: the benchmark flushes as soon as the
+  page of the last change is complete);
 - alone: each part computed in this process by itself, one after the other (its own time; the
   whole page's is their sum);
 - cached: the same parts again with no change (what a second tab, or a poll with no change, costs).

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 import duckdb
@@ -111,10 +112,16 @@ class SharedSnapshots(Store):
         if not self.loc.local:
             return
         con.execute("SET parquet_metadata_cache = true")
-        for table in ("trials", "sweeps"):  # (the curves stay files: 10^7 rows)
-            con.execute(f"CREATE TABLE main._{table}_all AS SELECT * FROM {table}_all")
-            con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM main._{table}_all")
-        self._memoize(con, snapshot)
+        con.execute("CREATE TABLE main._sweeps_all AS SELECT * FROM sweeps_all")  # (the curves stay files: 10^7 rows)
+        con.execute("CREATE OR REPLACE VIEW sweeps_all AS SELECT * FROM main._sweeps_all")
+        # the results (10^5 rows) are read into memory while the memo is built, on a cursor of their own
+        with con.cursor() as aside, ThreadPoolExecutor(1, thread_name_prefix="paretolab-serve-results") as pool:
+            results = pool.submit(aside.execute, "CREATE TABLE main._trials_all AS SELECT * FROM trials_all")
+            try:
+                self._memoize(con, snapshot)
+            finally:
+                results.result()
+        con.execute("CREATE OR REPLACE VIEW trials_all AS SELECT * FROM main._trials_all")
 
     def _memoize(self, con: duckdb.DuckDBPyConnection, snapshot: list) -> None:
         """The memo of the curves in `con`'s database, from the summaries of the snapshot's metrics
