@@ -10,7 +10,6 @@ per table on an object store, so the signature is cheap to poll; it is computed 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +46,7 @@ WATCH_EVERY_S = SIGNATURE_TTL_S
 # from a run that writes the store on it, however often the driver flushes; a page then updates
 # every 3 s or so, not every 2. A small store's update takes milliseconds: no delay is seen.
 PACE = 1.0
+HOLD_AT_MOST_S = 30.0  # a change is held back this long at most (a part that hangs on a slow store holds nothing longer)
 
 
 class Snapshots:
@@ -128,7 +128,7 @@ class Snapshots:
                     signature = self._signed[1]
                     now = time.monotonic()
                     parts = [(k, make) for k, (at, make) in self._recent.items() if now - at < REFRESH_WITHIN_S]
-                    self._held_until = math.inf  # no change shown while this one's parts are computed
+                    self._held_until = time.monotonic() + HOLD_AT_MOST_S  # none shown while this one's parts are computed
                 started = time.monotonic()
                 try:
                     with ThreadPoolExecutor(COMPUTING_AT_ONCE, thread_name_prefix="paretolab-serve-refresh") as pool:
@@ -137,7 +137,7 @@ class Snapshots:
                 finally:
                     with self._lock:
                         ended = time.monotonic()
-                        self._held_until = ended + PACE * (ended - started)
+                        self._held_until = ended + min(PACE * (ended - started), HOLD_AT_MOST_S)
                 with self._lock:
                     if self._signed[1] == signature:
                         return

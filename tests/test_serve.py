@@ -249,6 +249,7 @@ def test_a_change_is_shown_no_sooner_than_its_last_update_took(store, monkeypatc
 
     monkeypatch.setattr(snapshot, "SIGNATURE_TTL_S", 0.0)
     monkeypatch.setattr(snapshot, "PACE", 10_000.0)  # a hold of hours: nothing but the rule can show the change
+    monkeypatch.setattr(snapshot, "HOLD_AT_MOST_S", 3600.0)
     snaps = snapshot.Snapshots(store)
     first = snaps.signature()
     snaps.cached("cells", lambda: data.cells_table(store, "other")["total"])
@@ -267,6 +268,27 @@ def test_a_change_is_shown_no_sooner_than_its_last_update_took(store, monkeypatc
     assert snaps.signature() == second  # held back: the update before took a while
     snaps._held_until = time.monotonic()  # as when the hold ends
     assert snaps.signature() not in (first, second)
+
+
+def test_a_hold_is_bounded(store, monkeypatch):
+    """However long the last change's parts took (or a part hangs on a slow store), the next change
+    is held back `HOLD_AT_MOST_S` at most."""
+    from paretolab.serve import snapshot
+
+    monkeypatch.setattr(snapshot, "SIGNATURE_TTL_S", 0.0)
+    monkeypatch.setattr(snapshot, "HOLD_AT_MOST_S", 0.0)
+    monkeypatch.setattr(snapshot, "PACE", 10_000.0)
+    snaps = snapshot.Snapshots(store)
+    first = snaps.signature()
+    snaps.cached("spec", lambda: data.specs(store, "other"))
+    writer = StoreWriter(store)
+    for i, trial_id in enumerate(("o8", "o9")):
+        writer.append("trials", [{"trial_id": trial_id, "attempt": 1, "status": "finished", "width": 8, "seed": 0,
+                                  "success": False, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
+        writer.flush()
+        wait_for(lambda: not snaps._refreshing, "the last change's parts computed", 60)
+        assert snaps.signature() != first  # shown at once: a hold of at most 0 s
+        first = snaps.signature()
 
 
 def test_no_page_open_no_watching(store, monkeypatch):
