@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from paretolab.serve import data, figures, pages
 from paretolab.serve.shared import SharedSnapshots
-from paretolab.serve.snapshot import Snapshots
+from paretolab.serve.snapshot import FIGURE, Snapshots
 from paretolab.store import Store
 from paretolab.vocabulary.errors import ParetolabError, StoreError, UsageError
 
@@ -71,7 +71,7 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
         async def endpoint(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
 
-            body = await run_in_threadpool(lambda: cached("fig:" + kind, request, lambda: make(request)))
+            body = await run_in_threadpool(lambda: cached(FIGURE + kind, request, lambda: make(request)))
             return Response(body, media_type="image/svg+xml", headers=NO_CACHE)
         return endpoint
 

@@ -46,6 +46,7 @@ WATCH_EVERY_S = SIGNATURE_TTL_S
 # from a run that writes the store on it, however often the driver flushes; a page then updates
 # every 3 s or so, not every 2. A small store's update takes milliseconds: no delay is seen.
 PACE = 1.0
+FIGURE = "fig:"  # what the kind in a figure's key starts with (`TABLES_FIRST_S`)
 HOLD_AT_MOST_S = 30.0  # a change is held back this long at most (a part that hangs on a slow store holds nothing longer)
 
 
@@ -201,5 +202,5 @@ class Snapshots:
 
 
 def _is_figure(key: Hashable) -> bool:
-    """Whether a part's key is a figure's (`serve.app` keys them `("fig:<kind>", query)`)."""
-    return isinstance(key, tuple) and bool(key) and isinstance(key[0], str) and key[0].startswith("fig:")
+    """Whether a part's key is a figure's: `(FIGURE + kind, query)`, as `serve.app` keys them."""
+    return isinstance(key, tuple) and bool(key) and isinstance(key[0], str) and key[0].startswith(FIGURE)

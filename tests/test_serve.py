@@ -187,6 +187,18 @@ def test_updates_follow_new_files(store, client):
     assert cells["total"] == 2 and after["total"] == 3
 
 
+def end_a_trial(store, trial_id: str, width: int = 8, success: bool = False, sweep_lists_it: bool = False) -> None:
+    """A driver's flush: a trial of `other` ended (listed in the sweep's row where `sweep_lists_it`)."""
+    writer = StoreWriter(store)
+    writer.append("trials", [{"trial_id": trial_id, "attempt": 1, "status": "finished", "width": width, "seed": 0,
+                              "success": success, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
+    if sweep_lists_it:
+        writer.append("sweeps", [{"sweep": "other", "spec": "", "path": "", "submitted_at": datetime(2026, 1, 2, tzinfo=timezone.utc),
+                                  "trial_ids": ["o16", "o64", trial_id], "axes": ["width"], "parameters": ["seed", "width"],
+                                  "success_metric": "test_error", "success_op": "<=", "success_value": 0.1}])
+    writer.flush()
+
+
 def test_the_server_watches_the_store_while_a_page_is_open(store, monkeypatch):
     """A flush starts the parts a page asked for again by itself: no page has to poll first."""
     from paretolab.serve import snapshot
@@ -199,13 +211,7 @@ def test_the_server_watches_the_store_while_a_page_is_open(store, monkeypatch):
     assert snaps.cached("cells", lambda: made.append(totals()) or made[-1]) == 2
     stop = snaps.watch()
     try:
-        writer = StoreWriter(store)
-        writer.append("trials", [{"trial_id": "o32", "attempt": 1, "status": "finished", "width": 32, "seed": 0,
-                                  "success": True, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
-        writer.append("sweeps", [{"sweep": "other", "spec": "", "path": "", "submitted_at": datetime(2026, 1, 2, tzinfo=timezone.utc),
-                                  "trial_ids": ["o16", "o64", "o32"], "axes": ["width"], "parameters": ["seed", "width"],
-                                  "success_metric": "test_error", "success_op": "<=", "success_value": 0.1}])
-        writer.flush()
+        end_a_trial(store, "o32", width=32, success=True, sweep_lists_it=True)
         # nothing here asks for the signature or the part: the watcher finds the change and computes it
         wait_for(lambda: len(made) == 2, "the part computed again after the flush, unasked", 60)
     finally:
@@ -238,7 +244,8 @@ def test_the_tables_before_the_figures(store):
     time.sleep(0.3)  # a window, not a synchronization: a figure that did not wait would be made in it
     assert order == ["table started"]
     release.set()
-    t.join(60), f.join(60)
+    t.join(60)
+    f.join(60)
     assert order == ["table started", "table done", "figure"]
 
 
@@ -253,18 +260,11 @@ def test_a_change_is_shown_no_sooner_than_its_last_update_took(store, monkeypatc
     snaps = snapshot.Snapshots(store)
     first = snaps.signature()
     snaps.cached("cells", lambda: data.cells_table(store, "other")["total"])
-    writer = StoreWriter(store)
-
-    def flush(trial_id: str) -> None:
-        writer.append("trials", [{"trial_id": trial_id, "attempt": 1, "status": "finished", "width": 8, "seed": 0,
-                                  "success": False, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
-        writer.flush()
-
-    flush("o8")
+    end_a_trial(store, "o8")
     second = snaps.signature()  # shown at once: no update took any time yet; its parts are computed again
     assert second != first
     wait_for(lambda: snaps.holds("cells") and not snaps._refreshing, "the update's parts computed", 60)
-    flush("o9")
+    end_a_trial(store, "o9")
     assert snaps.signature() == second  # held back: the update before took a while
     snaps._held_until = time.monotonic()  # as when the hold ends
     assert snaps.signature() not in (first, second)
@@ -281,11 +281,8 @@ def test_a_hold_is_bounded(store, monkeypatch):
     snaps = snapshot.Snapshots(store)
     first = snaps.signature()
     snaps.cached("spec", lambda: data.specs(store, "other"))
-    writer = StoreWriter(store)
-    for i, trial_id in enumerate(("o8", "o9")):
-        writer.append("trials", [{"trial_id": trial_id, "attempt": 1, "status": "finished", "width": 8, "seed": 0,
-                                  "success": False, "wall_s": 1.0, "finished_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}])
-        writer.flush()
+    for trial_id in ("o8", "o9"):  # the second is the test: the first change's parts took some time
+        end_a_trial(store, trial_id)
         wait_for(lambda: not snaps._refreshing, "the last change's parts computed", 60)
         assert snaps.signature() != first  # shown at once: a hold of at most 0 s
         first = snaps.signature()
