@@ -22,18 +22,18 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from paretolab.analysis import figure
-from paretolab.analysis.cells import (COMPARED, check_axes, check_metric, columns, default_cost, ident,
-                                      numeric_axes, open_sweep, reported_metrics)
-from paretolab.analysis.figure import (NO_SUCCESS, NO_TRIAL, OKABE_ITO, _plt, attach, empty, groups, name,
-                                       save, sorted_values, subtitle, tick)
+from paretolab.analysis.cells import COMPARED, check_metric, columns, ident, open_sweep, reported_metrics
+from paretolab.analysis.figure import (NO_SUCCESS, NO_TRIAL, OKABE_ITO, _plt, attach, empty, groups,  # noqa: F401
+                                       name, save, sorted_values, subtitle, tick)
 from paretolab.analysis.labels import COST_LABELS, Labels, sweep_labels
+from paretolab.analysis.plot_numbers import (AxisNames, FrontierNumbers, LuckNumbers, PhaseNumbers, _by, _facet,
+                                             frontier_numbers, luck_numbers, phase_numbers)
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
-from paretolab.vocabulary.schema import COST_COLUMNS, FLOPS_PER_PARAM_PER_TOKEN, MEDIAN_PREFIX, median_column
+from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
 
-__all__ = ["plot_frontier", "plot_phase", "plot_curves", "plot_luck", "plot_fit", "save", "label"]
+__all__ = ["plot_frontier", "plot_phase", "plot_curves", "plot_luck", "plot_fit", "draw", "save", "label"]
 
-AxisNames = Sequence[str] | str | None
 CURVE_X = {"step": "training step", "samples": "samples seen", "flops": "training FLOPs"}
 CURVE_GRID = 200  # points a band of curves over samples or FLOPs is drawn at (interpolated per trial)
 
@@ -43,9 +43,11 @@ def label(name_: str) -> str:
     return COST_LABELS.get(name_, name_)
 
 
-def _cost_named(y: str | None) -> str | None:
-    """`y` with a cost's median (`median_steps_to_success`) named as the cost it is the median of."""
-    return y.removeprefix(MEDIAN_PREFIX) if y and y.removeprefix(MEDIAN_PREFIX) in COST_COLUMNS else y
+def draw(numbers: FrontierNumbers | PhaseNumbers | LuckNumbers):
+    """The figure of a plot from its numbers (`plot_numbers`): what `paretolab serve` draws in its
+    drawing processes, the same figure `plot_frontier`, `plot_phase` or `plot_luck` returns."""
+    drawers = {FrontierNumbers: draw_frontier, PhaseNumbers: draw_phase, LuckNumbers: draw_luck}
+    return drawers[type(numbers)](numbers)
 
 
 def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None = None, by: AxisNames = None,
@@ -66,25 +68,18 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
     Raises:
         StoreError: unknown sweep. UsageError: an unknown axis, objective or criterion.
     """
-    from paretolab.analysis.frontier import frontier
+    return draw_frontier(frontier_numbers(store, sweep, x=x, y=y, by=by, min_success_prob=min_success_prob,
+                                          success=success, facet=facet))
 
-    with open_sweep(store, sweep) as (con, info, _):
-        x = x or next(iter(a for a in numeric_axes(con, info) if a != facet), None)
-        y = _cost_named(y) or default_cost(con)
-        facet = _facet(con, info, facet, (x,))
-        by = _by(con, info, by, leave_out=(x, facet))
-        labels, axes, stairs = sweep_labels(con, info), info.axes, info.grouped(())
-    title = f"{sweep}: frontier"
-    if x is None:
+
+def draw_frontier(n: FrontierNumbers):
+    """The figure of `plot_frontier` from its numbers (no store read)."""
+    title = f"{n.sweep}: frontier"
+    if n.x is None:
         fig, (ax,) = figure.panels(1)
         ax.set_title(title)
-        return empty(fig, ax, f"no numeric axis to draw a frontier over\n(axes: {', '.join(axes) or 'none'})")
-    cells = frontier(store, sweep, objectives=[(x, "min"), (y, "min")], by=[facet] if facet else None,
-                     min_success_prob=min_success_prob, success=success, all_cells=True).to_pylist()
-    spread = _quartiles(store, sweep, axes, y, success)
-    stat = median_column(y) if y in COST_COLUMNS else y  # the cells' column of y: a cost's median
-    for r in cells:
-        r[f"{y}_q1"], r[f"{y}_q3"] = spread.get(tuple(r[a] for a in axes), (None, None))
+        return empty(fig, ax, f"no numeric axis to draw a frontier over\n(axes: {', '.join(n.axes) or 'none'})")
+    cells, x, y, by, facet, stat = n.cells, n.x, n.y, n.by, n.facet, n.cost_column
     panels = groups(cells, (facet,)) if facet else [((), cells)]
     fig, axs = figure.panels(len(panels), sharex=True, sharey=True)
     attach(fig, cells)
@@ -95,11 +90,11 @@ def plot_frontier(store: Store, sweep: str, x: str | None = None, y: str | None 
     plane = _Plane(cells, priced, x, y, stat)
     color = dict(zip([k for k, _ in groups(cells, by)], figure.colors(len(groups(cells, by)))))
     for ax, (_, rows) in zip(axs, panels):
-        _frontier_panel(ax, rows, plane, by, color, stairs, min_success_prob)
+        _frontier_panel(ax, rows, plane, by, color, n.stairs, n.min_success_prob)
     _titles(fig, axs, title, [name(k, (facet,)) for k, _ in panels] if facet else [],
-            f"filled: P(success) >= {min_success_prob:g}; bars: quartiles over seeds")
-    _label_outer(axs, labels(x), f"median {labels(y)}")
-    _frontier_legend(axs[-1], by, min_success_prob, plane)
+            f"filled: P(success) >= {n.min_success_prob:g}; bars: quartiles over seeds")
+    _label_outer(axs, n.labels(x), f"median {n.labels(y)}")
+    _frontier_legend(axs[-1], by, n.min_success_prob, plane)
     return fig
 
 
@@ -173,23 +168,6 @@ def _frontier_legend(ax, by: tuple[str, ...], min_success_prob: float, plane: _P
     figure.legend(ax, len(handles) + len(keys), handles=handles + keys, labels=names + [k.get_label() for k in keys])
 
 
-def _quartiles(store: Store, sweep: str, axes: tuple[str, ...], cost: str, success: str | None) -> dict:
-    """{cell: (first, third quartile of `cost` over the seeds that succeeded)}, computed in DuckDB
-    (linear interpolation, as numpy's percentile: on 10^5 trials the rows copied into Python and
-    grouped there took seconds)."""
-    from paretolab.analysis.cells import costs_sql, ident, open_sweep
-
-    if cost not in COST_COLUMNS:
-        return {}
-    with open_sweep(store, sweep, success) as (con, _, criterion):
-        keys = "".join(f"{ident(a)}, " for a in axes)
-        rows = con.sql(f"""
-            SELECT {keys}quantile_cont(_c, 0.25) AS _q1, quantile_cont(_c, 0.75) AS _q3
-            FROM (SELECT *, {ident(cost)}::DOUBLE AS _c FROM ({costs_sql(con, criterion)}))
-            WHERE _c IS NOT NULL AND isfinite(_c) GROUP BY ALL""").fetchall()
-    return {tuple(r[:-2]): (float(r[-2]), float(r[-1])) for r in rows}
-
-
 def plot_phase(store: Store, sweep: str, x: str | None = None, y: str | None = None, success: str | None = None,
                by: AxisNames = None, facet: str | None = None):
     """Success probability over two axes as a heat map with the p = 1/2 contour, each cell's
@@ -204,23 +182,12 @@ def plot_phase(store: Store, sweep: str, x: str | None = None, y: str | None = N
     Raises:
         StoreError: unknown sweep. UsageError: an unknown axis or criterion, or both `y` and `by`.
     """
-    from paretolab.analysis.cells import cells
+    return draw_phase(phase_numbers(store, sweep, x=x, y=y, success=success, by=by, facet=facet))
 
-    if x is not None and x == y:
-        raise UsageError(f"the phase diagram needs two different axes, got {x!r} twice")
-    with open_sweep(store, sweep) as (con, info, _):
-        by = _by(con, info, by, default=())
-        facet = _facet(con, info, facet, (x, y, *by))
-        if facet is None and info.compared and COMPARED not in (x, y, *by):
-            facet = COMPARED
-        named = check_axes(con, info, [a for a in (x, y, facet, *by) if a is not None])
-        labels = sweep_labels(con, info)
-    if by and y:
-        raise UsageError("plot phase draws a heat map over --x and --y, or lines along --x, one per --by; not both")
-    rest = [a for a in info.leading_axes() if a not in named]
-    x = x or (rest.pop(0) if rest else None)
-    y = y or (rest.pop(0) if rest and x is not None and not by else None)
-    table = cells(store, sweep, axes=[a for a in (facet, *by, x, y) if a is not None], success=success).to_pylist()
+
+def draw_phase(n: PhaseNumbers):
+    """The figure of `plot_phase` from its numbers (no store read)."""
+    table, x, y, facet, sweep = n.cells, n.x, n.y, n.facet, n.sweep
     panels = groups(table, (facet,)) if facet and table else [((), table)]
     fig, axs = figure.panels(len(panels), sharey=y is None)
     attach(fig, table)
@@ -231,10 +198,10 @@ def plot_phase(store: Store, sweep: str, x: str | None = None, y: str | None = N
         return empty(fig, axs[0], _why_empty(table) or "the sweep has no axis: P(success) = "
                      f"{p['p_success']:.2f} over {p['n_seeds']} trials (95% interval {p['p_lo']:.2f}-{p['p_hi']:.2f})")
     if y is None:
-        return _phase_lines(fig, axs, panels, sweep, x, by, labels, names, table)
+        return _phase_lines(fig, axs, panels, sweep, x, n.by, n.labels, names, table)
     _titles(fig, axs, f"{sweep}: success probability", names,
             _notes("white line: p = 1/2; text: successes/seeds", _why_empty(table)))
-    _label_outer(axs, labels(x), labels(y))
+    _label_outer(axs, n.labels(x), n.labels(y))
     if not table:
         return empty(fig, axs[0], NO_TRIAL)
     xs, ys = sorted_values({r[x] for r in table}), sorted_values({r[y] for r in table})
@@ -484,12 +451,12 @@ def plot_luck(store: Store, sweep: str, cost: str = "steps_to_success", by: Axis
     Raises:
         StoreError: unknown sweep. UsageError: an unknown axis, cost or criterion.
     """
-    from paretolab.analysis.luck import luck
+    return draw_luck(luck_numbers(store, sweep, cost=cost, by=by, success=success, facet=facet))
 
-    with open_sweep(store, sweep) as (con, info, _):
-        facet = _facet(con, info, facet, ())
-        by = _by(con, info, by, leave_out=(facet,))
-    table = luck(store, sweep, cost=cost, success=success, axes=[a for a in (facet, *by) if a]).to_pylist()
+
+def draw_luck(n: LuckNumbers):
+    """The figure of `plot_luck` from its numbers (no store read)."""
+    table, sweep, cost, by, facet = n.rows, n.sweep, n.cost, n.by, n.facet
     rows_ = groups(table, (facet,)) if facet and table else [((), table)]
     fig, axs = figure.panels(2 * len(rows_), columns=2, sharex=True)
     attach(fig, table)
@@ -669,29 +636,6 @@ def _label_outer(axs, xlabel: str, ylabel: str) -> None:
             ax.set_xlabel(xlabel)
         if spec.is_first_col():
             ax.set_ylabel(ylabel)
-
-
-def _by(con, info, by: AxisNames, leave_out: Sequence[str | None] = (), default=None) -> tuple[str, ...]:
-    """The axes to draw one line per combination of: `by` as given (checked), else `default`, else
-    the sweep's axes other than `leave_out`."""
-    if by is None:
-        return tuple(default) if default is not None else tuple(a for a in info.axes if a not in leave_out)
-    names = [b.strip() for b in by.split(",") if b.strip()] if isinstance(by, str) else list(by)
-    return check_axes(con, info, names)
-
-
-def _facet(con, info, facet: str | None, others: Sequence[str | None]) -> str | None:
-    """`facet` checked: an axis of the sweep other than `others` (None: no facets).
-
-    Raises:
-        UsageError: an unknown axis, or one the plot already draws along.
-    """
-    if facet is None:
-        return None
-    check_axes(con, info, [facet])
-    if facet in others:
-        raise UsageError(f"--facet {facet!r} is already drawn along an axis of the plot; facet by another axis")
-    return facet
 
 
 def _why_empty(cells: list[dict]) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from paretolab.analysis import plots
-from paretolab.analysis.cells import ident, numeric_axes, open_sweep
+from paretolab.analysis.cells import numeric_axes, open_sweep
 from paretolab.analysis.status import status
 from paretolab.store import Store
 from paretolab.store.store import columns

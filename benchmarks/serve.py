@@ -53,17 +53,24 @@ from _common import machine_line  # noqa: E402
 from synthetic_store import _write, generate  # noqa: E402
 
 SWEEP = "synthetic"
-PARTS = {  # what the sweep page fetches, in its order, with its default choices on this sweep
+FIGURES = {  # the sweep page's figures with its default choices on this sweep: (query, kind of numbers)
+    "phase diagram": f"phase?s={SWEEP}&x=train_size&y=width",
+    "curves": f"curves?s={SWEEP}&by=width&x=step&metric=test_error",
+    "frontier": f"frontier?s={SWEEP}&x=train_size&by=width",
+    "luck": f"luck?s={SWEEP}&by=width",
+}
+TABLES = {  # the page's tables, which it fetches first
     "status": f"/api/status?s={SWEEP}",
     "cells": f"/api/cells?s={SWEEP}&limit=100&offset=0",
     "transitions": f"/api/transitions?s={SWEEP}&by=width",
     "failures": f"/api/failures?s={SWEEP}",
     "spec": f"/api/spec?s={SWEEP}",
-    "phase diagram": f"/fig/phase.svg?s={SWEEP}&x=train_size&y=width",
-    "curves": f"/fig/curves.svg?s={SWEEP}&by=width&x=step&metric=test_error",
-    "frontier": f"/fig/frontier.svg?s={SWEEP}&x=train_size&by=width",
-    "luck": f"/fig/luck.svg?s={SWEEP}&by=width",
 }
+# In order: the tables, each figure's numbers (what it draws, as JSON; the figure is drawn from the
+# same cached answer), then the figures as the page shows them (SVG).
+PARTS = {**TABLES, **{f"{f} numbers": f"/api/{q}" for f, q in FIGURES.items()},
+         **{f: "/fig/" + q.replace("?", ".svg?", 1) for f, q in FIGURES.items()}}
+DATA = [p for p in PARTS if not PARTS[p].startswith("/fig/")]  # the page's data: every number it shows
 
 
 RUNNING = 2_000  # trials of the store still running at the start: curves, no result yet
@@ -125,27 +132,41 @@ def page(base: str, version: str, at_once: int = 6, opened: bool = True) -> tupl
 
 def own_times(root: Path) -> dict[str, float]:
     """Each part computed alone in this process, one after the other, as the server computes it."""
-    from paretolab.analysis import figure, plots  # noqa: F401  imported first, as the server does
+    from paretolab.analysis import plot_numbers
     from paretolab.serve import data, figures
     from paretolab.serve.shared import SharedSnapshots
     from paretolab.store import Store
 
-    figure._plt()
+    figures.start_renderers()  # as the server does before it serves
     st = SharedSnapshots(Store(root))  # as the server reads a local store
     st.files("metrics"), st.files("trials")  # each file's seal, checked once per process
+
+    def numbers(figure_):
+        return {"phase diagram": lambda: plot_numbers.phase_numbers(st, SWEEP, "train_size", "width"),
+                "curves": lambda: data.curve_bands(st, SWEEP, "width", "step", "test_error"),
+                "frontier": lambda: plot_numbers.frontier_numbers(st, SWEEP, "train_size", by=["width"]),
+                "luck": lambda: plot_numbers.luck_numbers(st, SWEEP, by=["width"])}[figure_]
+
+    drawn = {"curves": figures.bands_figure}
     parts = {
         "meta": lambda: data.meta(st, SWEEP), "status": lambda: data.sweep_status(st, SWEEP),
-        "phase diagram": lambda: figures.phase(st, SWEEP, "train_size", "width"),
-        "cells": lambda: data.cells_table(st, SWEEP), "curves": lambda: figures.curves(st, SWEEP, "width", "step", "test_error"),
+        "cells": lambda: data.cells_table(st, SWEEP), "transitions": lambda: data.transitions_summary(st, SWEEP, "width"),
         "failures": lambda: data.failures(st, SWEEP), "spec": lambda: data.specs(st, SWEEP),
-        "transitions": lambda: data.transitions_summary(st, SWEEP, "width"),
-        "frontier": lambda: figures.frontier(st, SWEEP, "train_size", "width"), "luck": lambda: figures.luck(st, SWEEP, "width"),
+        **{f"{f} numbers": numbers(f) for f in FIGURES},
     }
     out = {}
-    for name, make in parts.items():
-        start = time.perf_counter()
-        make()
-        out[name] = time.perf_counter() - start
+    try:
+        for name, make in parts.items():
+            start = time.perf_counter()
+            made = make()
+            out[name] = time.perf_counter() - start
+            if name.endswith(" numbers"):  # the figure drawn from them, in a renderer as the server draws it
+                f = name.removesuffix(" numbers")
+                start = time.perf_counter()
+                figures.svg(drawn.get(f, figures.analysis_figure), made)
+                out[f] = time.perf_counter() - start
+    finally:
+        figures.stop_renderers()
     return out
 
 
@@ -208,9 +229,14 @@ def main() -> None:
     if updates:
         print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f}); "
               f"from the flush's write: {', '.join(f'{t:.2f}' for t in since_write)} s (the store is listed at most once a second)")
-        tables = [max(r[1][p][0] for p in PARTS if not PARTS[p].startswith("/fig/")) + r[1]["meta"][0] for r in updates]
+        tables = [max(r[1][p][0] for p in TABLES) + r[1]["meta"][0] for r in updates]
         print(f"the tables of an update (meta, then status, cells, transitions, failures, spec): "
               f"{', '.join(f'{t:.2f}' for t in tables)} s")
+    for name, rounds in (("first paint", runs[:1]), ("update", updates)):
+        if rounds:
+            data_s = [max(r[1][p][0] for p in DATA) + r[1]["meta"][0] for r in rounds]
+            print(f"the page's data ({name}: meta, the tables and the figures' numbers): "
+                  f"{', '.join(f'{t:.2f}' for t in data_s)} s; drawn too: {', '.join(f'{r[0]:.2f}' for r in rounds)} s")
     print(f"/api/signature (what each page polls every 2 s): {poll * 1000:.1f} ms; the sweeps page's data: {sweeps:.2f} s")
 
 

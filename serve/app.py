@@ -9,6 +9,8 @@ Routes (every one reads; none writes the store or runs SQL a request brings):
     /api/meta, /api/status, /api/cells, /api/transitions, /api/failures, /api/spec   (?s=...)
     /api/trial?id=T
     /fig/phase.svg, /fig/frontier.svg, /fig/curves.svg, /fig/luck.svg   (?s=...)   /fig/trial.svg?id=T
+    /api/phase, /api/frontier, /api/curves, /api/luck (?s=...), /api/trial_curve?id=T: the numbers
+                            each figure draws, as JSON (the figure is drawn from the same answer)
 
 Bad input (an unknown sweep, axis, metric, column) answers 404 or 400 with the analysis's own
 one-line message (JSON `{"error": ...}` under /api, plain text under /fig), so a page shows why.
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from paretolab.analysis import plot_numbers
 from paretolab.serve import data, figures, pages
 from paretolab.serve.shared import SharedSnapshots
 from paretolab.serve.snapshot import FIGURE, Snapshots
@@ -51,27 +54,47 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
     store = SharedSnapshots(store)  # one database per snapshot of the files, a cursor per query
     snaps = Snapshots(store)
 
-    def cached(kind: str, request: Request, make):
+    def cached(kind: str, request: Request, make, asked: bool = True):
         # `v` (the signature a page saw, so that a browser never reuses an old answer) and a token
         # are not part of what is asked: the cache is keyed by the signature already
         key = (kind, tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("v", "token"))))
-        return snaps.cached(key, make)
+        return snaps.cached(key, make, asked=asked)
 
-    def api(kind: str, make):
+    def api(kind: str, make, show=lambda value: value):
         async def endpoint(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
 
             def answer():
-                return cached(kind, request, lambda: make(request))
+                return show(cached(kind, request, lambda: make(request)))
 
             return JSONResponse(await run_in_threadpool(answer), headers=NO_CACHE)
         return endpoint
 
-    def fig(kind: str, make):
+    # What each figure draws, computed here with DuckDB like a table (answered as JSON under /api),
+    # and the function a renderer process makes the figure from it with (`figures.svg`).
+    numbers = {
+        "phase": lambda r: plot_numbers.phase_numbers(store, s(r), x=_opt(r, "x"), y=_opt(r, "y")),
+        "frontier": lambda r: plot_numbers.frontier_numbers(store, s(r), x=_opt(r, "x"), by=_one(r, "by")),
+        "luck": lambda r: plot_numbers.luck_numbers(store, s(r), by=_one(r, "by")),
+        "curves": lambda r: data.curve_bands(store, s(r), by=_opt(r, "by"), x=r.query_params.get("x") or "step",
+                                             metric=_opt(r, "metric")),
+        "trial_curve": lambda r: data.trial_curve(store, _arg(r, "id")),
+    }
+    drawers = {"phase": figures.analysis_figure, "frontier": figures.analysis_figure, "luck": figures.analysis_figure,
+               "curves": figures.bands_figure, "trial_curve": figures.trial_figure}
+
+    def fig(kind: str):
+        def figure_of(request: Request) -> bytes:
+            # its numbers, asked for as a table: on a change they are computed again with the
+            # tables, before any figure is drawn (`snapshot.TABLES_FIRST_S`)
+            cached(kind, request, lambda: numbers[kind](request))
+            return cached(FIGURE + kind, request, lambda: figures.svg(
+                drawers[kind], cached(kind, request, lambda: numbers[kind](request), asked=False)))
+
         async def endpoint(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
 
-            body = await run_in_threadpool(lambda: cached(FIGURE + kind, request, lambda: make(request)))
+            body = await run_in_threadpool(figure_of, request)
             return Response(body, media_type="image/svg+xml", headers=NO_CACHE)
         return endpoint
 
@@ -110,12 +133,8 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
         Route("/api/failures", api("failures", lambda r: data.failures(store, s(r)))),
         Route("/api/spec", api("spec", lambda r: data.specs(store, s(r)))),
         Route("/api/trial", api("trial", lambda r: data.trial(store, _arg(r, "id")))),
-        Route("/fig/phase.svg", fig("phase", lambda r: figures.phase(store, s(r), _opt(r, "x"), _opt(r, "y")))),
-        Route("/fig/frontier.svg", fig("frontier", lambda r: figures.frontier(store, s(r), _opt(r, "x"), _opt(r, "by")))),
-        Route("/fig/luck.svg", fig("luck", lambda r: figures.luck(store, s(r), _opt(r, "by")))),
-        Route("/fig/curves.svg", fig("curves", lambda r: figures.curves(
-            store, s(r), _opt(r, "by"), r.query_params.get("x") or "step", _opt(r, "metric")))),
-        Route("/fig/trial.svg", fig("trial", lambda r: figures.trial_curve(store, _arg(r, "id")))),
+        *(Route(f"/api/{kind}", api(kind, make, data.numbers_json)) for kind, make in numbers.items()),
+        *(Route(f"/fig/{kind.replace('_curve', '')}.svg", fig(kind)) for kind in numbers),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []
@@ -142,6 +161,12 @@ def _arg(request: Request, key: str) -> str:
 
 def _opt(request: Request, key: str) -> str | None:
     return request.query_params.get(key) or None
+
+
+def _one(request: Request, key: str) -> tuple[str, ...]:
+    """`?key=A` as (A,); absent or empty: () (a figure's one group)."""
+    value = _opt(request, key)
+    return (value,) if value else ()
 
 
 def _int(request: Request, key: str, default: int) -> int:

@@ -9,6 +9,7 @@ parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
@@ -164,7 +165,7 @@ def curve_bands(store: Store, sweep: Sweep, by: str | None = None, x: str = "ste
     with open_sweep(store, sweep) as (con, info, criterion):
         metric = check_metric(con, info, metric or criterion.metric)
         keys = list(info.grouped(check_axes(con, info, [by]) if by else ()))
-        out = {"metric": metric, "x": x, "keys": keys, "rows": []}
+        out = {"sweep": sweep if isinstance(sweep, str) else list(sweep), "metric": metric, "x": x, "keys": keys, "rows": []}
         if metric not in columns(con, "metrics"):
             return {**out, "why": "no curve has a row yet"}
         size = _flops_per_sample(con) if x == "flops" else "NULL"
@@ -280,7 +281,19 @@ def trial_curve(store: Store, trial_id: str) -> dict:
     t = store.query("SELECT * FROM metrics WHERE trial_id = ? ORDER BY step", [trial_id])
     names = [c for c in t.column_names if c not in ("trial_id", "attempt", "wall_s")]
     kept = [c for c in names if c == "step" or t.column(c).null_count < t.num_rows]
-    return {"columns": kept, "rows": [[jsonable(r[c]) for c in kept] for r in t.select(kept).to_pylist()]}
+    return {"trial_id": trial_id, "columns": kept,
+            "rows": [[jsonable(r[c]) for c in kept] for r in t.select(kept).to_pylist()]}
+
+
+def numbers_json(numbers) -> dict:
+    """The numbers a figure draws as JSON: those of an analysis figure (`analysis.plot_numbers`) as
+    its fields, the axes' labels as {axis: label}, NaN as None; a dict (`curve_bands`) as it is."""
+    if not dataclasses.is_dataclass(numbers):
+        return numbers
+    out = dataclasses.asdict(numbers)
+    if "labels" in out:
+        out["labels"] = numbers.labels.declared
+    return jsonable(out)
 
 
 def known_sweep(store: Store, sweep: Sweep) -> Sweep:
@@ -291,4 +304,4 @@ def known_sweep(store: Store, sweep: Sweep) -> Sweep:
 
 
 __all__ = ["sweeps", "meta", "sweep_status", "cells_table", "curve_bands", "transitions_summary", "failures",
-           "specs", "trial", "trial_curve", "jsonable", "NULL", "COMPARED"]
+           "specs", "trial", "trial_curve", "numbers_json", "jsonable", "NULL", "COMPARED"]

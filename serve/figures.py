@@ -1,40 +1,45 @@
 """The page's figures as SVG text: the analysis's own figures (`analysis.plots`, the same as
 `paretolab plot` draws), and the curves drawn from the bands `data.curve_bands` aggregates.
 
-A figure is made here (its tables computed in this process's database of the snapshot, its
-artists placed) and drawn to SVG in a pool of other processes (`RENDERERS`): drawing, mostly
-text layout, is pure Python, so figures drawn on a thread pool took turns on one core. On the
-10^7-row benchmark store, drawing took 0.13-0.2 s per figure of the 0.25-0.4 s each took in all
-(benchmarks/serve.py). matplotlib's global settings (the style) are not thread-safe, and handlers
-run on a thread pool: one figure is made at a time (`_MAKING`), in the style it is drawn in,
-unless the process keeps that style as its own (`screen_style_everywhere`, in `paretolab serve`).
+A figure's numbers are computed in the server's process, with DuckDB (`analysis.plot_numbers`,
+`data.curve_bands`); the figure is made and drawn from them in a pool of other processes
+(`RENDERERS`), which get the numbers (a few KB pickled) and return SVG. Making and drawing a
+figure is pure Python (artists, text layout): in the server's process, figures made on its thread
+pool took turns on one core with the queries of the page's other parts, and a made figure pickled
+to a renderer was 10-20 times the bytes of its numbers. matplotlib's global settings (the style) are
+not thread-safe: where a figure is drawn in the server's process (one core, or a renderer died),
+one is drawn at a time (`_DRAWING`).
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import io
 import multiprocessing
 import os
 import pickle
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from concurrent.futures.process import BrokenProcessPool
 
-from paretolab.analysis import figure, plots
+from paretolab.analysis import figure
 from paretolab.analysis.figure import OKABE_ITO, empty, name
-from paretolab.store import Store
-from paretolab.serve import data
 
-_MAKING = threading.Lock()
-_one_style = False  # the process's settings are the screen style's (`screen_style_everywhere`)
+_DRAWING = threading.Lock()
 CURVE_LABELS = {"step": "training step", "samples": "samples seen", "flops": "training FLOPs"}
 # Processes that draw figures: as many as the cores, up to 2 (a page shows 4 figures; the database
 # queries of the other parts use the cores too). On one core, figures are drawn in this process.
 RENDERERS = min(2, os.cpu_count() or 1)
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Figures kept drawn, by what drew them and a digest of their numbers (`svg`): a page's figures,
+# a few choices of axes each, for a few pages (an SVG here is about 0.1 MB).
+DRAWN_KEPT = 64
+_drawn: OrderedDict[tuple, bytes] = OrderedDict()
+_drawn_lock = threading.Lock()
 
 
 def start_renderers() -> None:
@@ -42,7 +47,7 @@ def start_renderers() -> None:
     first page's figures."""
     pool = _renderers()
     if pool is not None:
-        for f in [pool.submit(_draw, None) for _ in range(RENDERERS)]:
+        for f in [pool.submit(_draw, None, None) for _ in range(RENDERERS)]:
             f.result()
 
 
@@ -78,73 +83,70 @@ def stop_renderers() -> None:
 atexit.register(stop_renderers)
 
 
-def screen_style_everywhere() -> None:
-    """Make the screen style this process's own matplotlib settings (the server's process, which
-    draws nothing else): figures are then made on several threads at once, each one's tables
-    computed while another's artists are placed. (matplotlib's settings are global: a figure made in
-    a style while another thread restored other settings would be made in those; fonts are per
-    thread in matplotlib.)"""
-    global _one_style
-    import matplotlib
+def svg(draw: Callable, numbers) -> bytes:
+    """The figure `draw(numbers)` makes, as SVG in the screen style (text kept as text), made and
+    drawn in one of the renderers (here where there are none, or where a renderer died: the pool
+    starts again). `draw` is a module-level function (a renderer imports it by name).
 
-    matplotlib.rcParams.update(figure.STYLES["screen"])
-    _one_style = True
+    The same numbers drawn the same way are drawn once (the last `DRAWN_KEPT`): a change of the
+    store that leaves a figure's numbers as they were (curve rows of running trials, for the
+    phase diagram, frontier and luck) draws nothing again."""
+    key = (draw.__module__, draw.__qualname__, hashlib.blake2b(pickle.dumps(numbers, protocol=5)).digest())
+    with _drawn_lock:
+        if key in _drawn:
+            _drawn.move_to_end(key)
+            return _drawn[key]
+    body = _render(draw, numbers)
+    with _drawn_lock:
+        _drawn[key] = body
+        while len(_drawn) > DRAWN_KEPT:
+            _drawn.popitem(last=False)
+    return body
 
 
-def svg(make) -> bytes:
-    """The figure `make()` returns, as SVG (text kept as text, the screen style), drawn in one of
-    the renderers (here where there are none, or where a renderer died: the pool starts again)."""
-    with nullcontext() if _one_style else _MAKING, figure.style("screen"):
-        made = pickle.dumps(make(), protocol=pickle.HIGHEST_PROTOCOL)
+def _render(draw: Callable, numbers) -> bytes:
     pool = _renderers()
     if pool is not None:
         try:
-            return pool.submit(_draw, made).result()
+            return pool.submit(_draw, draw, numbers).result()
         except BrokenProcessPool:
             global _pool
             with _pool_lock:
                 if _pool is pool:
                     _pool = None
             pool.shutdown(wait=False, cancel_futures=True)
-    return _draw(made)
+    with _DRAWING:
+        return _draw(draw, numbers)
 
 
-def _draw(made: bytes | None) -> bytes:
-    """A pickled figure drawn as SVG in the screen style (None: a small one, which loads matplotlib
-    and its fonts)."""
+def _draw(draw: Callable | None, numbers) -> bytes:
+    """`draw(numbers)` drawn as SVG in the screen style (None: a small figure, which loads
+    matplotlib and its fonts)."""
     with figure.style("screen"):
-        if made is None:
+        if draw is None:
             fig, (ax,) = figure.panels(1)
             ax.set_title("warm")
         else:
-            fig = pickle.loads(made)
+            fig = draw(numbers)
         out = io.BytesIO()
         # constrained layout already keeps every artist (outside legends too) inside the figure;
         # a tight box would lay the text out once more to trim a few pixels (12% of the drawing)
-        fig.savefig(out, format="svg")
+        fig.savefig(out, format="svg", metadata={"Date": None})  # the same numbers, the same bytes
     return out.getvalue()
 
 
-def phase(store: Store, sweep, x: str | None, y: str | None) -> bytes:
-    return svg(lambda: plots.plot_phase(store, sweep, x=x, y=y))
+def analysis_figure(numbers) -> object:
+    """The analysis's figure of `numbers` (`analysis.plots.draw`)."""
+    from paretolab.analysis import plots
+
+    return plots.draw(numbers)
 
 
-def frontier(store: Store, sweep, x: str | None, by: str | None) -> bytes:
-    return svg(lambda: plots.plot_frontier(store, sweep, x=x, by=[by] if by else ()))
-
-
-def luck(store: Store, sweep, by: str | None) -> bytes:
-    return svg(lambda: plots.plot_luck(store, sweep, by=[by] if by else ()))
-
-
-def curves(store: Store, sweep, by: str | None, x: str, metric: str | None) -> bytes:
-    bands = data.curve_bands(store, sweep, by=by, x=x, metric=metric)
-    title = f"{sweep if isinstance(sweep, str) else ','.join(sweep)}: {bands['metric']}"
-    return svg(lambda: _bands(bands, title))
-
-
-def _bands(bands: dict, title: str):
+def bands_figure(bands: dict):
+    """The curves of `data.curve_bands`: a median per group with a band over its seeds' quartiles."""
     keys, rows, n = bands["keys"], bands["rows"], len(bands["keys"])
+    sweep = bands["sweep"]
+    title = f"{sweep if isinstance(sweep, str) else ','.join(sweep)}: {bands['metric']}"
     fig, (ax,) = figure.panels(1)
     ax.set_title(title)
     ax.set(xlabel=CURVE_LABELS[bands["x"]], ylabel=f"{bands['metric']} (median over seeds)")
@@ -167,13 +169,9 @@ def _bands(bands: dict, title: str):
     return fig
 
 
-def trial_curve(store: Store, trial_id: str) -> bytes:
-    curve = data.trial_curve(store, trial_id)
-    return svg(lambda: _trial(curve, trial_id))
-
-
-def _trial(curve: dict, trial_id: str):
-    cols, rows = curve["columns"], curve["rows"]
+def trial_figure(curve: dict):
+    """One trial's curves (`data.trial_curve`): a panel of its losses, one of its other metrics."""
+    cols, rows, trial_id = curve["columns"], curve["rows"], curve["trial_id"]
     metrics = [c for c in cols if c not in ("step", "samples")]
     losses = [m for m in metrics if "loss" in m]
     others = [m for m in metrics if m not in losses]

@@ -96,7 +96,6 @@ def run(store: Store, bound: Bound, say: Callable[[str], None] = print) -> None:
     from paretolab.serve import figures  # imported, and its renderers started, now: not by the first page (1-2 s)
 
     figures.start_renderers()
-    figures.screen_style_everywhere()
     _read_ahead(app.state.snapshots.store)
     stop_watching = app.state.snapshots.watch()
     say(f"serving {store.uri} at {bound.url}")

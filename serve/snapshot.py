@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import TypeVar
 
 from paretolab.store import Store
@@ -23,10 +24,9 @@ from paretolab.vocabulary.schema import TABLES
 T = TypeVar("T")
 SIGNATURE_TTL_S = 1.0  # several pages polling every 2 s list the store at most once a second
 CACHE_ENTRIES = 256  # results kept (figures, tables) across signatures; the oldest used go first
-# Parts computed at once: as many as a browser asks for at once (6 connections per host). A
-# figure spends most of its time waiting for a renderer process (`figures.RENDERERS`), the
-# database's parts are short; with 3 at once, the frontier and luck of an update waited 0.5 s for a
-# turn while the phase diagram waited for its drawing (benchmarks/serve.py).
+# Tables (a figure's numbers too) computed at once: as many as a browser asks for at once (6
+# connections per host). A figure is drawn by a renderer process (`figures.RENDERERS`) and takes
+# no turn here.
 COMPUTING_AT_ONCE = 6
 # A part a page asked for within this long is computed again as soon as a poll finds the store
 # changed, before the page asks: the page's update then waits for less than the whole computation.
@@ -177,7 +177,9 @@ class Snapshots:
                 else:
                     self._tables_done.wait_for(lambda: self._tables == 0, timeout=TABLES_FIRST_S)
             try:
-                with self._computing:
+                # a figure's own time is a renderer's (`figures.RENDERERS`); its numbers, computed
+                # inside it, are a table and wait for a turn here themselves
+                with self._computing if table else nullcontext():
                     value = make()
             except BaseException:
                 with self._lock:

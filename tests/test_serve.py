@@ -152,6 +152,68 @@ def test_phase_diagram_shows_successes_over_seeds(client):
     assert "2/3" in svg and "0/3" in svg and "3/3" in svg  # each cell's successes / seeds, as text
 
 
+def test_each_figures_numbers_as_json(client):
+    """What each figure draws, as the figure draws it: the cells of the phase diagram, the frontier's
+    cells with their quartiles, luck against k, the curves' bands, a trial's curve."""
+    phase = get(client, "/api/phase?s=grid&x=train_size&y=width")
+    assert (phase["x"], phase["y"], phase["by"]) == ("train_size", "width", [])
+    seen = {(r["width"], r["train_size"]): (r["successes"], r["n_seeds"]) for r in phase["cells"]}
+    assert seen == {(64, None): (3, 3), (64, 100): (3, 3), (16, 100): (2, 3), (16, None): (0, 3)}
+    front = get(client, "/api/frontier?s=grid&x=train_size&by=width")
+    assert (front["x"], front["y"], front["by"]) == ("train_size", "flops_to_success", ["width"])
+    on = {(r["width"], r["train_size"]) for r in front["cells"] if r["on_frontier"]}
+    assert on == {(16, 100), (64, 100)}  # the least data of the cells that learn (NULL: online, unbounded data)
+    assert [r["flops_to_success_q1"] is None for r in front["cells"]] == [not r["successes"] for r in front["cells"]]
+    luck = get(client, "/api/luck?s=grid&by=width")
+    best = {(r["width"], r["k_seeds"]): r["p_any_success"] for r in luck["rows"]}
+    assert best[(64, 1)] == 1 and 0 < best[(16, 1)] < 1 and best[(16, 1)] < best[(16, 2)]
+    bands = get(client, "/api/curves?s=grid&by=width")
+    assert bands["keys"] == ["width"] and bands["sweep"] == "grid" and bands["rows"]
+    curve = get(client, "/api/trial_curve?id=w16-m100-s0")
+    assert curve["trial_id"] == "w16-m100-s0" and [r[curve["columns"].index("step")] for r in curve["rows"]] == [0, 100, 200]
+    assert "unknown axis 'depth'" in get(client, "/api/phase?s=grid&x=depth", 400)["error"]
+
+
+def test_the_cli_figure_is_drawn_from_the_same_numbers(store):
+    """The page's figure and `paretolab plot`'s: the numbers cross a process (pickled) and draw the
+    same figure, with no store to read."""
+    import pickle
+
+    from paretolab.analysis import figure, plot_numbers, plots
+
+    for numbers, cli in ((plot_numbers.phase_numbers(store, "grid"), plots.plot_phase(store, "grid")),
+                         (plot_numbers.frontier_numbers(store, "grid"), plots.plot_frontier(store, "grid")),
+                         (plot_numbers.luck_numbers(store, "grid"), plots.plot_luck(store, "grid"))):
+        moved = pickle.loads(pickle.dumps(numbers))
+        drawn = plots.draw(moved)
+        assert figure.data(drawn).to_pylist() == figure.data(cli).to_pylist()
+        assert [ax.get_title() for ax in drawn.axes] == [ax.get_title() for ax in cli.axes]
+
+
+def test_a_figure_whose_numbers_did_not_change_is_not_drawn_again(store, client, monkeypatch):
+    """A flush of curve rows alone changes the curves, not the phase diagram: only the curves are
+    drawn again."""
+    from paretolab.serve import figures, snapshot
+
+    drawn = []
+    render = figures._render
+    monkeypatch.setattr(figures, "_drawn", type(figures._drawn)())  # none kept from the tests before
+    monkeypatch.setattr(figures, "_render", lambda draw, numbers: drawn.append(draw.__name__) or render(draw, numbers))
+    monkeypatch.setattr(snapshot, "SIGNATURE_TTL_S", 0.0)
+    phase = get(client, "/fig/phase.svg?s=grid&v=1")
+    curves = get(client, "/fig/curves.svg?s=grid&by=width&v=1")
+    assert drawn == ["analysis_figure", "bands_figure"]
+    writer = StoreWriter(store)
+    # four width-16 trials that never succeeded, one step further: no success or cost changes
+    writer.append("metrics", [{"trial_id": t, "attempt": 1, "step": 300, "samples": 9600, "test_error": 0.3}
+                              for t in ("w16-m100-s2", "w16-mNone-s0", "w16-mNone-s1", "w16-mNone-s2")])
+    writer.flush()
+    assert get(client, "/fig/phase.svg?s=grid&v=2") == phase
+    assert get(client, "/fig/curves.svg?s=grid&by=width&v=2") != curves
+    wait_for(lambda: drawn.count("bands_figure") >= 2, "the curves drawn again", 60)
+    assert drawn.count("analysis_figure") == 1
+
+
 def test_bad_input_names_the_problem(client):
     assert "unknown sweep 'nope'" in get(client, "/api/meta?s=nope", 404)["error"]
     assert "unknown sweep &#x27;nope&#x27;" in get(client, "/sweep?s=nope", 404)  # escaped in the page
