@@ -119,15 +119,25 @@ def get(base: str, path: str) -> tuple[float, int]:
 
 
 def page(base: str, version: str, at_once: int = 6, opened: bool = True) -> tuple[float, dict[str, tuple[float, int]]]:
-    """The sweep page's parts fetched `at_once` at a time, after the page itself where it is
-    `opened` (an update fetches the parts only): (wall time of all, {part: (seconds, bytes)})."""
+    """The sweep page's parts fetched `at_once` at a time, after the page itself and its choices
+    where it is `opened` (an update asks for its choices with the parts, as the page does): (wall
+    time of all, {part: (seconds from the start until it arrived, bytes)})."""
     start = time.perf_counter()
+
+    def arrived(path: str) -> tuple[float, int]:
+        size = get(base, f"{path}&v={version}" if "?" in path else path)[1]
+        return time.perf_counter() - start, size
+
+    parts = dict(PARTS)
+    shown = {}
     if opened:
-        get(base, f"/sweep?s={SWEEP}")
-    meta = get(base, f"/api/meta?s={SWEEP}&v={version}")
+        arrived(f"/sweep?s={SWEEP}")
+        shown["meta"] = arrived(f"/api/meta?s={SWEEP}")
+    else:
+        parts = {"meta": f"/api/meta?s={SWEEP}", **parts}
     with ThreadPoolExecutor(at_once) as pool:
-        done = dict(zip(PARTS, pool.map(lambda p: get(base, f"{p}&v={version}"), PARTS.values())))
-    return time.perf_counter() - start, {"meta": meta, **done}
+        shown.update(zip(parts, pool.map(arrived, parts.values())))
+    return time.perf_counter() - start, shown
 
 
 def own_times(root: Path) -> dict[str, float]:
@@ -217,8 +227,9 @@ def main() -> None:
         alone = own_times(root)
     first, updates = runs[0], runs[1:]
     update = sorted(updates, key=lambda r: r[0])[len(updates) // 2] if updates else None
-    print("seconds until each part arrived (first paint, update: six requests at a time, as a browser makes them; "
-          "alone: each part computed by itself in this process)")
+    print("seconds from the start until each part arrived (first paint: from the page's request; update: from the "
+          "poll that saw the change; six requests at a time, as a browser makes them; alone: each part computed by "
+          "itself in this process)")
     print(f"{'part':<16}{'first paint':>12}{'update':>10}{'alone':>10}{'cached':>10}{'bytes':>10}")
     for part in ["meta", *PARTS]:
         u = f"{update[1][part][0]:.2f}" if update else "-"
@@ -229,12 +240,12 @@ def main() -> None:
     if updates:
         print(f"updates: {', '.join(f'{r[0]:.2f}' for r in updates)} s (median {statistics.median(r[0] for r in updates):.2f}); "
               f"from the flush's write: {', '.join(f'{t:.2f}' for t in since_write)} s (the store is listed at most once a second)")
-        tables = [max(r[1][p][0] for p in TABLES) + r[1]["meta"][0] for r in updates]
-        print(f"the tables of an update (meta, then status, cells, transitions, failures, spec): "
+        tables = [max(r[1][p][0] for p in ["meta", *TABLES]) for r in updates]
+        print(f"the tables of an update (meta, status, cells, transitions, failures, spec): "
               f"{', '.join(f'{t:.2f}' for t in tables)} s")
     for name, rounds in (("first paint", runs[:1]), ("update", updates)):
         if rounds:
-            data_s = [max(r[1][p][0] for p in DATA) + r[1]["meta"][0] for r in rounds]
+            data_s = [max(r[1][p][0] for p in ["meta", *DATA]) for r in rounds]
             print(f"the page's data ({name}: meta, the tables and the figures' numbers): "
                   f"{', '.join(f'{t:.2f}' for t in data_s)} s; drawn too: {', '.join(f'{r[0]:.2f}' for r in rounds)} s")
     print(f"/api/signature (what each page polls every 2 s): {poll * 1000:.1f} ms; the sweeps page's data: {sweeps:.2f} s")

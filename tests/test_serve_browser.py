@@ -140,6 +140,9 @@ def test_the_pages_follow_a_running_sweep(tmp_path, ray_dirs):
             assert row == {"sweep": "live", "ended": "12", "total": "12", "succeeded": "8", "failed": "0",
                            "diverged": "0", "pruned": "0", "running": "0"}
             assert page.page.inner_text("#cells-count") == "cells 1-6 of 6"
+            # the numbers the phase diagram was drawn from, linked under it
+            numbers = json.loads(http(server.local + page.page.get_attribute("#fig-phase ~ a.numbers", "href"))[1])
+            assert len(numbers["cells"]) == 6 and sum(r["successes"] for r in numbers["cells"]) == 8
             page.page.select_option("#filters select[name=a]", "3")  # filtered on the server
             wait_for(lambda: page.page.inner_text("#cells-count") == "cells 1-2 of 2", "the filtered cells")
             page.page.click("#cells th[data-column=p_success]")

@@ -323,15 +323,26 @@ async function spec() {
 }
 
 async function refreshSweep() {
-  await guard("sweep", sweepMeta);
+  // The choices first on the first visit (the parts are asked for with them); at an update, the
+  // choices made stand, so they are fetched with the parts, not before them: an update's parts
+  // then do not wait for the new choices in turn. Should the new choices change one made (a value
+  // no longer offered), the parts are asked for again with it.
+  const first = !controlsReady;
+  if (first) await guard("sweep", sweepMeta);
+  const chosen = JSON.stringify(controls());
   // The tables first, then the figures (a browser sends six requests to a host at a time, and the
   // server computes the tables before the figures, which take most of its time): the counts, cells
   // and transitions of an update arrive while the figures are drawn.
-  return Promise.all([
+  await Promise.all([
+    first ? null : guard("sweep", sweepMeta),
     guard("status", sweepStatus), guard("cells", cellsTable), guard("transitions", transitions),
     guard("failures", failures), guard("spec", spec), guard("phase diagram", phaseFigure),
     guard("curves", curvesFigure), guard("frontier", frontierFigure), guard("luck", luckFigure),
   ]);
+  if (JSON.stringify(controls()) !== chosen) {
+    await Promise.all([guard("transitions", transitions), guard("phase diagram", phaseFigure),
+      guard("curves", curvesFigure), guard("frontier", frontierFigure), guard("luck", luckFigure)]);
+  }
 }
 
 // ---- the trial page
