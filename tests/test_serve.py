@@ -190,6 +190,14 @@ def test_the_cli_figure_is_drawn_from_the_same_numbers(store):
         assert [ax.get_title() for ax in drawn.axes] == [ax.get_title() for ax in cli.axes]
 
 
+def test_the_same_numbers_draw_the_same_bytes(store):
+    from paretolab.analysis import plot_numbers
+    from paretolab.serve import figures
+
+    numbers = plot_numbers.phase_numbers(store, "grid")
+    assert figures._draw(figures.analysis_figure, numbers) == figures._draw(figures.analysis_figure, numbers)
+
+
 def test_a_figure_whose_numbers_did_not_change_is_not_drawn_again(store, client, monkeypatch):
     """A flush of curve rows alone changes the curves, not the phase diagram: only the curves are
     drawn again."""
