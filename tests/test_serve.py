@@ -198,6 +198,36 @@ def test_the_same_numbers_draw_the_same_bytes(store):
     assert figures._draw(figures.analysis_figure, numbers) == figures._draw(figures.analysis_figure, numbers)
 
 
+def test_figures_drawn_on_one_core_and_after_a_renderer_died(store, monkeypatch):
+    """One core: figures are drawn in the server's process. A renderer killed: the figure it was
+    asked for is drawn here, and the next one by a new pool."""
+    import os
+    import signal
+
+    from paretolab.analysis import plot_numbers
+    from paretolab.serve import figures
+
+    numbers = plot_numbers.phase_numbers(store, "grid")
+    want = figures._draw(figures.analysis_figure, numbers)
+    monkeypatch.setattr(figures, "_drawn", type(figures._drawn)())
+    figures.stop_renderers()
+    monkeypatch.setattr(figures, "RENDERERS", 1)
+    assert figures.svg(figures.analysis_figure, numbers) == want and figures._pool is None
+    monkeypatch.setattr(figures, "RENDERERS", 2)
+    monkeypatch.setattr(figures, "_drawn", type(figures._drawn)())
+    figures.start_renderers()
+    try:
+        pool = figures._pool
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        wait_for(lambda: pool._broken, "the pool to notice its dead renderer", 60)
+        assert figures.svg(figures.analysis_figure, numbers) == want  # drawn here: the pool broke
+        assert figures._pool is None
+        monkeypatch.setattr(figures, "_drawn", type(figures._drawn)())
+        assert figures.svg(figures.analysis_figure, numbers) == want and figures._pool not in (None, pool)
+    finally:
+        figures.stop_renderers()
+
+
 def test_a_figure_whose_numbers_did_not_change_is_not_drawn_again(store, client, monkeypatch):
     """A flush of curve rows alone changes the curves, not the phase diagram: only the curves are
     drawn again."""
