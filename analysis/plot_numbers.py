@@ -87,8 +87,8 @@ def frontier_numbers(store: Store, sweep: str, x: str | None = None, y: str | No
     with open_sweep(store, sweep) as (con, info, _):
         x = x or next(iter(a for a in numeric_axes(con, info) if a != facet), None)
         y = _cost_named(y) or default_cost(con)
-        facet = _facet(con, info, facet, (x,))
-        by = _by(con, info, by, leave_out=(x, facet))
+        facet = checked_facet(con, info, facet, (x,))
+        by = lines_by(con, info, by, leave_out=(x, facet))
         labels, axes, stairs = sweep_labels(con, info), info.axes, info.grouped(())
     cells: list[dict] = []
     if x is not None:
@@ -112,8 +112,8 @@ def phase_numbers(store: Store, sweep: str, x: str | None = None, y: str | None 
     if x is not None and x == y:
         raise UsageError(f"the phase diagram needs two different axes, got {x!r} twice")
     with open_sweep(store, sweep) as (con, info, _):
-        by = _by(con, info, by, default=())
-        facet = _facet(con, info, facet, (x, y, *by))
+        by = lines_by(con, info, by, default=())
+        facet = checked_facet(con, info, facet, (x, y, *by))
         if facet is None and info.compared and COMPARED not in (x, y, *by):
             facet = COMPARED
         named = check_axes(con, info, [a for a in (x, y, facet, *by) if a is not None])
@@ -137,8 +137,8 @@ def luck_numbers(store: Store, sweep: str, cost: str = "steps_to_success", by: A
     from paretolab.analysis.luck import luck
 
     with open_sweep(store, sweep) as (con, info, _):
-        facet = _facet(con, info, facet, ())
-        by = _by(con, info, by, leave_out=(facet,))
+        facet = checked_facet(con, info, facet, ())
+        by = lines_by(con, info, by, leave_out=(facet,))
     table = luck(store, sweep, cost=cost, success=success, axes=[a for a in (facet, *by) if a]).to_pylist()
     return LuckNumbers(sweep, cost, tuple(by), facet, table)
 
@@ -165,7 +165,7 @@ def _quartiles(store: Store, sweep: str, axes: tuple[str, ...], cost: str, succe
     return {tuple(r[:-2]): (float(r[-2]), float(r[-1])) for r in rows}
 
 
-def _by(con, info, by: AxisNames, leave_out: Sequence[str | None] = (), default=None) -> tuple[str, ...]:
+def lines_by(con, info, by: AxisNames, leave_out: Sequence[str | None] = (), default=None) -> tuple[str, ...]:
     """The axes to draw one line per combination of: `by` as given (checked), else `default`, else
     the sweep's axes other than `leave_out`."""
     if by is None:
@@ -174,7 +174,7 @@ def _by(con, info, by: AxisNames, leave_out: Sequence[str | None] = (), default=
     return check_axes(con, info, names)
 
 
-def _facet(con, info, facet: str | None, others: Sequence[str | None]) -> str | None:
+def checked_facet(con, info, facet: str | None, others: Sequence[str | None]) -> str | None:
     """`facet` checked: an axis of the sweep other than `others` (None: no facets).
 
     Raises:

@@ -26,8 +26,8 @@ from paretolab.analysis.cells import COMPARED, check_metric, columns, ident, ope
 from paretolab.analysis.figure import (NO_SUCCESS, NO_TRIAL, OKABE_ITO, _plt, attach, empty, groups,  # noqa: F401
                                        name, save, sorted_values, subtitle, tick)
 from paretolab.analysis.labels import COST_LABELS, Labels, sweep_labels
-from paretolab.analysis.plot_numbers import (AxisNames, FrontierNumbers, LuckNumbers, PhaseNumbers, _by, _facet,
-                                             frontier_numbers, luck_numbers, phase_numbers)
+from paretolab.analysis.plot_numbers import (AxisNames, FrontierNumbers, LuckNumbers, PhaseNumbers, checked_facet,
+                                             frontier_numbers, lines_by, luck_numbers, phase_numbers)
 from paretolab.store import Store
 from paretolab.vocabulary.errors import UsageError
 from paretolab.vocabulary.schema import FLOPS_PER_PARAM_PER_TOKEN
@@ -290,8 +290,8 @@ def plot_curves(store: Store, sweep: str, metric: str | None = None, trial_ids: 
             ids = trial_ids or [r[0] for r in con.execute(
                 "SELECT DISTINCT trial_id FROM metrics ORDER BY trial_id LIMIT ?", [max_trials]).fetchall()]
             return _trial_curves(store, con, info, sweep, metric, train, ids, x, running=not trial_ids)
-        facet = _facet(con, info, facet, ())
-        by = _by(con, info, by, leave_out=(facet,))
+        facet = checked_facet(con, info, facet, ())
+        by = lines_by(con, info, by, leave_out=(facet,))
         keys = tuple(a for a in (facet, *by) if a is not None)
         rows = _curve_rows(con, keys, metric, train, x)
         labels = sweep_labels(con, info)
@@ -531,8 +531,8 @@ def plot_fit(store: Store, sweep: str, y: str = "steps_to_success", x: str | Non
     from paretolab.analysis.fit import default_x, fit
 
     with open_sweep(store, sweep) as (con, info, _):
-        facet = _facet(con, info, facet, (x,))
-        by = _by(con, info, by, default=())
+        facet = checked_facet(con, info, facet, (x,))
+        by = lines_by(con, info, by, default=())
         if x is None:
             try:
                 x = default_x(con, info)

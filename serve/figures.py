@@ -6,7 +6,7 @@ A figure's numbers are computed in the server's process, with DuckDB (`analysis.
 (`RENDERERS`), which get the numbers (a few KB pickled) and return SVG. Making and drawing a
 figure is pure Python (artists, text layout): in the server's process, figures made on its thread
 pool took turns on one core with the queries of the page's other parts, and a made figure pickled
-to a renderer was 10-20 times the bytes of its numbers. matplotlib's global settings (the style) are
+to a renderer was 5-35 times the bytes of its numbers (benchmark store: 0.2-0.3 MB against 9-43 KB). matplotlib's global settings (the style) are
 not thread-safe: where a figure is drawn in the server's process (one core, or a renderer died),
 one is drawn at a time (`_DRAWING`).
 """
@@ -25,11 +25,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from paretolab.analysis import figure
+from paretolab.analysis import figure, plots
 from paretolab.analysis.figure import OKABE_ITO, empty, name
 
 _DRAWING = threading.Lock()
-CURVE_LABELS = {"step": "training step", "samples": "samples seen", "flops": "training FLOPs"}
 # Processes that draw figures: as many as the cores, up to 2 (a page shows 4 figures; the database
 # queries of the other parts use the cores too). On one core, figures are drawn in this process.
 RENDERERS = min(2, os.cpu_count() or 1)
@@ -141,8 +140,6 @@ def _draw(draw: Callable | None, numbers) -> bytes:
 
 def analysis_figure(numbers) -> object:
     """The analysis's figure of `numbers` (`analysis.plots.draw`)."""
-    from paretolab.analysis import plots
-
     return plots.draw(numbers)
 
 
@@ -153,7 +150,7 @@ def bands_figure(bands: dict):
     title = f"{sweep if isinstance(sweep, str) else ','.join(sweep)}: {bands['metric']}"
     fig, (ax,) = figure.panels(1)
     ax.set_title(title)
-    ax.set(xlabel=CURVE_LABELS[bands["x"]], ylabel=f"{bands['metric']} (median over seeds)")
+    ax.set(xlabel=plots.CURVE_X[bands["x"]], ylabel=f"{bands['metric']} (median over seeds)")
     if not rows:
         return empty(fig, ax, bands["why"] or "nothing to draw")
     groups: dict[tuple, list] = {}
