@@ -85,6 +85,8 @@ def frontier_numbers(store: Store, sweep: str, x: str | None = None, y: str | No
     from paretolab.analysis.frontier import frontier
 
     with open_sweep(store, sweep) as (con, info, _):
+        if x is not None:  # named as an axis the cells are drawn along, not as an objective of `frontier`
+            check_axes(con, info, [x])
         x = x or next(iter(a for a in numeric_axes(con, info) if a != facet), None)
         y = _cost_named(y) or default_cost(con)
         facet = checked_facet(con, info, facet, (x,))

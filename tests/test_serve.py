@@ -172,6 +172,7 @@ def test_each_figures_numbers_as_json(client):
     curve = get(client, "/api/trial_curve?id=w16-m100-s0")
     assert curve["trial_id"] == "w16-m100-s0" and [r[curve["columns"].index("step")] for r in curve["rows"]] == [0, 100, 200]
     assert "unknown axis 'depth'" in get(client, "/api/phase?s=grid&x=depth", 400)["error"]
+    assert get(client, "/api/frontier?s=grid&x=depth", 400)["error"].startswith("unknown axis 'depth'; axes of the sweep")
 
 
 def test_the_cli_figure_is_drawn_from_the_same_numbers(store):
