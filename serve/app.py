@@ -40,6 +40,10 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "paretolab_token"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 NO_CACHE = {"Cache-Control": "no-cache"}
+# Each figure's address; its numbers are at /api/<kind> (a trial's at /api/trial_curve: /api/trial
+# is the trial's row). `pages` links the numbers under each figure.
+FIGURE_PATHS = {"phase": "/fig/phase.svg", "frontier": "/fig/frontier.svg", "luck": "/fig/luck.svg",
+                "curves": "/fig/curves.svg", "trial_curve": "/fig/trial.svg"}
 
 
 def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> Starlette:
@@ -85,11 +89,13 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
 
     def fig(kind: str):
         def figure_of(request: Request) -> bytes:
+            def numbers_of(asked: bool):
+                return cached(kind, request, lambda: numbers[kind](request), asked=asked)
+
             # its numbers, asked for as a table: on a change they are computed again with the
             # tables, before any figure is drawn (`snapshot.TABLES_FIRST_S`)
-            cached(kind, request, lambda: numbers[kind](request))
-            return cached(FIGURE + kind, request, lambda: figures.svg(
-                drawers[kind], cached(kind, request, lambda: numbers[kind](request), asked=False)))
+            numbers_of(asked=True)
+            return cached(FIGURE + kind, request, lambda: figures.svg(drawers[kind], numbers_of(asked=False)))
 
         async def endpoint(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
@@ -134,7 +140,7 @@ def create_app(store: Store, token: str | None = None, hosts: tuple[str, ...] | 
         Route("/api/spec", api("spec", lambda r: data.specs(store, s(r)))),
         Route("/api/trial", api("trial", lambda r: data.trial(store, _arg(r, "id")))),
         *(Route(f"/api/{kind}", api(kind, make, data.numbers_json)) for kind, make in numbers.items()),
-        *(Route(f"/fig/{kind.replace('_curve', '')}.svg", fig(kind)) for kind in numbers),
+        *(Route(FIGURE_PATHS[kind], fig(kind)) for kind in numbers),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []

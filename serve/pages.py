@@ -42,16 +42,16 @@ SECTIONS = """
 <label>metric <select name=metric></select></label>
 </form>
 <div class=row>
-<section><h2>Phase diagram</h2><figure><img class=plot id=fig-phase alt="phase diagram"><figcaption class=why></figcaption><a class="numbers note" target=_blank>the numbers (JSON)</a></figure></section>
-<section><h2>Frontier</h2><figure><img class=plot id=fig-frontier alt="frontier"><figcaption class=why></figcaption><a class="numbers note" target=_blank>the numbers (JSON)</a></figure></section>
+<section><h2>Phase diagram</h2><figure><img class=plot id=fig-phase alt="phase diagram"><figcaption class=why></figcaption><a class="numbers note" data-api=/api/phase target=_blank>the numbers (JSON)</a></figure></section>
+<section><h2>Frontier</h2><figure><img class=plot id=fig-frontier alt="frontier"><figcaption class=why></figcaption><a class="numbers note" data-api=/api/frontier target=_blank>the numbers (JSON)</a></figure></section>
 </div>
 <div class=row>
-<section><h2>Learning curves</h2><figure><img class=plot id=fig-curves alt="learning curves"><figcaption class=why></figcaption><a class="numbers note" target=_blank>the numbers (JSON)</a></figure></section>
+<section><h2>Learning curves</h2><figure><img class=plot id=fig-curves alt="learning curves"><figcaption class=why></figcaption><a class="numbers note" data-api=/api/curves target=_blank>the numbers (JSON)</a></figure></section>
 <section><h2>Transitions</h2><p class=note>per group: curves, and the medians over them of the plateau, the onset (the loss
 halfway down its drop), the sharpness (10% to 90% of the accuracy's rise) and the grokking gap, in steps</p>
 <div class=scroll><table id=transitions class=grid></table></div><p class="why note" id=transitions-why></p></section>
 </div>
-<section><h2>Luck</h2><figure><img class=plot id=fig-luck alt="luck"><figcaption class=why></figcaption><a class="numbers note" target=_blank>the numbers (JSON)</a></figure></section>
+<section><h2>Luck</h2><figure><img class=plot id=fig-luck alt="luck"><figcaption class=why></figcaption><a class="numbers note" data-api=/api/luck target=_blank>the numbers (JSON)</a></figure></section>
 <section><h2>Cells</h2><div id=filters class=controls></div>
 <div class=scroll><table id=cells class=grid></table></div>
 <p class=note><span id=cells-count></span> <button id=cells-prev>previous</button> <button id=cells-next>next</button></p></section>
@@ -69,7 +69,7 @@ def sweep_page(store: str, sweeps: list[str]) -> str:
 def trial_page(store: str, trial_id: str) -> str:
     body = (f"<h1>trial {html.escape(trial_id)}</h1><p id=why class=note></p><p id=trial-status></p>"
             "<pre id=trial-error hidden></pre><p id=trial-sweeps class=note></p>"
-            "<figure><img class=plot id=fig-trial alt='curves of the trial'><figcaption class=why></figcaption><a class='numbers note' target=_blank>the numbers (JSON)</a></figure>"
+            "<figure><img class=plot id=fig-trial alt='curves of the trial'><figcaption class=why></figcaption><a class='numbers note' data-api=/api/trial_curve target=_blank>the numbers (JSON)</a></figure>"
             "<h2>Config and result</h2><table id=trial-fields class=grid></table>")
     return _page(f"paretolab: trial {trial_id}", body, "trial", store, trial=trial_id)
 

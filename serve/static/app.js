@@ -99,12 +99,12 @@ function statusRow(s, link) {
 
 // A figure is fetched as SVG text and shown through an object URL once it has loaded, so the old
 // one stays until the new one is ready; an error shows the server's message under it. Its link
-// under it opens the numbers it draws (/api/<kind>, the same answer the figure was drawn from).
+// under it opens the numbers it draws (its `data-api` route: the answer the figure was drawn from).
 async function loadFigure(id, path, params) {
   const img = document.getElementById(id);
   const why = img.parentElement.querySelector(".why");
   const numbers = img.parentElement.querySelector("a.numbers");
-  if (numbers) numbers.href = `${path.replace("/fig/", "/api/").replace(".svg", "").replace("/trial", "/trial_curve")}?${query(params)}`;
+  if (numbers) numbers.href = `${numbers.dataset.api}?${query(params)}`;
   img.dataset.state = "loading";
   try {
     const r = await fetch(`${path}?${query(params)}`, { credentials: "same-origin" });
